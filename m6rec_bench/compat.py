@@ -1,0 +1,148 @@
+"""Every shim needed to run RecBole 1.2.1 on today's numpy / scipy / torch stack.
+
+RecBole 1.2.1 (the last release) predates numpy 2, scipy 1.13 and torch 2.6. Rather than pin an
+old stack we patch the few places where it breaks, all here, each shim naming the upstream issue it
+works around. :func:`apply` is idempotent and is called by every entry point that touches RecBole
+(:mod:`m6rec_bench.engine.cell`, the benchmarks, the tests).
+
+Never import ``recbole.quick_start`` anywhere: it imports ``ray`` 2.6.3 (through
+``recbole.trainer.hyper_tuning``), which fails on numpy 2 (``np.bool8``) and on setuptools without
+``pkg_resources``. We drive RecBole through Config / create_dataset / data_preparation / get_model /
+get_trainer instead, exactly as ``run_recbole`` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+_APPLIED = False
+
+
+def _numpy2_aliases() -> None:
+    """numpy 2 removed ``np.float_``, ``np.complex_`` and ``np.unicode_``.
+
+    RecBole's ``Config._init_device``/``compatibility_settings`` aliases ``np.float = np.float_``
+    etc. and fails with AttributeError on numpy 2. Upstream: RUCAIBox/RecBole#2203 ("Fix numpy 2
+    compat"), never released. The aliases below are the numpy 1.x meanings of those names.
+    """
+    for alias, target in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
+        if not hasattr(np, alias):
+            setattr(np, alias, target)
+
+
+def _scipy_dok_update() -> None:
+    """scipy >= 1.13 removed the private ``dok_matrix._update``.
+
+    LightGCN, NGCF, GCMC, NCL and SpectralCF build their normalised adjacency with
+    ``A._update(data_dict)``. Upstream: RUCAIBox/RecBole#2034 (open). The dok storage is a plain
+    dict in ``_dict`` since scipy 1.13, so the old bulk update is ``_dict.update``.
+    """
+    from scipy.sparse import dok_matrix
+
+    if hasattr(dok_matrix, "_update"):
+        return
+
+    def _update(self: Any, data: dict) -> None:
+        self._dict.update(data)
+
+    dok_matrix._update = _update  # type: ignore[attr-defined]
+
+
+def _no_pandas3() -> None:
+    """RecBole's ``Dataset._fill_nan`` uses chained ``fillna(inplace=True)``.
+
+    Under pandas 3 copy-on-write that is a silent no-op: NaNs stay in the features and results
+    drift without an error. We refuse to run instead of producing wrong numbers.
+    """
+    import pandas as pd
+
+    major = int(pd.__version__.split(".")[0])
+    if major >= 3:
+        raise RuntimeError(
+            f"pandas {pd.__version__} is installed but RecBole 1.2.1 needs pandas < 3 "
+            "(its _fill_nan is a silent no-op under copy-on-write). "
+            "Install the pinned version: pip install 'pandas<3'"
+        )
+
+
+class _NullWriter:
+    """Stands in for tensorboard's SummaryWriter: accepts every call, writes nothing."""
+
+    def __getattr__(self, _name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def _no_tensorboard_dir() -> None:
+    """RecBole's ``Trainer.__init__`` always opens a tensorboard ``SummaryWriter`` under
+    ``./log_tensorboard/`` of the current directory (``recbole.utils.get_tensorboard``; no setting
+    turns it off), littering every directory ``m6bench`` runs in. Our records already hold the
+    per-epoch curve, so the trainer gets a writer that writes nothing.
+    """
+    import recbole.trainer.trainer as trainer_module
+
+    trainer_module.get_tensorboard = lambda logger: _NullWriter()
+
+
+def apply() -> None:
+    """Install every shim once. Safe to call many times."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _numpy2_aliases()
+    _scipy_dok_update()
+    _no_pandas3()
+    _no_tensorboard_dir()
+    _APPLIED = True
+
+
+@contextlib.contextmanager
+def shielded_argv() -> Iterator[None]:
+    """RecBole's ``Config._load_cmd_line`` parses ``sys.argv`` itself.
+
+    Every ``--key=value`` of *our* command line (``m6bench run --epochs=5``) would silently become a
+    RecBole parameter, and anything else makes it log "unrecognized args". RecBole has no switch to
+    turn this off (``recbole/config/configurator.py``, ``_load_cmd_line``), so we hide argv while a
+    Config is built.
+    """
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "m6bench"]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def keep_best_in_memory(trainer: Any) -> dict[str, Any]:
+    """Make ``trainer.fit(saved=True)`` keep its best checkpoint in memory instead of on disk.
+
+    RecBole pickles the whole trainer state (including its ``Config`` object) with ``torch.save``
+    and reads it back in ``Trainer.evaluate(load_best_model=True)`` with a bare ``torch.load``; since
+    torch 2.6 ``weights_only=True`` is the default and that load raises ``UnpicklingError``
+    (upstream: RUCAIBox/RecBole#2212 and PR #2219 for the same default flip). Instead of loading
+    pickles with ``weights_only=False`` we capture the best ``state_dict`` at the moment RecBole
+    would save it; :func:`restore_best` puts it back before the test evaluation, which then runs with
+    ``load_best_model=False``. Same semantics, no pickle, no disk write.
+    """
+    best: dict[str, Any] = {}
+
+    def _save_checkpoint(epoch: int, verbose: bool = True, **_: Any) -> None:
+        best["epoch"] = epoch
+        best["state_dict"] = copy.deepcopy(trainer.model.state_dict())
+        best["other_parameter"] = copy.deepcopy(trainer.model.other_parameter())
+
+    trainer._save_checkpoint = _save_checkpoint
+    return best
+
+
+def restore_best(trainer: Any, best: dict[str, Any]) -> None:
+    """Load the state captured by :func:`keep_best_in_memory` (no-op if nothing was captured)."""
+    if "state_dict" not in best:
+        return
+    trainer.model.load_state_dict(best["state_dict"])
+    trainer.model.load_other_parameter(best["other_parameter"])

@@ -1,0 +1,157 @@
+"""RecBole atomic files: read their headers, check them, write them, checksum them.
+
+An atomic file is tab-separated UTF-8 whose header names every column as ``name:type``
+(``token``, ``token_seq``, ``float``, ``float_seq``), e.g. ``user_id:token	item_id:token``.
+RecBole reads them with ``pandas.read_csv(engine="python")`` and default quoting, so a field that
+starts with ``"`` would be taken as quoted: :func:`clean` keeps text fields safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from m6rec_bench.errors import DataError
+from m6rec_bench.io import atomic_path, atomic_write_json
+from m6rec_bench.paths import cache_dir
+
+SUFFIXES = ("inter", "item", "user", "kg", "link", "net")
+FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "inter": ("user_id", "item_id"),
+    "item": ("item_id",),
+    "user": ("user_id",),
+    "kg": ("head_id", "relation_id", "tail_id"),
+    "link": ("item_id", "entity_id"),
+}
+_WS = re.compile(r"[\t\r\n]+")
+
+
+def clean(value: object) -> str:
+    """A text value made safe for an atomic file: no tabs/newlines, no double quotes, trimmed."""
+    if value is None:
+        return ""
+    return _WS.sub(" ", str(value)).replace('"', "'").strip()
+
+
+def atomic_files(folder: Path, name: str) -> list[Path]:
+    """The atomic files ``<folder>/<name>.<suffix>`` that exist, sorted by file name."""
+    return sorted((folder / f"{name}.{s}" for s in SUFFIXES if (folder / f"{name}.{s}").is_file()), key=lambda p: p.name)
+
+
+def read_header(path: Path) -> list[tuple[str, str]]:
+    """The ``(name, type)`` columns of an atomic file; DataError when the header is not ``name:type``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            line = fh.readline().rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text — RecBole atomic files must be UTF-8") from None
+    if not line:
+        raise DataError(f"{path}: empty file — an atomic file starts with a header like 'user_id:token\\titem_id:token'")
+    columns = []
+    for raw in line.split("\t"):
+        col, sep, ftype = raw.rpartition(":")
+        if not sep or not col or ftype not in FIELD_TYPES:
+            raise DataError(
+                f"{path}: header column {raw!r} is not 'name:type' with type one of {', '.join(FIELD_TYPES)} "
+                f"(header: {line!r}; columns are tab-separated)"
+            )
+        columns.append((col, ftype))
+    return columns
+
+
+def validate_folder(folder: Path, name: str) -> dict[str, list[tuple[str, str]]]:
+    """Check the atomic files of ``name`` in ``folder``; return each file's columns by suffix.
+
+    ``<name>.inter`` must exist, have ``user_id`` and ``item_id`` columns and at least one data row;
+    every other atomic file present must have a parseable header with its id columns.
+    """
+    inter = folder / f"{name}.inter"
+    if not inter.is_file():
+        found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        listing = ", ".join(found[:12]) + (" …" if len(found) > 12 else "") if found else "nothing"
+        raise DataError(
+            f"{inter} not found (the folder holds: {listing}) — a dataset folder <name>/ needs <name>.inter"
+        )
+    out: dict[str, list[tuple[str, str]]] = {}
+    for path in atomic_files(folder, name):
+        suffix = path.suffix.lstrip(".")
+        columns = read_header(path)
+        names = [c for c, _ in columns]
+        missing = [c for c in REQUIRED.get(suffix, ()) if c not in names]
+        if missing:
+            found_cols = ", ".join(f"{c}:{t}" for c, t in columns)
+            raise DataError(
+                f"{path}: missing column {', '.join(missing)} (found: {found_cols}) — "
+                f"a .{suffix} file needs {', '.join(f'{c}:token' for c in REQUIRED[suffix])}"
+            )
+        out[suffix] = columns
+    with open(inter, encoding="utf-8") as fh:
+        fh.readline()
+        if not any(line.strip() for line in fh):
+            raise DataError(f"{inter}: no interactions (only a header) — add at least one row")
+    return out
+
+
+def item_text_columns(columns: dict[str, list[tuple[str, str]]]) -> tuple[str, ...]:
+    """The ``.item`` text columns (``token``/``token_seq``) other than ``item_id``."""
+    return tuple(c for c, t in columns.get("item", []) if c != "item_id" and t in ("token", "token_seq"))
+
+
+def has_kg(folder: Path, name: str) -> bool:
+    """True when both ``<name>.kg`` and ``<name>.link`` exist."""
+    return (folder / f"{name}.kg").is_file() and (folder / f"{name}.link").is_file()
+
+
+def write_table(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+    """Write an atomic file (header + tab-separated rows) atomically; return the row count."""
+    n = 0
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write("\t".join(header) + "\n")
+            for row in rows:
+                fh.write("\t".join("" if v is None else str(v) for v in row) + "\n")
+                n += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+    return n
+
+
+def _stat_key(files: list[Path]) -> dict[str, list[int]]:
+    return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
+
+
+def checksum_of(folder: str | os.PathLike[str], name: str) -> str:
+    """``sha256:<hex>`` over the atomic files of ``name`` in ``folder`` (sorted file names + bytes).
+
+    The result is cached in ``cache_dir("datasets")/.checksums/`` keyed by the folder and each
+    file's size and mtime, so a large dataset is hashed once.
+    """
+    folder = Path(folder).resolve()
+    files = atomic_files(folder, name)
+    if not files:
+        raise DataError(f"no atomic files {name}.* in {folder} — nothing to checksum")
+    key = _stat_key(files)
+    memo = cache_dir("datasets") / ".checksums" / (hashlib.sha256(f"{folder}\0{name}".encode()).hexdigest()[:24] + ".json")
+    try:
+        cached = json.loads(memo.read_text(encoding="utf-8"))
+        if cached.get("folder") == str(folder) and cached.get("files") == key:
+            return str(cached["checksum"])
+    except (OSError, ValueError, KeyError):
+        pass
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.name.encode("utf-8") + b"\0" + str(path.stat().st_size).encode() + b"\0")
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    checksum = f"sha256:{h.hexdigest()}"
+    try:
+        atomic_write_json(memo, {"folder": str(folder), "name": name, "files": key, "checksum": checksum})
+    except OSError:
+        pass  # a read-only cache only costs a re-hash next time
+    return checksum

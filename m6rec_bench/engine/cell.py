@@ -1,0 +1,242 @@
+"""Run one cell — (dataset, protocol, model, config, seed) — through RecBole's own API.
+
+The sequence is RecBole's ``run_recbole`` step for step (Config → init_seed → create_dataset →
+data_preparation → init_seed → model → trainer.fit → trainer.evaluate), so a baseline run here gives
+the same numbers as raw RecBole; plugins go through the very same trainer and evaluator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from m6rec_bench import compat
+from m6rec_bench.datasets.base import PreparedDataset
+from m6rec_bench.engine import environment
+from m6rec_bench.errors import M6BenchError, UsageError
+from m6rec_bench.models import registry
+from m6rec_bench.models.registry import ModelEntry
+from m6rec_bench.protocols import Protocol, get_protocol
+from m6rec_bench.results.record import Record
+from m6rec_bench.results.store import RecordStore
+
+EpochCallback = Callable[[int, float], None]
+
+#: RecBole settings that locate files or tune logging; they do not change results, so they stay
+#: out of the cell hash.
+_VOLATILE = {"data_path", "checkpoint_dir", "show_progress", "benchmark_filename"}
+
+
+class CellSpec(BaseModel):
+    """One cell of a suite. ``overrides`` are RecBole settings or plugin config fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    model: str
+    protocol: str = "default"
+    seed: int = 2020
+    epochs: int | None = Field(None, description="max training epochs (RecBole default 300, early stopping)")
+    device: str = "cpu"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+def check_device(device: str) -> None:
+    """Refuse ``cuda`` without a GPU, and unknown devices, with a clear message."""
+    import torch
+
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"device '{device}' is not supported; use --device cpu or --device cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            f"--device cuda was asked for but torch {torch.__version__} sees no CUDA GPU; use --device cpu"
+        )
+
+
+def _plugin_settings(entry: ModelEntry, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split overrides into (validated plugin config, remaining RecBole settings)."""
+    if entry.plugin is None:
+        return {}, dict(overrides)
+    fields = entry.plugin.config_cls.model_fields
+    mine = {k: v for k, v in overrides.items() if k in fields}
+    rest = {k: v for k, v in overrides.items() if k not in fields}
+    try:
+        return entry.plugin.recbole_settings(mine), rest
+    except ValueError as exc:  # pydantic ValidationError is a ValueError
+        raise UsageError(f"bad config for plugin '{entry.name}': {exc}") from None
+
+
+def build_config_dict(
+    spec: CellSpec, entry: ModelEntry, protocol: Protocol, ds: PreparedDataset, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """The RecBole ``config_dict`` of a cell: protocol, then model, then the user's overrides."""
+    plugin_cfg, rest = _plugin_settings(entry, spec.overrides)
+    config: dict[str, Any] = {
+        **protocol.settings(),
+        **extra,
+        "seed": spec.seed,
+        "use_gpu": spec.device == "cuda",
+        "m6_item_text_fields": list(ds.features.item_text),
+        "m6_has_kg": ds.features.kg,
+        "m6_dataset_checksum": ds.checksum,
+        **plugin_cfg,
+        **rest,
+    }
+    if spec.epochs is not None:
+        config["epochs"] = spec.epochs
+    return config
+
+
+def cell_id(spec: CellSpec, entry: ModelEntry, ds: PreparedDataset, config: dict[str, Any]) -> str:
+    """Identity of a cell: resolved settings + dataset checksum + versions of the code that matters."""
+    versions = {k: v for k, v in environment.versions().items() if k in ("m6rec-bench", "recbole", "torch")}
+    if entry.kind == "plugin":
+        versions[entry.package] = entry.version
+    payload = {
+        "model": entry.name,
+        "protocol": spec.protocol,
+        "dataset_checksum": ds.checksum,
+        "device": spec.device,
+        "config": {k: v for k, v in config.items() if k not in _VOLATILE},
+        "versions": versions,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _jsonable(config: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.final_config_dict.items():
+        try:
+            json.dumps(value)
+            out[key] = value
+        except TypeError:
+            out[key] = str(value)
+    return out
+
+
+def _metrics(result: Any) -> dict[str, float]:
+    return {str(k): float(v) for k, v in (result or {}).items()}
+
+
+class CellRun:
+    """Everything a finished RecBole run yields, kept for records and artifacts."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+def train_and_evaluate(
+    entry: ModelEntry, ds: PreparedDataset, config_dict: dict[str, Any], *, on_epoch: EpochCallback | None = None
+) -> CellRun:
+    """RecBole's run_recbole sequence (no logging set-up, no quick_start import)."""
+    compat.apply()
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_seed
+
+    model_arg: Any = entry.plugin.model_cls if entry.plugin is not None else entry.name
+    with tempfile.TemporaryDirectory(prefix="m6bench-ckpt-") as ckpt:
+        full = {**config_dict, "data_path": str(ds.root), "checkpoint_dir": ckpt, "show_progress": False}
+        with compat.shielded_argv():
+            config = Config(model=model_arg, dataset=ds.name, config_dict=full)
+        init_seed(config["seed"], config["reproducibility"])
+        dataset = create_dataset(config)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        model_cls = entry.plugin.model_cls if entry.plugin is not None else get_model(config["model"])
+        model = model_cls(config, train_data._dataset).to(config["device"])
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        best = compat.keep_best_in_memory(trainer)
+        epochs_seen: list[int] = []
+
+        def _cb(epoch: int, score: float) -> None:
+            epochs_seen.append(epoch)
+            if on_epoch is not None:
+                on_epoch(epoch, float(score))
+
+        t0 = time.perf_counter()
+        _, valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=_cb)
+        train_time = time.perf_counter() - t0
+        compat.restore_best(trainer, best)
+        t1 = time.perf_counter()
+        test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+        eval_time = time.perf_counter() - t1
+    return CellRun(
+        config=config, dataset=dataset, model=model, trainer=trainer, test_data=test_data,
+        valid=_metrics(valid_result), test=_metrics(test_result), best_epoch=best.get("epoch"),
+        epochs_run=(max(epochs_seen) + 1) if epochs_seen else None, train_time=train_time, eval_time=eval_time,
+        n_params=sum(p.numel() for p in model.parameters()),
+    )
+
+
+def run_cell(
+    spec: CellSpec,
+    *,
+    store: RecordStore | None = None,
+    resume: bool = True,
+    on_epoch: EpochCallback | None = None,
+    command: str | None = None,
+    prepared: PreparedDataset | None = None,
+) -> Record:
+    """Run one cell and return (and store) its record.
+
+    Bad input (unknown model, protocol, device, config) raises :class:`UsageError` before anything
+    runs. A model that fails while running becomes a ``failed`` record with the reason; a dataset
+    lacking what a plugin needs gives a ``skipped`` record. With ``resume``, a cell whose ``ok`` or
+    ``skipped`` record exists in ``store`` is not run again.
+    """
+    from m6rec_bench import datasets
+
+    entry = registry.get(spec.model)
+    protocol = get_protocol(spec.protocol)
+    check_device(spec.device)
+    ds = prepared or datasets.resolve(spec.dataset)
+    base = {
+        "dataset": ds.name, "dataset_checksum": ds.checksum, "protocol": protocol.name, "model": entry.name,
+        "model_kind": entry.kind, "family": entry.family, "seed": spec.seed,
+        "versions": {**environment.versions(), **({entry.package: entry.version} if entry.kind == "plugin" else {})},
+        "hardware": environment.hardware(), "command": command if command is not None else environment.command_line(),
+    }
+    missing = set(entry.needs) - ds.features.provides()
+    if missing:
+        config = {"overrides": spec.overrides}
+        cid = cell_id(spec, entry, ds, config)
+        rec = Record(cell_id=cid, status="skipped", config=config, **base,
+                     reason=f"dataset '{ds.name}' has no {', '.join(sorted(missing))} (plugin needs {', '.join(sorted(entry.needs))})")
+        if store is not None:
+            store.put(rec)
+        return rec
+
+    split_ds, extra = protocol.prepare(ds, spec.seed)
+    config_dict = build_config_dict(spec, entry, protocol, ds, extra)
+    cid = cell_id(spec, entry, ds, config_dict)
+    if resume and store is not None:
+        done = store.find(cid)
+        if done is not None and done.status in ("ok", "skipped"):
+            return done
+
+    try:
+        with environment.PeakMemory() as mem:
+            run = train_and_evaluate(entry, split_ds, config_dict, on_epoch=on_epoch)
+            extra_metrics = protocol.extra_metrics(run)
+        rec = Record(
+            cell_id=cid, status="ok", config=config_dict, resolved_config=_jsonable(run.config), valid=run.valid,
+            test=run.test, extra_metrics=extra_metrics, best_epoch=run.best_epoch, epochs_run=run.epochs_run,
+            n_params=run.n_params, train_time_s=round(run.train_time, 3), eval_time_s=round(run.eval_time, 3),
+            peak_mem_mb=round(mem.peak_mb, 1), **base,
+        )
+    except M6BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - failure isolation: one broken model must not stop a suite
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        rec = Record(cell_id=cid, status="failed", reason=last, config=config_dict, **base)
+    if store is not None:
+        store.put(rec)
+    return rec

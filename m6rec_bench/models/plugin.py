@@ -1,0 +1,95 @@
+"""The plugin contract: what a model package declares to become a row of the leaderboard.
+
+A plugin is found through the ``m6rec_bench.plugins`` entry-point group, exactly like a third-party
+package (the built-ins under ``plugins/`` are a separate distribution registered the same way).
+Each entry point names a :class:`Plugin` object, or a zero-argument callable returning one.
+
+The model itself is a RecBole ``AbstractRecommender`` subclass (``calculate_loss``, ``predict``,
+``full_sort_predict``), so RecBole's own trainer and evaluator run it unchanged, on the same splits
+as the baselines. Its hyper-parameters are a pydantic :class:`PluginConfig`; the cell merges them
+into RecBole's ``Config`` so the model reads them as ``config["embedding_size"]`` etc. Beside the
+config sits the Optuna search space (LensKit style).
+
+Minimal example (one file plus one entry-point line, see README "Adding a plugin")::
+
+    class MyConfig(PluginConfig):
+        embedding_size: int = 64
+
+    class MyModel(GeneralRecommender):
+        input_type = InputType.PAIRWISE
+        ...
+
+    plugin = Plugin(name="MyModel", family="cf", description="…", config_cls=MyConfig,
+                    model_cls=MyModel)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # pragma: no cover
+    import optuna
+
+#: The dataset features a plugin may need; see :class:`m6rec_bench.datasets.base.DatasetFeatures`.
+FEATURES = frozenset({"inter", "item_text", "kg"})
+
+
+class PluginConfig(BaseModel):
+    """Base class of plugin hyper-parameters: typed, with defaults, dumpable to a record."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SearchSpace = Callable[["optuna.Trial"], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """Everything the workbench needs to know about one plugin model.
+
+    Attributes:
+        name: the model's name in leaderboards and on the command line (``--models``).
+        family: ``kg``, ``gnn``, ``text``, ``fusion``… (shown by ``m6bench plugins list``).
+        description: one line naming the paper the model follows.
+        config_cls: pydantic config with defaults; its fields become RecBole config keys.
+        model_cls: a RecBole recommender class (constructed as ``model_cls(config, dataset)``).
+        needs: dataset features required; a dataset lacking one skips the plugin with a reason.
+        search_space: ``trial -> dict`` of config overrides for Optuna tuning.
+        recbole_config: extra RecBole settings the model needs (e.g. negative sampling).
+        in_default_suite: whether ``m6bench run`` includes it when ``--models`` is not given.
+    """
+
+    name: str
+    family: str
+    description: str
+    config_cls: type[PluginConfig]
+    model_cls: type
+    needs: frozenset[str] = frozenset({"inter"})
+    search_space: SearchSpace | None = None
+    recbole_config: dict[str, Any] = field(default_factory=dict)
+    in_default_suite: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.needs) - FEATURES
+        if unknown:
+            raise ValueError(f"plugin {self.name!r} needs unknown features {sorted(unknown)}; known: {sorted(FEATURES)}")
+        if not isinstance(self.config_cls, type) or not issubclass(self.config_cls, PluginConfig):
+            raise TypeError(f"plugin {self.name!r}: config_cls must subclass m6rec_bench.models.plugin.PluginConfig")
+
+    def default_config(self) -> PluginConfig:
+        """The config with every default."""
+        return self.config_cls()
+
+    def recbole_settings(self, config: PluginConfig | dict[str, Any] | None = None) -> dict[str, Any]:
+        """RecBole config entries for this plugin: its fixed settings plus its (validated) config."""
+        if config is None:
+            cfg = self.default_config()
+        elif isinstance(config, PluginConfig):
+            cfg = config
+        else:
+            cfg = self.config_cls(**config)
+        return {**self.recbole_config, **cfg.model_dump(mode="json")}

@@ -1,0 +1,145 @@
+"""One registry of every runnable model: RecBole baselines and entry-point plugins.
+
+Baselines are RecBole's own general recommenders, looked up by name with RecBole's ``get_model``
+and never re-implemented. Plugins come only from installed entry points in the
+``m6rec_bench.plugins`` group (built-ins included); ``M6BENCH_PLUGINS=a,b`` restricts which load.
+A plugin that fails to import is reported as broken with its error and never stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+
+from m6rec_bench.errors import UsageError, did_you_mean
+from m6rec_bench.models.plugin import Plugin
+
+ENTRY_POINT_GROUP = "m6rec_bench.plugins"
+ALLOW_ENV = "M6BENCH_PLUGINS"
+
+#: The classical baselines of the default suite (issue #3), in leaderboard order.
+DEFAULT_BASELINES: tuple[str, ...] = ("Pop", "ItemKNN", "BPR", "NeuMF", "LightGCN", "MultiVAE")
+
+#: RecBole general recommenders that run on this stack (KGAT needs dgl, KGIN/MCCLK torch_scatter —
+#: not installable here; context-aware and sequential models need other protocols).
+BASELINES: tuple[str, ...] = (
+    "Pop", "ItemKNN", "BPR", "NeuMF", "ConvNCF", "DMF", "FISM", "NAIS", "SpectralCF", "GCMC",
+    "NGCF", "LightGCN", "DGCF", "LINE", "MultiVAE", "MultiDAE", "MacridVAE", "CDAE", "ENMF",
+    "NNCF", "RaCT", "RecVAE", "EASE", "SLIMElastic", "SGL", "ADMMSLIM", "NCEPLRec", "SimpleX",
+    "NCL", "DiffRec", "LDiffRec", "Random",
+)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A row of ``m6bench models list``: a baseline or a loaded plugin."""
+
+    name: str
+    kind: str  # "baseline" | "plugin"
+    family: str
+    description: str
+    needs: frozenset[str]
+    package: str
+    version: str
+    plugin: Plugin | None = None
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """An entry point that could not be loaded, with the reason."""
+
+    name: str
+    package: str
+    version: str
+    error: str
+
+
+def _allowed() -> set[str] | None:
+    raw = os.environ.get(ALLOW_ENV, "").strip()
+    if not raw:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _load_entry_point(ep: metadata.EntryPoint) -> list[Plugin]:
+    obj = ep.load()
+    if callable(obj) and not isinstance(obj, Plugin):
+        obj = obj()
+    items = obj if isinstance(obj, list | tuple) else [obj]
+    for item in items:
+        if not isinstance(item, Plugin):
+            raise TypeError(f"entry point {ep.name!r} gave {type(item).__name__}, expected m6rec_bench Plugin")
+    return list(items)
+
+
+@lru_cache(maxsize=1)
+def _discover() -> tuple[tuple[ModelEntry, ...], tuple[BrokenPlugin, ...]]:
+    allowed = _allowed()
+    entries: list[ModelEntry] = []
+    broken: list[BrokenPlugin] = []
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if allowed is not None and ep.name not in allowed:
+            continue
+        dist = ep.dist
+        package = dist.name if dist else "?"
+        version = dist.version if dist else "?"
+        try:
+            plugins = _load_entry_point(ep)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must never stop the others
+            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            broken.append(BrokenPlugin(ep.name, package, version, last))
+            continue
+        for plugin in plugins:
+            entries.append(
+                ModelEntry(plugin.name, "plugin", plugin.family, plugin.description, plugin.needs,
+                           package, version, plugin)
+            )
+    return tuple(entries), tuple(broken)
+
+
+def refresh() -> None:
+    """Forget discovered plugins (after installing a package or changing ``M6BENCH_PLUGINS``)."""
+    _discover.cache_clear()
+
+
+def plugins() -> dict[str, Plugin]:
+    """Loaded plugins by name."""
+    return {e.name: e.plugin for e in _discover()[0] if e.plugin is not None}
+
+
+def broken_plugins() -> list[BrokenPlugin]:
+    """Entry points that failed to load."""
+    return list(_discover()[1])
+
+
+def baseline_entry(name: str) -> ModelEntry:
+    import recbole
+
+    return ModelEntry(name, "baseline", "recbole", f"RecBole {name}", frozenset({"inter"}), "recbole",
+                      recbole.__version__)
+
+
+def all_models() -> list[ModelEntry]:
+    """Every runnable model: baselines first, then plugins."""
+    return [baseline_entry(n) for n in BASELINES] + list(_discover()[0])
+
+
+def get(name: str) -> ModelEntry:
+    """Resolve a model name (case-insensitive) or raise a UsageError suggesting the nearest name."""
+    by_lower = {m.name.lower(): m for m in all_models()}
+    found = by_lower.get(name.lower())
+    if found is not None:
+        return found
+    for b in broken_plugins():
+        if b.name.lower() == name.lower():
+            raise UsageError(f"plugin '{name}' is installed but failed to load: {b.error} (m6bench plugins list)")
+    names = [m.name for m in all_models()]
+    raise UsageError(f"model '{name}' not found{did_you_mean(name, names)} (m6bench models list)")
+
+
+def default_suite() -> list[str]:
+    """Models run by ``m6bench run`` without ``--models``: the baselines, then default plugins."""
+    return list(DEFAULT_BASELINES) + [e.name for e in _discover()[0] if e.plugin and e.plugin.in_default_suite]

@@ -1,0 +1,49 @@
+"""The record: one JSON per finished cell, the only input of leaderboards and ``reproduce``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+Status = Literal["ok", "failed", "skipped"]
+
+
+class Record(BaseModel):
+    """What a cell leaves behind: identity, outcome, metrics, cost and how to reproduce it."""
+
+    schema_version: int = SCHEMA_VERSION
+    cell_id: str = Field(description="hash of the resolved config, dataset checksum and code versions")
+    status: Status
+    reason: str | None = Field(None, description="why a cell failed or was skipped")
+    dataset: str
+    dataset_checksum: str
+    protocol: str
+    model: str
+    model_kind: str = Field(description="baseline or plugin")
+    family: str
+    seed: int
+    config: dict[str, Any] = Field(description="the settings the cell was given (protocol + model + overrides)")
+    resolved_config: dict[str, Any] = Field(default_factory=dict, description="RecBole's final config")
+    valid: dict[str, float] = Field(default_factory=dict)
+    test: dict[str, float] = Field(default_factory=dict)
+    extra_metrics: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="metric groups beyond test (e.g. cold / warm items)"
+    )
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    n_params: int | None = None
+    train_time_s: float | None = None
+    eval_time_s: float | None = None
+    peak_mem_mb: float | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    hardware: dict[str, Any] = Field(default_factory=dict)
+    command: str = ""
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def metric(self, name: str, split: str = "test") -> float | None:
+        """A metric by RecBole name (``ndcg@10``), from ``test``/``valid`` or an extra group."""
+        group = {"test": self.test, "valid": self.valid}.get(split, self.extra_metrics.get(split, {}))
+        return group.get(name.lower())

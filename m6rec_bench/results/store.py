@@ -1,0 +1,56 @@
+"""Record storage: one JSON file per cell under a runs directory, written atomically.
+
+Layout: ``<root>/<dataset>/<protocol>/<model>/seed<seed>-<cell_id>.json``. A record that exists for a
+cell id is a finished cell: the suite never recomputes it (resume).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from m6rec_bench.io import atomic_write_text
+from m6rec_bench.results.record import Record
+
+
+class RecordStore:
+    """Read and write records under ``root``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path_for(self, record: Record) -> Path:
+        return self.root / record.dataset / record.protocol / record.model / f"seed{record.seed}-{record.cell_id}.json"
+
+    def put(self, record: Record) -> Path:
+        """Write ``record`` atomically and return its path."""
+        path = self.path_for(record)
+        atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
+        return path
+
+    def find(self, cell_id: str) -> Record | None:
+        """The record of a finished cell, or None."""
+        for path in self.root.glob(f"*/*/*/seed*-{cell_id}.json"):
+            record = load_record(path)
+            if record is not None:
+                return record
+        return None
+
+    def records(self, dataset: str | None = None, protocol: str | None = None) -> Iterator[Record]:
+        """Every readable record, optionally for one dataset and protocol."""
+        pattern = f"{dataset or '*'}/{protocol or '*'}/*/seed*.json"
+        for path in sorted(self.root.glob(pattern)):
+            record = load_record(path)
+            if record is not None:
+                yield record
+
+
+def load_record(path: str | Path) -> Record | None:
+    """Read one record; an unreadable or foreign file yields None (it is never deleted)."""
+    try:
+        return Record.model_validate(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, ValidationError):
+        return None
