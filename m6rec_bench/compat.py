@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -89,11 +90,24 @@ def _no_tensorboard_dir() -> None:
     trainer_module.get_tensorboard = lambda logger: _NullWriter()
 
 
+def _quiet_known_warnings() -> None:
+    """Silence warnings RecBole 1.2.1 raises on every run that say nothing about *this* run.
+
+    - pandas 2.x ``FutureWarning`` about chained ``fillna(inplace=True)`` in ``Dataset._fill_nan``:
+      correct under pandas 2 (which we pin, see :func:`_no_pandas3`), broken under pandas 3.
+    - torch ``FutureWarning`` for ``torch.cuda.amp.GradScaler`` in ``Trainer.__init__``.
+    """
+    warnings.filterwarnings("ignore", message=r".*inplace method will never work.*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*A value is trying to be set on a copy.*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler.*", category=FutureWarning)
+
+
 def apply() -> None:
     """Install every shim once. Safe to call many times."""
     global _APPLIED
     if _APPLIED:
         return
+    _quiet_known_warnings()
     _numpy2_aliases()
     _scipy_dok_update()
     _no_pandas3()

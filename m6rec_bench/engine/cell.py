@@ -46,6 +46,11 @@ class CellSpec(BaseModel):
     epochs: int | None = Field(None, description="max training epochs (RecBole default 300, early stopping)")
     device: str = "cpu"
     overrides: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(None, description="leaderboard row name (default: the model name)")
+
+    @property
+    def row(self) -> str:
+        return self.label or self.model
 
 
 def check_device(device: str) -> None:
@@ -200,6 +205,7 @@ def run_cell(
     ds = prepared or datasets.resolve(spec.dataset)
     base = {
         "dataset": ds.name, "dataset_checksum": ds.checksum, "protocol": protocol.name, "model": entry.name,
+        "label": spec.label or entry.name,
         "model_kind": entry.kind, "family": entry.family, "seed": spec.seed,
         "versions": {**environment.versions(), **({entry.package: entry.version} if entry.kind == "plugin" else {})},
         "hardware": environment.hardware(), "command": command if command is not None else environment.command_line(),
@@ -220,6 +226,7 @@ def run_cell(
     if resume and store is not None:
         done = store.find(cid)
         if done is not None and done.status in ("ok", "skipped"):
+            done._reused = True
             return done
 
     try:

@@ -61,6 +61,8 @@ class Plugin:
         search_space: ``trial -> dict`` of config overrides for Optuna tuning.
         recbole_config: extra RecBole settings the model needs (e.g. negative sampling).
         in_default_suite: whether ``m6bench run`` includes it when ``--models`` is not given.
+        ablations: ``label -> config overrides`` rows that ``m6bench run --ablation`` adds
+            (e.g. ``{"w/o KG": {"use_kg": False}}``), shown as ``"<name> w/o KG"``.
     """
 
     name: str
@@ -72,6 +74,7 @@ class Plugin:
     search_space: SearchSpace | None = None
     recbole_config: dict[str, Any] = field(default_factory=dict)
     in_default_suite: bool = True
+    ablations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = set(self.needs) - FEATURES

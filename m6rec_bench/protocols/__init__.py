@@ -26,3 +26,4 @@ def get_protocol(name: str) -> Protocol:
 
 
 __all__ = ["PROTOCOLS", "Protocol", "get_protocol", "register"]
+from m6rec_bench.protocols import cold_item as _cold_item  # noqa: F401

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 SCHEMA_VERSION = 1
 Status = Literal["ok", "failed", "skipped"]
@@ -22,6 +22,7 @@ class Record(BaseModel):
     dataset_checksum: str
     protocol: str
     model: str
+    label: str = Field("", description="leaderboard row name: the model, or the model plus a variant")
     model_kind: str = Field(description="baseline or plugin")
     family: str
     seed: int
@@ -42,6 +43,13 @@ class Record(BaseModel):
     hardware: dict[str, Any] = Field(default_factory=dict)
     command: str = ""
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    _reused: bool = PrivateAttr(default=False)
+
+    @property
+    def reused(self) -> bool:
+        """True when this record was found in the store instead of being computed now (resume)."""
+        return self._reused
 
     def metric(self, name: str, split: str = "test") -> float | None:
         """A metric by RecBole name (``ndcg@10``), from ``test``/``valid`` or an extra group."""

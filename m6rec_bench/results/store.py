@@ -23,7 +23,7 @@ class RecordStore:
         self.root = Path(root)
 
     def path_for(self, record: Record) -> Path:
-        return self.root / record.dataset / record.protocol / record.model / f"seed{record.seed}-{record.cell_id}.json"
+        return self.root / record.dataset / record.protocol / _safe(record.label or record.model) / f"seed{record.seed}-{record.cell_id}.json"
 
     def put(self, record: Record) -> Path:
         """Write ``record`` atomically and return its path."""
@@ -46,6 +46,11 @@ class RecordStore:
             record = load_record(path)
             if record is not None:
                 yield record
+
+
+def _safe(name: str) -> str:
+    """A row label as a directory name (``"M6-Fusion w/o KG"`` → ``"M6-Fusion_w-o_KG"``)."""
+    return "".join(c if c.isalnum() or c in "-_." else ("-" if c == "/" else "_") for c in name)
 
 
 def load_record(path: str | Path) -> Record | None:

@@ -1,0 +1,3 @@
+from m6rec_bench.cli import main
+
+main()

@@ -1,0 +1,56 @@
+"""What every CLI file shares: consoles, the error boundary, small option parsers."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from m6rec_bench.errors import M6BenchError, UsageError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn an :class:`M6BenchError` into one line on stderr and its exit code (2 usage, 1 failure)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except M6BenchError as exc:
+            err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def split_csv(value: str | None) -> list[str] | None:
+    """``"BPR, LightGCN"`` → ``["BPR", "LightGCN"]``; None stays None."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise UsageError("expected a comma-separated list, got an empty value")
+    return items
+
+
+def parse_seeds(value: str | None) -> int | list[int] | None:
+    """``"3"`` → 3 seeds from 2020; ``"2020,2025"`` → those seeds."""
+    if value is None:
+        return None
+    try:
+        if "," in value:
+            return [int(v) for v in value.split(",") if v.strip()]
+        n = int(value)
+    except ValueError:
+        raise UsageError(f"--seeds takes a count (3) or a list (2020,2021), got '{value}'") from None
+    if n < 1:
+        raise UsageError(f"--seeds must be at least 1, got {n}")
+    return n

@@ -1,0 +1,100 @@
+"""``m6bench datasets``: list the registry, show one entry, fetch and convert a dataset.
+
+Bad input raises :class:`~m6rec_bench.errors.M6BenchError` subclasses; ``friendly_errors`` prints
+them on one line and exits with their code (2 for usage errors, 1 for failures).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from m6rec_bench.cli.common import console, friendly_errors
+from m6rec_bench.datasets import load_registry, resolve
+from m6rec_bench.datasets.prepare import cache_status, dataset_root, prepare
+
+app = typer.Typer(
+    help="Datasets in the registry (datasets.yaml): list them, show one, fetch and convert one.",
+    no_args_is_help=True,
+)
+
+
+def _features(item_text: list[str] | tuple[str, ...], kg: bool) -> str:
+    parts = ["inter"]
+    if item_text:
+        parts.append(f"item_text({', '.join(item_text)})")
+    if kg:
+        parts.append("kg")
+    return ", ".join(parts)
+
+
+@app.command("list")
+@friendly_errors
+def list_datasets() -> None:
+    """Show every registered dataset: name, aliases, format, features, licence, whether cached."""
+    registry = load_registry()
+    table = Table(title=f"datasets in {registry.path}")
+    for col in ("name", "aliases", "format", "features", "licence", "cached"):
+        table.add_column(col, overflow="fold")
+    for spec in registry:
+        table.add_row(
+            spec.name,
+            ", ".join(spec.aliases),
+            spec.format,
+            _features(spec.features.item_text, spec.features.kg),
+            spec.licence,
+            cache_status(spec),
+        )
+    console.print(table)
+
+
+@app.command("info")
+@friendly_errors
+def info(
+    name: Annotated[str, typer.Argument(help="Dataset name or alias (any case), e.g. ml-100k or movielens.")],
+) -> None:
+    """Show every field of one entry: description, licence, citation, sources and checksums."""
+    spec = load_registry().get(name)
+    console.print(f"[bold]{spec.name}[/bold]" + (f"  (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""))
+    rows = [
+        ("description", spec.description),
+        ("licence", spec.licence),
+        ("citation", spec.citation),
+        ("homepage", spec.homepage),
+        ("format", spec.format),
+        ("converter", spec.converter or ""),
+        ("features", _features(spec.features.item_text, spec.features.kg)),
+    ]
+    for key, value in rows:
+        if value:
+            console.print(f"{key + ':':13} {value}", markup=False, highlight=False)
+    for i, src in enumerate(spec.sources):
+        tag = "source" if i == 0 else "alternative"
+        console.print(f"{tag + ':':13} [{src.kind}] {src.describe()}", markup=False, highlight=False)
+        if src.format:
+            console.print(f"{'':13} format {src.format}", markup=False, highlight=False)
+        console.print(f"{'':13} cached: {cache_status(spec, src.kind)}  ({dataset_root(spec, src)})", markup=False, highlight=False)
+
+
+@app.command("fetch")
+@friendly_errors
+def fetch(
+    name: Annotated[str, typer.Argument(help="Dataset name or alias, or a folder of atomic files (./path).")],
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Source kind to use instead of the entry's first: recbole-bundled, url or huggingface."),
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a download progress bar.")] = True,
+) -> None:
+    """Download (verified), convert and cache a dataset; print its atomic-file folder and checksum."""
+    if source is None:
+        ds = resolve(name, progress=progress)
+    else:
+        registry = load_registry()
+        ds = prepare(registry.get(name), source=source, progress=progress, base_dir=registry.path.parent)
+    console.print(f"{ds.name}: {ds.folder}", markup=False, highlight=False)
+    console.print(f"checksum: {ds.checksum}", markup=False, highlight=False)
+    console.print(f"features: {_features(ds.features.item_text, ds.features.kg)}", markup=False, highlight=False)
+

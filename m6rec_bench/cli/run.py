@@ -1,0 +1,95 @@
+"""``m6bench run``: plan a suite, run its cells with progress, write the leaderboards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from m6rec_bench.cli.common import console, friendly_errors, parse_seeds, split_csv
+from m6rec_bench.engine.cell import CellSpec
+from m6rec_bench.engine.environment import command_line
+from m6rec_bench.engine.suite import SuiteConfig, SuiteListener, run_suite
+from m6rec_bench.errors import UsageError
+from m6rec_bench.leaderboard import aggregate, write
+from m6rec_bench.results.record import Record
+
+
+class _ProgressListener(SuiteListener):
+    """Rich progress: one bar over cells, one line per epoch of the running cell, a line per result."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.cells = progress.add_task("cells", total=None)
+        self.current = progress.add_task("", total=None)
+
+    def cell_started(self, index: int, total: int, spec: CellSpec) -> None:
+        self.progress.update(self.cells, total=total, description=f"suite ({spec.dataset}/{spec.protocol})")
+        self.progress.update(self.current, completed=0, total=spec.epochs,
+                             description=f"{spec.row} seed {spec.seed}: loading")
+
+    def epoch(self, spec: CellSpec, epoch: int, score: float) -> None:
+        self.progress.update(self.current, completed=epoch + 1,
+                             description=f"{spec.row} seed {spec.seed}: epoch {epoch + 1} valid NDCG@10 {score:.4f}")
+
+    def cell_finished(self, index: int, total: int, spec: CellSpec, record: Record, reused: bool) -> None:
+        self.progress.advance(self.cells)
+        self.progress.console.print(_summary(record, reused), highlight=False)
+
+
+def _summary(rec: Record, reused: bool) -> str:
+    name = f"{rec.label or rec.model} seed {rec.seed}"
+    if rec.status == "ok":
+        how = "reused" if reused else f"{rec.train_time_s:.1f}s train, best epoch {rec.best_epoch}"
+        return f"[green]✓[/green] {name}: test NDCG@10 {rec.test.get('ndcg@10', float('nan')):.4f} ({how})"
+    colour = "yellow" if rec.status == "skipped" else "red"
+    return f"[{colour}]{'–' if rec.status == 'skipped' else '✗'}[/{colour}] {name}: {rec.status}: {rec.reason}"
+
+
+@friendly_errors
+def run(
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Dataset name or alias from datasets.yaml (e.g. movielens), or a folder of RecBole atomic files. Repeat for several.")] = None,
+    protocol: Annotated[list[str] | None, typer.Option("--protocol", "-p", help="Evaluation protocol: default (random 8:1:1, full ranking) or cold-item. Repeat for several.")] = None,
+    models: Annotated[str | None, typer.Option("--models", "-m", help="Comma-separated model names (m6bench models list). Default: the RecBole baselines Pop, ItemKNN, BPR, NeuMF, LightGCN, MultiVAE plus every installed default plugin.")] = None,
+    seeds: Annotated[str | None, typer.Option("--seeds", "-s", help="Number of seeds (3 → 2020, 2021, 2022) or an explicit list (2020,2025). Rows report mean ± std.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Max training epochs for every model (RecBole default 300, with early stopping after 10 epochs without validation gain).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Suite YAML: datasets, protocols, models, seeds, epochs, device, ablation, overrides (per-model settings). Command-line options win.", exists=False)] = None,
+    ablation: Annotated[bool | None, typer.Option("--ablation/--no-ablation", help="Add each plugin's ablation rows (e.g. M6-Fusion w/o KG, w/o text, w/o graph).")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where per-cell records are kept (default ./runs).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Leaderboard root (default ./leaderboards): writes <out>/<dataset>/<protocol>/leaderboard.{md,csv,json}.")] = None,
+    resume: Annotated[bool | None, typer.Option("--resume/--no-resume", help="Reuse records of finished cells with the same config hash (default on).")] = None,
+) -> None:
+    """Run a benchmark suite and write its leaderboards.
+
+    Every (dataset, protocol, model, seed) cell is trained and evaluated through RecBole's own
+    trainer and evaluator; each leaves a JSON record under --runs-dir, and the leaderboards are
+    aggregated from those records. Exits 1 if any cell failed (the others still run).
+    """
+    cli = {
+        "datasets": dataset or None, "protocols": protocol or None, "models": split_csv(models),
+        "seeds": parse_seeds(seeds), "epochs": epochs, "device": device, "ablation": ablation,
+        "runs_dir": runs_dir, "leaderboard_dir": out, "resume": resume,
+    }
+    if config is not None:
+        cfg = SuiteConfig.from_yaml(config, **cli)
+    else:
+        cfg = SuiteConfig.validated(**{k: v for k, v in cli.items() if v is not None})
+    if cfg.datasets == []:
+        raise UsageError("no dataset given: use --dataset movielens (m6bench datasets list)")
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        result = run_suite(cfg, _ProgressListener(progress), command=command_line())
+
+    for board in aggregate(result.records):
+        paths = write(board, cfg.leaderboard_dir)
+        console.print(f"leaderboard [bold]{board.dataset}/{board.protocol}[/bold]: {paths['md']}")
+    done = len(result.records)
+    console.print(f"{done} cells: {done - len(result.failed)} finished ({result.reused} reused), {len(result.failed)} failed")
+    if result.failed:
+        for rec in result.failed:
+            console.print(f"  [red]✗[/red] {rec.label or rec.model} seed {rec.seed}: {rec.reason}", highlight=False)
+        raise typer.Exit(1)

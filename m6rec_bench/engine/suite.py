@@ -1,0 +1,149 @@
+"""A suite — datasets × protocols × models × seeds — planned into cells and run with resume.
+
+Finished cells are never recomputed: a cell whose ``ok`` or ``skipped`` record exists for the same
+config hash is reused (``--no-resume`` forces a rerun). A failing model becomes a ``failed`` record
+and the suite goes on; the caller decides the exit code from :attr:`SuiteResult.failed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from m6rec_bench.engine.cell import CellSpec, EpochCallback, run_cell
+from m6rec_bench.errors import UsageError
+from m6rec_bench.models import registry
+from m6rec_bench.results.record import Record
+from m6rec_bench.results.store import RecordStore
+
+#: Seeds are consecutive from RecBole's default seed, so seed 1 of every suite is RecBole's own run.
+BASE_SEED = 2020
+
+
+class SuiteConfig(BaseModel):
+    """Everything ``m6bench run`` does, as one object; a ``--config`` YAML file holds these keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    datasets: list[str] = Field(default_factory=lambda: ["ml-100k"])
+    protocols: list[str] = Field(default_factory=lambda: ["default"])
+    models: list[str] | None = Field(None, description="default: the RecBole baselines + default plugins")
+    seeds: int | list[int] = Field(1, description="a count (2020, 2021, …) or explicit seeds")
+    epochs: int | None = None
+    device: str = "cpu"
+    ablation: bool = False
+    overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per model name: RecBole settings or plugin config fields"
+    )
+    runs_dir: Path = Path("runs")
+    leaderboard_dir: Path = Path("leaderboards")
+    resume: bool = True
+
+    @field_validator("seeds")
+    @classmethod
+    def _positive(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("seeds must be ≥ 1")
+        if isinstance(v, list) and not v:
+            raise ValueError("seeds must not be empty")
+        return v
+
+    def seed_list(self) -> list[int]:
+        return list(range(BASE_SEED, BASE_SEED + self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    @classmethod
+    def from_yaml(cls, path: Path, **cli: Any) -> SuiteConfig:
+        """Load a suite file; options given on the command line (not None) win over the file."""
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise UsageError(f"cannot read suite config {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise UsageError(f"suite config {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"suite config {path} must be a mapping of settings, got {type(data).__name__}")
+        data.update({k: v for k, v in cli.items() if v is not None})
+        return cls.validated(**data)
+
+    @classmethod
+    def validated(cls, **data: Any) -> SuiteConfig:
+        """Build a config, turning pydantic errors into one readable UsageError."""
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            msgs = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+            raise UsageError(f"bad suite settings: {msgs}") from None
+
+
+def plan(cfg: SuiteConfig) -> list[CellSpec]:
+    """Expand a suite into cells (validating every model name first)."""
+    names = cfg.models or registry.default_suite()
+    entries = [registry.get(n) for n in names]
+    unknown = set(cfg.overrides) - {e.name for e in entries}
+    if unknown:
+        raise UsageError(f"overrides given for models not in the suite: {sorted(unknown)}")
+    cells: list[CellSpec] = []
+    for dataset in cfg.datasets:
+        for protocol in cfg.protocols:
+            for entry in entries:
+                variants: list[tuple[str | None, dict[str, Any]]] = [(None, {})]
+                if cfg.ablation and entry.plugin is not None:
+                    variants += [(f"{entry.name} {label}", o) for label, o in entry.plugin.ablations.items()]
+                for label, extra in variants:
+                    for seed in cfg.seed_list():
+                        cells.append(
+                            CellSpec(dataset=dataset, protocol=protocol, model=entry.name, seed=seed,
+                                     epochs=cfg.epochs, device=cfg.device, label=label,
+                                     overrides={**cfg.overrides.get(entry.name, {}), **extra})
+                        )
+    return cells
+
+
+@dataclass
+class SuiteResult:
+    """Records of a suite run, in plan order."""
+
+    records: list[Record] = field(default_factory=list)
+    reused: int = 0
+
+    @property
+    def failed(self) -> list[Record]:
+        return [r for r in self.records if r.status == "failed"]
+
+
+class SuiteListener:
+    """Hooks a front end (the CLI's progress display) receives; all no-ops by default."""
+
+    def cell_started(self, index: int, total: int, spec: CellSpec) -> None: ...
+    def epoch(self, spec: CellSpec, epoch: int, score: float) -> None: ...
+    def cell_finished(self, index: int, total: int, spec: CellSpec, record: Record, reused: bool) -> None: ...
+
+
+def run_suite(cfg: SuiteConfig, listener: SuiteListener | None = None, command: str | None = None) -> SuiteResult:
+    """Run every cell of ``cfg`` (resuming finished ones) and return their records."""
+    from m6rec_bench import datasets
+
+    listener = listener or SuiteListener()
+    cells = plan(cfg)
+    store = RecordStore(cfg.runs_dir)
+    prepared = {name: datasets.resolve(name) for name in cfg.datasets}
+    result = SuiteResult()
+    for i, spec in enumerate(cells):
+        listener.cell_started(i, len(cells), spec)
+        record = run_cell(spec, store=store, resume=cfg.resume, on_epoch=_bind(listener.epoch, spec),
+                          command=command, prepared=prepared[spec.dataset])
+        result.reused += int(record.reused)
+        result.records.append(record)
+        listener.cell_finished(i, len(cells), spec, record, record.reused)
+    return result
+
+
+def _bind(fn: Callable[[CellSpec, int, float], None], spec: CellSpec) -> EpochCallback:
+    return lambda epoch, score: fn(spec, epoch, score)

@@ -1,0 +1,152 @@
+"""Records → leaderboard rows: mean ± std over seeds, sorted by test NDCG@10.
+
+A writer never re-runs a model: everything here is computed from records alone.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from m6rec_bench.results.record import Record
+
+#: The metric a leaderboard is sorted by (the default protocol's validation metric, on test).
+PRIMARY = "ndcg@10"
+#: Test metrics shown as columns, in order.
+COLUMNS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "precision@10", "ndcg@20", "recall@20")
+#: Metrics shown per extra group (cold / warm / overall items).
+GROUP_COLUMNS = ("ndcg@10", "recall@20")
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and (sample) standard deviation over seeds; std is 0 for a single seed."""
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Stat:
+        return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+
+    def fmt(self, digits: int = 4) -> str:
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}" if self.n > 1 else f"{self.mean:.{digits}f}"
+
+
+@dataclass
+class Row:
+    """One leaderboard row: a model (or a model variant) over its seeds."""
+
+    label: str
+    model: str
+    kind: str
+    family: str
+    status: str
+    reason: str | None
+    seeds: list[int]
+    test: dict[str, Stat] = field(default_factory=dict)
+    valid: dict[str, Stat] = field(default_factory=dict)
+    groups: dict[str, dict[str, Stat]] = field(default_factory=dict)
+    cost: dict[str, Stat] = field(default_factory=dict)
+    reproduce: dict[str, Any] = field(default_factory=dict)
+
+    def primary(self) -> float:
+        stat = self.test.get(PRIMARY)
+        return stat.mean if stat else float("-inf")
+
+
+@dataclass
+class Leaderboard:
+    """All rows of one (dataset, protocol), best first."""
+
+    dataset: str
+    protocol: str
+    rows: list[Row]
+    dataset_checksum: str
+    settings: dict[str, Any]
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def groups(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for row in self.rows:
+            for g in row.groups:
+                seen.setdefault(g, None)
+        return list(seen)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _stats(dicts: list[dict[str, float]]) -> dict[str, Stat]:
+    keys = sorted({k for d in dicts for k in d})
+    return {k: Stat.of([d[k] for d in dicts if k in d]) for k in keys}
+
+
+def _reproduce(records: list[Record]) -> dict[str, Any]:
+    first = records[0]
+    seeds = sorted(r.seed for r in records)
+    epochs = first.config.get("epochs")
+    cmd = [f"m6bench run --dataset {first.dataset} --protocol {first.protocol} --models {first.model}",
+           f"--seeds {len(seeds)}" if seeds == list(range(2020, 2020 + len(seeds))) else f"--seeds {','.join(map(str, seeds))}"]
+    if epochs is not None and "epochs" in first.config:
+        cmd.append(f"--epochs {epochs}")
+    if first.label != first.model:
+        cmd.append("--ablation")
+    return {
+        "command": " ".join(cmd),
+        "cell_ids": [r.cell_id for r in sorted(records, key=lambda r: r.seed)],
+        "config": {k: v for k, v in first.config.items() if not k.startswith("m6_")},
+        "dataset_checksum": first.dataset_checksum,
+        "versions": first.versions,
+        "hardware": first.hardware,
+    }
+
+
+def aggregate(records: Iterable[Record]) -> list[Leaderboard]:
+    """Group records by (dataset, protocol) and by row label; newest record wins per (label, seed)."""
+    latest: dict[tuple[str, str, str, int], Record] = {}
+    for rec in records:
+        key = (rec.dataset, rec.protocol, rec.label or rec.model, rec.seed)
+        if key not in latest or rec.created_at >= latest[key].created_at:
+            latest[key] = rec
+    by_board: dict[tuple[str, str], dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    for (ds, proto, label, _), rec in latest.items():
+        by_board[(ds, proto)][label].append(rec)
+
+    boards = []
+    for (ds, proto), rows in sorted(by_board.items()):
+        out = [_row(label, recs) for label, recs in rows.items()]
+        out.sort(key=lambda r: (r.status != "ok", -r.primary(), r.label))
+        any_rec = next(iter(rows.values()))[0]
+        epochs = sorted({str(r.config.get("epochs", "default")) for recs in rows.values() for r in recs})
+        boards.append(Leaderboard(ds, proto, out, any_rec.dataset_checksum, {"epochs": epochs}))
+    return boards
+
+
+def _row(label: str, recs: list[Record]) -> Row:
+    ok = [r for r in recs if r.status == "ok"]
+    bad = [r for r in recs if r.status != "ok"]
+    head = recs[0]
+    if ok:
+        status = "ok" if not bad else f"ok ({len(bad)} {bad[0].status})"
+        reason = bad[0].reason if bad else None
+    else:
+        status, reason = head.status, head.reason
+    row = Row(label=label, model=head.model, kind=head.model_kind, family=head.family, status=status,
+              reason=reason, seeds=sorted(r.seed for r in ok), reproduce=_reproduce(recs))
+    if ok:
+        row.test = _stats([r.test for r in ok])
+        row.valid = _stats([r.valid for r in ok])
+        groups = sorted({g for r in ok for g in r.extra_metrics})
+        row.groups = {g: _stats([r.extra_metrics[g] for r in ok if g in r.extra_metrics]) for g in groups}
+        costs = [{k: float(v) for k, v in (("train_time_s", r.train_time_s), ("eval_time_s", r.eval_time_s),
+                                            ("peak_mem_mb", r.peak_mem_mb), ("n_params", r.n_params),
+                                            ("best_epoch", r.best_epoch)) if v is not None} for r in ok]
+        row.cost = _stats(costs)
+    return row

@@ -1,0 +1,133 @@
+"""Leaderboard writers: Markdown, CSV and JSON, one registry, every file written atomically.
+
+Output: ``<out>/<dataset>/<protocol>/leaderboard.{md,csv,json}``. Writes of one leaderboard hold an
+exclusive lock on ``<dir>/.lock`` so two ``m6bench run`` processes never interleave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from m6rec_bench.io import atomic_write_text
+from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Leaderboard, Row
+
+_LABELS = {"ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
+
+
+def metric_label(name: str) -> str:
+    """``ndcg@10`` → ``NDCG@10``."""
+    base, _, k = name.partition("@")
+    return f"{_LABELS.get(base, base)}@{k}" if k else _LABELS.get(base, base)
+
+
+def _cell(row: Row, metric: str, group: str | None = None) -> str:
+    stats = row.groups.get(group, {}) if group else row.test
+    stat = stats.get(metric)
+    return stat.fmt() if stat else "—"
+
+
+def _cost(row: Row, key: str, digits: int = 1) -> str:
+    stat = row.cost.get(key)
+    return f"{stat.mean:.{digits}f}" if stat else "—"
+
+
+def to_markdown(lb: Leaderboard) -> str:
+    groups = lb.groups
+    head = ["#", "Model", "Kind", "Seeds", *[f"Test {metric_label(m)}" for m in COLUMNS]]
+    head += [f"{g} {metric_label(m)}" for g in groups for m in GROUP_COLUMNS]
+    head += ["Best epoch", "Train s", "Params", "Status"]
+    lines = [
+        f"# Leaderboard — {lb.dataset} / {lb.protocol}",
+        "",
+        f"Sorted by test NDCG@10; mean ± sample std over seeds. Dataset checksum `{lb.dataset_checksum}`; "
+        f"epochs setting: {', '.join(lb.settings.get('epochs', []))}; generated {lb.created_at}. "
+        "Reproduce any row with the command in `leaderboard.json` (`rows[].reproduce.command`).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+    ]
+    for i, row in enumerate(lb.rows, 1):
+        cells = [str(i) if row.status.startswith("ok") else "", row.label, row.kind, str(len(row.seeds))]
+        cells += [_cell(row, m) for m in COLUMNS]
+        cells += [_cell(row, m, g) for g in groups for m in GROUP_COLUMNS]
+        params = row.cost.get("n_params")
+        cells += [_cost(row, "best_epoch", 0), _cost(row, "train_time_s"),
+                  f"{params.mean:,.0f}" if params else "—",
+                  row.status + (f": {row.reason}" if row.reason else "")]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(lb: Leaderboard) -> str:
+    groups = lb.groups
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    header = ["rank", "model", "label", "kind", "family", "status", "reason", "n_seeds", "seeds"]
+    for m in COLUMNS:
+        header += [f"test_{m}_mean", f"test_{m}_std"]
+    for g in groups:
+        for m in GROUP_COLUMNS:
+            header += [f"{g}_{m}_mean", f"{g}_{m}_std"]
+    header += ["valid_ndcg@10_mean", "best_epoch_mean", "train_time_s_mean", "eval_time_s_mean",
+               "peak_mem_mb_mean", "n_params", "command"]
+    writer.writerow(header)
+    for i, row in enumerate(lb.rows, 1):
+        out: list[object] = [i, row.model, row.label, row.kind, row.family, row.status, row.reason or "",
+                             len(row.seeds), " ".join(map(str, row.seeds))]
+        for m in COLUMNS:
+            s = row.test.get(m)
+            out += [f"{s.mean:.6f}", f"{s.std:.6f}"] if s else ["", ""]
+        for g in groups:
+            for m in GROUP_COLUMNS:
+                s = row.groups.get(g, {}).get(m)
+                out += [f"{s.mean:.6f}", f"{s.std:.6f}"] if s else ["", ""]
+        v = row.valid.get("ndcg@10")
+        out += [f"{v.mean:.6f}" if v else ""]
+        for key, digits in (("best_epoch", 1), ("train_time_s", 3), ("eval_time_s", 3), ("peak_mem_mb", 1), ("n_params", 0)):
+            s = row.cost.get(key)
+            out.append(f"{s.mean:.{digits}f}" if s else "")
+        out.append(row.reproduce.get("command", ""))
+        writer.writerow(out)
+    return buf.getvalue()
+
+
+def to_json(lb: Leaderboard) -> str:
+    return json.dumps(lb.to_dict(), indent=2, sort_keys=False, default=str) + "\n"
+
+
+#: The writer registry: file suffix → renderer. The HTML site is built by ``m6bench publish``.
+WRITERS: dict[str, Callable[[Leaderboard], str]] = {"md": to_markdown, "csv": to_csv, "json": to_json}
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Exclusive advisory lock on ``directory/.lock`` for the duration of a write."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def board_dir(out: Path, dataset: str, protocol: str) -> Path:
+    return Path(out) / dataset / protocol
+
+
+def write(lb: Leaderboard, out: Path) -> dict[str, Path]:
+    """Write every format of ``lb`` under ``out``; return the paths by suffix."""
+    directory = board_dir(out, lb.dataset, lb.protocol)
+    paths = {}
+    with locked(directory):
+        for suffix, render in WRITERS.items():
+            path = directory / f"leaderboard.{suffix}"
+            atomic_write_text(path, render(lb))
+            paths[suffix] = path
+    return paths
