@@ -44,7 +44,7 @@ def show(
     metrics = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
     groups = sorted({g for row in data["rows"] for g in row.get("groups", {})})
     for col in ["#", "model", "seeds", *[metric_label(m) for m in metrics], *[f"{g} NDCG@10" for g in groups], "train s", "status"]:
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
 
     def fmt(stat: dict | None) -> str:
         if not stat:

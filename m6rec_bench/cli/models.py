@@ -22,7 +22,7 @@ def list_models(
     default = set(registry.default_suite())
     table = Table(title="models")
     for col in ("name", "kind", "family", "needs", "package", "version", "default suite", "description"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold", no_wrap=col == "name")
     for m in registry.all_models():
         if kind and m.kind != kind:
             continue

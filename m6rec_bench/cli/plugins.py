@@ -21,7 +21,7 @@ def list_plugins() -> None:
     """Show each plugin's name, family, needs, package and version; broken plugins with their error."""
     table = Table(title="plugins")
     for col in ("name", "family", "needs", "package", "version", "status", "description"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold", no_wrap=col == "name")
     for m in registry.all_models():
         if m.kind == "plugin":
             table.add_row(m.name, m.family, ", ".join(sorted(m.needs)), m.package, m.version, "ok", m.description)

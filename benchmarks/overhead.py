@@ -1,0 +1,96 @@
+"""Wall-time overhead of ``m6bench run`` versus raw RecBole, measured in one run.
+
+Raw RecBole = the ``run_recbole`` sequence written out with RecBole's API (Config, create_dataset,
+data_preparation, get_model, get_trainer, fit, evaluate; ``recbole.quick_start`` cannot be imported
+on this stack, see m6rec_bench/compat.py). Workbench = the ``m6bench run`` command in a subprocess,
+so CLI start-up, dataset resolution, checksum, record and leaderboard writing all count. Both use
+the same settings (the default protocol) and are run alternately ``--repeat`` times; the script
+prints each wall time, the test NDCG@10 of both (they must agree) and the ratio of medians.
+
+    python benchmarks/overhead.py --model BPR --repeat 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RAW = r'''
+import json, sys, time
+t0 = time.perf_counter()
+from m6rec_bench import compat
+compat.apply()
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_model, get_trainer, init_seed
+model, cfg = sys.argv[1], json.loads(sys.argv[2])
+with compat.shielded_argv():
+    config = Config(model=model, dataset="ml-100k", config_dict=cfg)
+init_seed(config["seed"], config["reproducibility"])
+dataset = create_dataset(config)
+train, valid, test = data_preparation(config, dataset)
+init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+net = get_model(config["model"])(config, train._dataset).to(config["device"])
+trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+best = compat.keep_best_in_memory(trainer)
+trainer.fit(train, valid, saved=True, show_progress=False)
+compat.restore_best(trainer, best)
+res = trainer.evaluate(test, load_best_model=False)
+print(json.dumps({"ndcg@10": float(res["ndcg@10"])}))
+'''
+
+
+def protocol_settings() -> dict:
+    from m6rec_bench.protocols import get_protocol
+
+    return {**get_protocol("default").settings(), "show_progress": False, "seed": 2020}
+
+
+def time_raw(model: str, settings: dict, workdir: Path) -> tuple[float, float]:
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", RAW, model, json.dumps({**settings, "checkpoint_dir": str(workdir / "saved")})],
+                         check=True, capture_output=True, text=True, cwd=workdir)
+    wall = time.perf_counter() - t
+    return wall, json.loads(out.stdout.strip().splitlines()[-1])["ndcg@10"]
+
+
+def time_workbench(model: str, workdir: Path, i: int) -> tuple[float, float]:
+    runs, lb = workdir / f"runs{i}", workdir / f"lb{i}"
+    t = time.perf_counter()
+    subprocess.run(["m6bench", "run", "--dataset", "movielens", "--models", model, "--runs-dir", str(runs),
+                    "--out", str(lb), "--no-resume"], check=True, capture_output=True, text=True, cwd=workdir)
+    wall = time.perf_counter() - t
+    data = json.loads((lb / "ml-100k" / "default" / "leaderboard.json").read_text())
+    return wall, data["rows"][0]["test"]["ndcg@10"]["mean"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="BPR")
+    ap.add_argument("--repeat", type=int, default=1, help="alternating pairs of runs (median reported)")
+    args = ap.parse_args()
+    settings = protocol_settings()
+    raw_t, wb_t = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for i in range(args.repeat):
+            r, r_ndcg = time_raw(args.model, settings, work)
+            w, w_ndcg = time_workbench(args.model, work, i)
+            raw_t.append(r)
+            wb_t.append(w)
+            print(f"pair {i + 1}: raw RecBole {r:.1f}s (NDCG@10 {r_ndcg:.4f}) | m6bench run {w:.1f}s (NDCG@10 {w_ndcg:.4f})")
+            if abs(r_ndcg - w_ndcg) > 1e-9:
+                print("  WARNING: results differ", file=sys.stderr)
+    ratio = statistics.median(wb_t) / statistics.median(raw_t)
+    print(f"\n| model | raw RecBole s | m6bench run s | ratio |\n|---|---|---|---|\n"
+          f"| {args.model} | {statistics.median(raw_t):.1f} | {statistics.median(wb_t):.1f} | {ratio:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

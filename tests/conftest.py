@@ -1,0 +1,32 @@
+"""Shared fixtures: the bundled ml-100k and a small, real slice of it; an isolated cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from m6rec_bench.datasets import PreparedDataset, resolve, slice_dataset
+
+
+@pytest.fixture(scope="session")
+def m6home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session-wide M6BENCH_HOME so tests never touch the user's cache."""
+    return tmp_path_factory.mktemp("m6home")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(m6home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("M6BENCH_HOME", str(m6home))
+
+
+@pytest.fixture(scope="session")
+def ml100k() -> PreparedDataset:
+    """The ml-100k copy bundled in the RecBole wheel (no download)."""
+    return resolve("ml-100k", progress=False)
+
+
+@pytest.fixture(scope="session")
+def ml100k_slice(ml100k: PreparedDataset, tmp_path_factory: pytest.TempPathFactory) -> PreparedDataset:
+    """150 sampled users of ml-100k with all their interactions, items, KG triples and links."""
+    return slice_dataset(ml100k, tmp_path_factory.mktemp("slices"), n_users=150, seed=0)

@@ -1,0 +1,25 @@
+import sys
+
+import numpy as np
+from scipy.sparse import dok_matrix
+
+from m6rec_bench import compat
+
+
+def test_numpy_aliases_and_dok_update():
+    compat.apply()
+    assert np.float_ is np.float64 and np.complex_ is np.complex128 and np.unicode_ is np.str_
+    m = dok_matrix((3, 3), dtype=np.float32)
+    m._update({(0, 1): 1.0, (2, 2): 3.0})
+    assert m.toarray()[0, 1] == 1.0 and m.toarray()[2, 2] == 3.0 and m.nnz == 2
+
+
+def test_argv_is_hidden_from_recbole_config(monkeypatch):
+    compat.apply()
+    from recbole.config import Config
+
+    monkeypatch.setattr(sys, "argv", ["m6bench", "--epochs=7", "run"])
+    with compat.shielded_argv():
+        config = Config(model="Pop", dataset="ml-100k", config_dict={"show_progress": False})
+    assert config["epochs"] != 7
+    assert sys.argv == ["m6bench", "--epochs=7", "run"]

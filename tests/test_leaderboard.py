@@ -1,0 +1,62 @@
+"""Aggregation and writers: mean ± std over seeds, ordering, failed/skipped rows, atomic files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+
+from m6rec_bench.leaderboard import aggregate, write
+from m6rec_bench.leaderboard.writers import to_csv, to_markdown
+from m6rec_bench.results import Record
+
+
+def _rec(label, seed, ndcg, status="ok", reason=None, groups=None, created="2026-01-01T00:00:00"):
+    return Record(cell_id=f"{label}-{seed}-{created}", status=status, reason=reason, dataset="ml-100k",
+                  dataset_checksum="sha256:abc", protocol="default", model=label.split()[0], label=label,
+                  model_kind="baseline", family="recbole", seed=seed, config={"epochs": 5},
+                  test={"ndcg@10": ndcg, "recall@10": ndcg / 2} if status == "ok" else {},
+                  valid={"ndcg@10": ndcg} if status == "ok" else {}, extra_metrics=groups or {},
+                  train_time_s=1.0 if status == "ok" else None, created_at=created)
+
+
+def test_mean_std_sorting_and_status_rows():
+    recs = [_rec("BPR", 2020, 0.30), _rec("BPR", 2021, 0.32), _rec("BPR", 2022, 0.31),
+            _rec("Pop", 2020, 0.10), _rec("Pop", 2021, 0.12),
+            _rec("KG", 2020, 0, status="skipped", reason="dataset 'x' has no kg"),
+            _rec("Bad", 2020, 0, status="failed", reason="RuntimeError: boom")]
+    [lb] = aggregate(recs)
+    assert [r.label for r in lb.rows][:2] == ["BPR", "Pop"]
+    bpr = lb.rows[0]
+    assert bpr.test["ndcg@10"].mean == statistics.fmean([0.30, 0.32, 0.31])
+    assert bpr.test["ndcg@10"].std == statistics.stdev([0.30, 0.32, 0.31])
+    assert bpr.seeds == [2020, 2021, 2022]
+    by = {r.label: r for r in lb.rows}
+    assert by["KG"].status == "skipped" and "no kg" in by["KG"].reason
+    assert by["Bad"].status == "failed" and by["Bad"].test == {}
+    md = to_markdown(lb)
+    assert "0.3100 ± 0.0100" in md and "skipped: dataset 'x' has no kg" in md and "failed: RuntimeError: boom" in md
+    rows = list(csv.DictReader(io.StringIO(to_csv(lb))))
+    assert rows[0]["model"] == "BPR" and float(rows[0]["test_ndcg@10_mean"]) == 0.31
+
+
+def test_newest_record_wins_per_seed_and_partial_failures_are_shown():
+    recs = [_rec("BPR", 2020, 0.20, created="2026-01-01T00:00:00"), _rec("BPR", 2020, 0.30, created="2026-01-02T00:00:00"),
+            _rec("BPR", 2021, 0, status="failed", reason="OOM")]
+    [lb] = aggregate(recs)
+    row = lb.rows[0]
+    assert row.test["ndcg@10"].mean == 0.30 and row.test["ndcg@10"].n == 1
+    assert row.status == "ok (1 failed)" and row.reason == "OOM"
+
+
+def test_extra_metric_groups_become_columns(tmp_path):
+    g = {"cold": {"ndcg@10": 0.05, "recall@20": 0.1}, "warm": {"ndcg@10": 0.3, "recall@20": 0.4}}
+    recs = [_rec("BPR", 2020, 0.3, groups=g)]
+    [lb] = aggregate(recs)
+    assert lb.groups == ["cold", "warm"]
+    paths = write(lb, tmp_path)
+    assert "cold NDCG@10" in paths["md"].read_text()
+    data = json.loads(paths["json"].read_text())
+    assert data["rows"][0]["groups"]["cold"]["ndcg@10"]["mean"] == 0.05
+    assert not list(tmp_path.rglob("*.part"))
