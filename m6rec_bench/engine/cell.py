@@ -138,9 +138,19 @@ class CellRun:
 
 
 def train_and_evaluate(
-    entry: ModelEntry, ds: PreparedDataset, config_dict: dict[str, Any], *, on_epoch: EpochCallback | None = None
+    entry: ModelEntry,
+    ds: PreparedDataset,
+    config_dict: dict[str, Any],
+    *,
+    on_epoch: EpochCallback | None = None,
+    evaluate_test: bool = True,
 ) -> CellRun:
-    """RecBole's run_recbole sequence (no logging set-up, no quick_start import)."""
+    """RecBole's run_recbole sequence (no logging set-up, no quick_start import).
+
+    ``on_epoch(epoch, valid_score)`` is called after every validation; an exception it raises (e.g.
+    Optuna's ``TrialPruned``) stops training and propagates. ``evaluate_test=False`` skips the test
+    evaluation (tuning selects on validation only) and leaves ``test`` empty.
+    """
     compat.apply()
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
@@ -171,7 +181,7 @@ def train_and_evaluate(
         train_time = time.perf_counter() - t0
         compat.restore_best(trainer, best)
         t1 = time.perf_counter()
-        test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+        test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=False) if evaluate_test else {}
         eval_time = time.perf_counter() - t1
     return CellRun(
         config=config, dataset=dataset, model=model, trainer=trainer, test_data=test_data,
