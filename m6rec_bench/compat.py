@@ -132,6 +132,26 @@ def shielded_argv() -> Iterator[None]:
         sys.argv = saved
 
 
+def build_config(model: Any, dataset: str, config_dict: dict[str, Any]) -> Any:
+    """Build a RecBole ``Config`` with argv shielded and ``data_path`` honoured for every name.
+
+    ``Config._set_default_parameters`` hard-wires a dataset *named* ``ml-100k`` to the copy inside
+    the RecBole wheel, whatever ``data_path`` says, so a converted download or a protocol's derived
+    split of ml-100k would silently be replaced by the bundled files. We set ``data_path`` back to
+    ``<config_dict["data_path"]>/<dataset>`` (what RecBole does for every other name) before any
+    data is read.
+    """
+    import os
+
+    from recbole.config import Config
+
+    with shielded_argv():
+        config = Config(model=model, dataset=dataset, config_dict=config_dict)
+    if "data_path" in config_dict:
+        config.final_config_dict["data_path"] = os.path.join(config_dict["data_path"], dataset)
+    return config
+
+
 def keep_best_in_memory(trainer: Any) -> dict[str, Any]:
     """Make ``trainer.fit(saved=True)`` keep its best checkpoint in memory instead of on disk.
 

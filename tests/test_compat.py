@@ -23,3 +23,9 @@ def test_argv_is_hidden_from_recbole_config(monkeypatch):
         config = Config(model="Pop", dataset="ml-100k", config_dict={"show_progress": False})
     assert config["epochs"] != 7
     assert sys.argv == ["m6bench", "--epochs=7", "run"]
+
+
+def test_data_path_is_honoured_for_a_dataset_named_ml_100k(tmp_path):
+    compat.apply()
+    config = compat.build_config("Pop", "ml-100k", {"data_path": str(tmp_path), "show_progress": False})
+    assert config["data_path"] == str(tmp_path / "ml-100k")

@@ -54,8 +54,8 @@ def read_header(path: Path) -> list[tuple[str, str]]:
         raise DataError(f"{path}: empty file — an atomic file starts with a header like 'user_id:token\\titem_id:token'")
     columns = []
     for raw in line.split("\t"):
-        col, sep, ftype = raw.rpartition(":")
-        if not sep or not col or ftype not in FIELD_TYPES:
+        col, _, ftype = raw.partition(":")
+        if not col or ftype not in FIELD_TYPES:  # RecBole splits on ':' exactly once
             raise DataError(
                 f"{path}: header column {raw!r} is not 'name:type' with type one of {', '.join(FIELD_TYPES)} "
                 f"(header: {line!r}; columns are tab-separated)"

@@ -63,7 +63,10 @@ def load_frame(src: Source, *, base_dir: Path, cache: Path, progress: bool = Fal
         raise
     except Exception as exc:  # the library raises many types; all mean "could not load"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"could not load huggingface source '{src.path}' (split {src.split}): {first} — check path, data_files and split in datasets.yaml") from None
+        raise DataError(
+            f"could not load huggingface source '{src.path}' (split {src.split}): {first} — "
+            "check path, data_files and split in datasets.yaml"
+        ) from None
     finally:
         if was_enabled:
             datasets.enable_progress_bars()

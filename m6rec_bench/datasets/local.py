@@ -24,7 +24,10 @@ def prepare_local(path: str | os.PathLike[str]) -> PreparedDataset:
     """Validate the atomic-file folder at ``path`` and describe it as a :class:`PreparedDataset`."""
     folder = Path(path).expanduser()
     if not folder.exists():
-        raise DataError(f"dataset folder {path} does not exist — give a folder holding <name>/<name>.inter, or a registered name (m6bench datasets list)")
+        raise DataError(
+            f"dataset folder {path} does not exist — give a folder holding <name>/<name>.inter, "
+            "or a registered name (m6bench datasets list)"
+        )
     if not folder.is_dir():
         raise DataError(f"dataset path {path} is a file, not a folder — give the folder that holds {folder.stem}.inter")
     folder = folder.resolve()

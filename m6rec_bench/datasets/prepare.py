@@ -109,7 +109,9 @@ def _fetch_url(spec: DatasetSpec, src: Source, root: Path, progress: bool) -> No
     home = cache_dir("datasets")
     raw_dir = home / spec.name / "raw"
     archive = raw_dir / (Path(urlparse(src.url).path).name or f"{spec.name}.zip")
-    extracted = raw_dir / "extracted"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=raw_dir))  # private: concurrent runs don't collide
+    extracted = work / "extracted"
     try:
         if archive.exists() and file_checksum(archive, parse_checksum(src.checksum)[0]) != src.checksum:
             archive.unlink()  # stale or damaged: fetch it again
@@ -120,18 +122,28 @@ def _fetch_url(spec: DatasetSpec, src: Source, root: Path, progress: bool) -> No
         except DataError:
             archive.unlink(missing_ok=True)  # verified yet unusable: do not keep it
             raise
-        meta = {"name": spec.name, "source": src.url, "checksum": src.checksum, "converter": conv, "converter_version": converter.CONVERTER_VERSION}
+        meta = {
+            "name": spec.name, "source": src.url, "checksum": src.checksum,
+            "converter": conv, "converter_version": converter.CONVERTER_VERSION,
+        }
         _build(root, spec.name, lambda out: converter.convert(extracted, out, spec.name), meta)
     finally:
-        shutil.rmtree(extracted, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
         _prune_empty(raw_dir, home)
 
 
 def _fetch_hf(spec: DatasetSpec, src: Source, root: Path, base_dir: Path, progress: bool) -> None:
     cache = huggingface.hf_cache_dir(cache_dir("datasets") / spec.name)
-    meta = {"name": spec.name, "source": src.model_dump(mode="json"), "converter": "huggingface", "converter_version": huggingface.CONVERTER_VERSION}
+    meta = {
+        "name": spec.name, "source": src.model_dump(mode="json"),
+        "converter": "huggingface", "converter_version": huggingface.CONVERTER_VERSION,
+    }
+
+    def build(out: Path) -> None:
+        huggingface.convert(src, out, spec.name, base_dir=base_dir, cache=cache, progress=progress)
+
     try:
-        _build(root, spec.name, lambda out: huggingface.convert(src, out, spec.name, base_dir=base_dir, cache=cache, progress=progress), meta)
+        _build(root, spec.name, build, meta)
     except Exception:
         _prune_empty(root.parent, cache_dir("datasets"))
         raise
@@ -149,14 +161,19 @@ def features_for(spec: DatasetSpec, folder: Path, name: str) -> DatasetFeatures:
     return DatasetFeatures(item_text=item_text, kg=spec.features.kg and has_kg(folder, name))
 
 
-def prepare(spec: DatasetSpec, *, source: str | None = None, progress: bool = True, base_dir: Path | None = None) -> PreparedDataset:
+def prepare(
+    spec: DatasetSpec, *, source: str | None = None, progress: bool = True, base_dir: Path | None = None
+) -> PreparedDataset:
     """Make ``spec`` ready (download/convert if needed) from its first source or its ``source`` kind."""
     src = spec.source(source)
     root = dataset_root(spec, src)
     name = _dataset_name(spec, src)
     if src.kind == "recbole-bundled":
         if not (root / name / f"{name}.inter").is_file():
-            raise DataError(f"RecBole's bundled dataset '{name}' is not in {root} — RecBole bundles only ml-100k; fix the datasets.yaml entry '{spec.name}'")
+            raise DataError(
+                f"RecBole's bundled dataset '{name}' is not in {root} — RecBole bundles only ml-100k; "
+                f"fix the datasets.yaml entry '{spec.name}'"
+            )
     elif not is_prepared(root, name):
         if src.kind == "url":
             _fetch_url(spec, src, root, progress)

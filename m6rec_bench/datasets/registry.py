@@ -47,7 +47,8 @@ class ColumnMapping(_Strict):
 class Source(_Strict):
     """One place a dataset can come from; the first source of an entry is the default.
 
-    - ``recbole-bundled``: the atomic files inside the RecBole wheel (ml-100k only).
+    - ``recbole-bundled``: the atomic files inside the RecBole wheel (ml-100k only; ``path`` may
+      name the bundled folder, default: the entry's name).
     - ``url``: an archive (zip/tar) downloaded, verified against ``checksum`` and converted by
       ``converter`` (defaults to the entry's ``converter``).
     - ``huggingface``: ``datasets.load_dataset(path, name=config, data_files=…, split=…)`` and a
@@ -126,9 +127,16 @@ class DatasetSpec(_Strict):
 
     @model_validator(mode="after")
     def _converter_for_urls(self) -> DatasetSpec:
+        from m6rec_bench.datasets.convert import CONVERTERS
+
+        known = ", ".join(sorted(CONVERTERS))
         for i, src in enumerate(self.sources):
-            if src.kind == "url" and not (src.converter or self.converter):
-                raise ValueError(f"sources.{i}: a 'url' source needs a converter (on the source or the entry)")
+            conv = src.converter or self.converter
+            if src.kind == "url" and not conv:
+                raise ValueError(f"sources.{i}: a 'url' source needs a converter (on the source or the entry; known: {known})")
+            for where, name in (("converter", self.converter), (f"sources.{i}.converter", src.converter)):
+                if name and name not in CONVERTERS:
+                    raise ValueError(f"{where}: unknown converter '{name}'{did_you_mean(name, CONVERTERS)} (known: {known})")
         return self
 
     def source(self, kind: str | None = None) -> Source:
@@ -221,7 +229,10 @@ def parse_registry(text: str, path: Path) -> Registry:
     """Parse registry ``text`` (read from ``path``, named in errors) into a :class:`Registry`."""
     data, node = _compose(text, path)
     if not isinstance(data, dict) or not isinstance(data.get("datasets"), list):
-        raise UsageError(f"{path}: expected a top-level 'datasets:' list of entries — see the comment at the top of the packaged datasets.yaml")
+        raise UsageError(
+            f"{path}: expected a top-level 'datasets:' list of entries — "
+            "see the comment at the top of the packaged datasets.yaml"
+        )
     lines = _entry_lines(node)
     specs: list[DatasetSpec] = []
     seen: dict[str, str] = {}

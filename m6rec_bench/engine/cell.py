@@ -152,15 +152,13 @@ def train_and_evaluate(
     evaluation (tuning selects on validation only) and leaves ``test`` empty.
     """
     compat.apply()
-    from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_seed
 
     model_arg: Any = entry.plugin.model_cls if entry.plugin is not None else entry.name
     with tempfile.TemporaryDirectory(prefix="m6bench-ckpt-") as ckpt:
         full = {**config_dict, "data_path": str(ds.root), "checkpoint_dir": ckpt, "show_progress": False}
-        with compat.shielded_argv():
-            config = Config(model=model_arg, dataset=ds.name, config_dict=full)
+        config = compat.build_config(model_arg, ds.name, full)
         init_seed(config["seed"], config["reproducibility"])
         dataset = create_dataset(config)
         train_data, valid_data, test_data = data_preparation(config, dataset)

@@ -239,6 +239,10 @@ class ColdItemProtocol(Protocol):
         return prepare_split(ds, seed), {"benchmark_filename": list(BENCHMARK_FILES)}
 
     def extra_metrics(self, run: Any) -> dict[str, dict[str, float]]:
+        """``{"cold": …, "warm": …, "overall": …}`` test means (RecBole's names, e.g. ``ndcg@10``).
+
+        The per-user values stay on ``run.per_user_metrics`` (``name -> PerUserMetrics``).
+        """
         from m6rec_bench.evaluation import evaluate_groups
 
         groups = item_groups(run)
@@ -246,7 +250,9 @@ class ColdItemProtocol(Protocol):
             run.model, run.test_data, {"cold": groups["cold"], "warm": groups["warm"], "overall": None},
             metrics=run.config["metrics"], topk=run.config["topk"],
         )
-        return {name: res.means() for name, res in result.items()}
+        run.per_user_metrics = result  # kept on the run for artifacts and paired significance tests
+        decimals = run.config["metric_decimal_place"]
+        return {name: res.means(decimals) for name, res in result.items()}
 
 
 COLD_ITEM = register(

@@ -26,5 +26,6 @@ def get_converter(name: str) -> ModuleType:
         module_name = CONVERTERS[name]
     except KeyError:
         known = ", ".join(sorted(CONVERTERS))
-        raise UsageError(f"unknown converter '{name}'{did_you_mean(name, CONVERTERS)} (known: {known}) — fix datasets.yaml") from None
+        hint = did_you_mean(name, CONVERTERS)
+        raise UsageError(f"unknown converter '{name}'{hint} (known: {known}) — fix datasets.yaml") from None
     return importlib.import_module(module_name)

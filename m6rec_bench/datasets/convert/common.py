@@ -57,4 +57,7 @@ def read_text(path: Path) -> str:
 
 def bad_line(path: Path, lineno: int, line: str, expected: str) -> DataError:
     """A DataError naming the file, line and expected layout."""
-    return DataError(f"{path} line {lineno}: expected {expected}, got {line.strip()[:80]!r} — the raw file is damaged; delete the cache and fetch again")
+    return DataError(
+        f"{path} line {lineno}: expected {expected}, got {line.strip()[:80]!r} — "
+        "the raw file is damaged; delete the cache and fetch again"
+    )
