@@ -45,6 +45,10 @@ def test_bpr_matches_raw_recbole_on_a_slice(ml100k_slice):
     assert rec.best_epoch is not None and rec.epochs_run <= 8 and rec.n_params > 0
     assert rec.peak_mem_mb > 0 and rec.train_time_s > 0
     assert rec.resolved_config["valid_metric"] == "NDCG@10"
+    # per-user test metrics are kept and average to RecBole's own numbers
+    users, ndcg = rec.per_user["users"], rec.per_user["ndcg@10"]
+    assert len(users) == len(set(users)) == len(ndcg) > 100
+    assert round(sum(ndcg) / len(ndcg), 4) == pytest.approx(rec.test["ndcg@10"], abs=1e-4)
 
 
 def test_resume_reuses_finished_cells_and_seed_changes_identity(ml100k_slice, tmp_path):

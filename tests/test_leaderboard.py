@@ -60,3 +60,33 @@ def test_extra_metric_groups_become_columns(tmp_path):
     data = json.loads(paths["json"].read_text())
     assert data["rows"][0]["groups"]["cold"]["ndcg@10"]["mean"] == 0.05
     assert not list(tmp_path.rglob("*.part"))
+
+
+def _pu_rec(label, seed, values, kind="baseline"):
+    rec = _rec(label, seed, float(sum(values) / len(values)))
+    rec.model_kind = kind
+    rec.per_user = {"users": [str(i) for i in range(len(values))], "ndcg@10": list(values)}
+    return rec
+
+
+def test_paired_wilcoxon_with_holm_marks_real_differences():
+    import random
+
+    rng = random.Random(0)
+    base = [rng.random() * 0.5 for _ in range(200)]
+    better = [v + 0.05 + rng.random() * 0.01 for v in base]
+    same = [v + rng.choice([-1, 1]) * 1e-3 * rng.random() for v in base]
+    worse_plugin = [max(0.0, v - 0.2) for v in base]
+    recs = [_pu_rec("BPR", 2020, base), _pu_rec("Fusion", 2020, better, "plugin"),
+            _pu_rec("Noise", 2020, same, "plugin"), _pu_rec("Pop", 2020, worse_plugin)]
+    [lb] = aggregate(recs)
+    assert lb.reference == "BPR"
+    by = {r.label: r for r in lb.rows}
+    assert by["BPR"].is_reference and by["BPR"].significance is None
+    assert by["Fusion"].significance.mark == "▲" and by["Fusion"].significance.p_holm < 1e-6
+    assert by["Pop"].significance.mark == "▼"
+    assert by["Noise"].significance.mark == "" and by["Noise"].significance.p_holm > 0.05
+    # Holm: corrected p-values are monotone in the raw ones and never smaller
+    for r in ("Fusion", "Noise", "Pop"):
+        assert by[r].significance.p_holm >= by[r].significance.p_value
+    assert "▲" in to_markdown(lb)

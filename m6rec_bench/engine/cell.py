@@ -24,7 +24,7 @@ from m6rec_bench.errors import M6BenchError, UsageError
 from m6rec_bench.models import registry
 from m6rec_bench.models.registry import ModelEntry
 from m6rec_bench.protocols import Protocol, get_protocol
-from m6rec_bench.results.record import Record
+from m6rec_bench.results.record import SCHEMA_VERSION, Record
 from m6rec_bench.results.store import RecordStore
 
 EpochCallback = Callable[[int, float], None]
@@ -111,6 +111,7 @@ def cell_id(spec: CellSpec, entry: ModelEntry, ds: PreparedDataset, config: dict
         "device": spec.device,
         "config": {k: v for k, v in config.items() if k not in _VOLATILE},
         "versions": versions,
+        "record_schema": SCHEMA_VERSION,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -123,6 +124,22 @@ def _jsonable(config: Any) -> dict[str, Any]:
             out[key] = value
         except TypeError:
             out[key] = str(value)
+    return out
+
+
+#: Per-user test metrics kept in every record (for paired significance tests between rows).
+PER_USER_METRICS = ("ndcg@10", "recall@10")
+
+
+def per_user_test_metrics(run: CellRun) -> dict[str, list[Any]]:
+    """Per-user test metrics of a finished run, keyed by external user id."""
+    from m6rec_bench.evaluation import per_user_metrics
+
+    pu = per_user_metrics(run.model, run.test_data, metrics=("NDCG", "Recall"), topk=(10,))
+    tokens = run.dataset.field2id_token[run.dataset.uid_field]
+    out: dict[str, list[Any]] = {"users": [str(tokens[u]) for u in pu.user_ids]}
+    for name in PER_USER_METRICS:
+        out[name] = [round(float(v), 6) for v in pu.values[name]]
     return out
 
 
@@ -213,7 +230,7 @@ def run_cell(
     ds = prepared or datasets.resolve(spec.dataset)
     base = {
         "dataset": ds.name, "dataset_checksum": ds.checksum, "protocol": protocol.name, "model": entry.name,
-        "label": spec.label or entry.name,
+        "label": spec.label or entry.name, "spec": spec.model_dump(mode="json"),
         "model_kind": entry.kind, "family": entry.family, "seed": spec.seed,
         "versions": {**environment.versions(), **({entry.package: entry.version} if entry.kind == "plugin" else {})},
         "hardware": environment.hardware(), "command": command if command is not None else environment.command_line(),
@@ -241,9 +258,10 @@ def run_cell(
         with environment.PeakMemory() as mem:
             run = train_and_evaluate(entry, split_ds, config_dict, on_epoch=on_epoch)
             extra_metrics = protocol.extra_metrics(run)
+            per_user = per_user_test_metrics(run)
         rec = Record(
             cell_id=cid, status="ok", config=config_dict, resolved_config=_jsonable(run.config), valid=run.valid,
-            test=run.test, extra_metrics=extra_metrics, best_epoch=run.best_epoch, epochs_run=run.epochs_run,
+            test=run.test, extra_metrics=extra_metrics, per_user=per_user, best_epoch=run.best_epoch, epochs_run=run.epochs_run,
             n_params=run.n_params, train_time_s=round(run.train_time, 3), eval_time_s=round(run.eval_time, 3),
             peak_mem_mb=round(mem.peak_mb, 1), **base,
         )

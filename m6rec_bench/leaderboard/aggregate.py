@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from m6rec_bench.leaderboard.stats import Comparison, significance
 from m6rec_bench.results.record import Record
 
 #: The metric a leaderboard is sorted by (the default protocol's validation metric, on test).
@@ -54,6 +55,8 @@ class Row:
     groups: dict[str, dict[str, Stat]] = field(default_factory=dict)
     cost: dict[str, Stat] = field(default_factory=dict)
     reproduce: dict[str, Any] = field(default_factory=dict)
+    significance: Comparison | None = None
+    is_reference: bool = False
 
     def primary(self) -> float:
         stat = self.test.get(PRIMARY)
@@ -69,6 +72,7 @@ class Leaderboard:
     rows: list[Row]
     dataset_checksum: str
     settings: dict[str, Any]
+    reference: str | None = None
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -122,10 +126,16 @@ def aggregate(records: Iterable[Record]) -> list[Leaderboard]:
     boards = []
     for (ds, proto), rows in sorted(by_board.items()):
         out = [_row(label, recs) for label, recs in rows.items()]
-        out.sort(key=lambda r: (r.status != "ok", -r.primary(), r.label))
+        out.sort(key=lambda r: (not r.status.startswith("ok"), -r.primary(), r.label))
+        reference = next((r.label for r in out if r.kind == "baseline" and r.status.startswith("ok")), None)
+        if reference is not None:
+            tests = significance(rows, reference, PRIMARY)
+            for r in out:
+                r.significance = tests.get(r.label)
+                r.is_reference = r.label == reference
         any_rec = next(iter(rows.values()))[0]
         epochs = sorted({str(r.config.get("epochs", "default")) for recs in rows.values() for r in recs})
-        boards.append(Leaderboard(ds, proto, out, any_rec.dataset_checksum, {"epochs": epochs}))
+        boards.append(Leaderboard(ds, proto, out, any_rec.dataset_checksum, {"epochs": epochs}, reference))
     return boards
 
 

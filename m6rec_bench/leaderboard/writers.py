@@ -37,17 +37,31 @@ def _cost(row: Row, key: str, digits: int = 1) -> str:
     return f"{stat.mean:.{digits}f}" if stat else "—"
 
 
+def significance_cell(row: Row) -> str:
+    """``+0.0123 ▲ (p=0.003)`` against the best baseline; ``reference`` for that row itself."""
+    if row.is_reference:
+        return "reference"
+    c = row.significance
+    if c is None:
+        return "—"
+    return f"{c.delta:+.4f}{(' ' + c.mark) if c.mark else ''} (p={c.p_holm:.3g})"
+
+
 def to_markdown(lb: Leaderboard) -> str:
     groups = lb.groups
     head = ["#", "Model", "Kind", "Seeds", *[f"Test {metric_label(m)}" for m in COLUMNS]]
     head += [f"{g} {metric_label(m)}" for g in groups for m in GROUP_COLUMNS]
-    head += ["Best epoch", "Train s", "Params", "Status"]
+    head += ["vs best baseline", "Best epoch", "Train s", "Params", "Status"]
     lines = [
         f"# Leaderboard — {lb.dataset} / {lb.protocol}",
         "",
         f"Sorted by test NDCG@10; mean ± sample std over seeds. Dataset checksum `{lb.dataset_checksum}`; "
         f"epochs setting: {', '.join(lb.settings.get('epochs', []))}; generated {lb.created_at}. "
         "Reproduce any row with the command in `leaderboard.json` (`rows[].reproduce.command`).",
+        "",
+        f"*vs best baseline*: mean per-user difference in test NDCG@10 against **{lb.reference or '—'}** "
+        "(users averaged over seeds), Wilcoxon signed-rank, Holm-corrected across rows; "
+        "▲/▼ = significantly better/worse at α = 0.05.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
@@ -57,7 +71,7 @@ def to_markdown(lb: Leaderboard) -> str:
         cells += [_cell(row, m) for m in COLUMNS]
         cells += [_cell(row, m, g) for g in groups for m in GROUP_COLUMNS]
         params = row.cost.get("n_params")
-        cells += [_cost(row, "best_epoch", 0), _cost(row, "train_time_s"),
+        cells += [significance_cell(row), _cost(row, "best_epoch", 0), _cost(row, "train_time_s"),
                   f"{params.mean:,.0f}" if params else "—",
                   row.status + (f": {row.reason}" if row.reason else "")]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -74,7 +88,7 @@ def to_csv(lb: Leaderboard) -> str:
     for g in groups:
         for m in GROUP_COLUMNS:
             header += [f"{g}_{m}_mean", f"{g}_{m}_std"]
-    header += ["valid_ndcg@10_mean", "best_epoch_mean", "train_time_s_mean", "eval_time_s_mean",
+    header += ["delta_vs_reference", "p_holm", "significant", "valid_ndcg@10_mean", "best_epoch_mean", "train_time_s_mean", "eval_time_s_mean",
                "peak_mem_mb_mean", "n_params", "command"]
     writer.writerow(header)
     for i, row in enumerate(lb.rows, 1):
@@ -87,6 +101,9 @@ def to_csv(lb: Leaderboard) -> str:
             for m in GROUP_COLUMNS:
                 s = row.groups.get(g, {}).get(m)
                 out += [f"{s.mean:.6f}", f"{s.std:.6f}"] if s else ["", ""]
+        c = row.significance
+        out += ["reference", "", ""] if row.is_reference else (
+            [f"{c.delta:.6f}", f"{c.p_holm:.6g}", c.mark] if c else ["", "", ""])
         v = row.valid.get("ndcg@10")
         out += [f"{v.mean:.6f}" if v else ""]
         for key, digits in (("best_epoch", 1), ("train_time_s", 3), ("eval_time_s", 3), ("peak_mem_mb", 1), ("n_params", 0)):

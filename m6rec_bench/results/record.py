@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-user test metrics
 Status = Literal["ok", "failed", "skipped"]
 
 
@@ -26,12 +26,17 @@ class Record(BaseModel):
     model_kind: str = Field(description="baseline or plugin")
     family: str
     seed: int
+    spec: dict[str, Any] = Field(default_factory=dict, description="the CellSpec that ran: rerun it to reproduce")
     config: dict[str, Any] = Field(description="the settings the cell was given (protocol + model + overrides)")
     resolved_config: dict[str, Any] = Field(default_factory=dict, description="RecBole's final config")
     valid: dict[str, float] = Field(default_factory=dict)
     test: dict[str, float] = Field(default_factory=dict)
     extra_metrics: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="metric groups beyond test (e.g. cold / warm items)"
+    )
+    per_user: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="test metrics per user for paired tests: 'users' (external ids) + one list per metric",
     )
     best_epoch: int | None = None
     epochs_run: int | None = None

@@ -1,0 +1,92 @@
+"""Paired significance of each row against the best baseline, Holm-corrected across rows.
+
+Every record keeps its per-user test metrics. For a row and the reference (the baseline with the
+best mean test NDCG@10), each user's metric is averaged over the seeds both rows ran, and the
+paired differences are tested with the Wilcoxon signed-rank test (two-sided). The p-values of all
+compared rows are corrected together with Holm's step-down method (Holm 1979), controlling the
+family-wise error rate at ``alpha``. A row is marked ``▲`` (significantly better) or ``▼``
+(significantly worse) only when its corrected p-value is below ``alpha``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import wilcoxon
+
+from m6rec_bench.results.record import Record
+
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One row against the reference row on one metric."""
+
+    reference: str
+    metric: str
+    n_users: int
+    delta: float  # mean over users of (row - reference)
+    p_value: float
+    p_holm: float = float("nan")
+    mark: str = ""  # "▲", "▼" or ""
+
+
+def per_user_means(records: list[Record], metric: str) -> dict[tuple[int, str], float]:
+    """``(seed, user) -> value`` from the per-user metrics of a row's records."""
+    out: dict[tuple[int, str], float] = {}
+    for rec in records:
+        pu = rec.per_user
+        if metric in pu:
+            for user, value in zip(pu["users"], pu[metric], strict=True):
+                out[(rec.seed, user)] = float(value)
+    return out
+
+
+def paired(row: list[Record], ref: list[Record], metric: str, reference: str) -> Comparison | None:
+    """Wilcoxon signed-rank on users' seed-averaged metric; None without per-user data to pair."""
+    a, b = per_user_means(row, metric), per_user_means(ref, metric)
+    common_seeds = {s for s, _ in a} & {s for s, _ in b}
+    by_user_a: dict[str, list[float]] = defaultdict(list)
+    by_user_b: dict[str, list[float]] = defaultdict(list)
+    for (seed, user), value in a.items():
+        if seed in common_seeds and (seed, user) in b:
+            by_user_a[user].append(value)
+            by_user_b[user].append(b[(seed, user)])
+    users = sorted(by_user_a)
+    if len(users) < 10:
+        return None
+    x = np.array([np.mean(by_user_a[u]) for u in users])
+    y = np.array([np.mean(by_user_b[u]) for u in users])
+    diff = x - y
+    p = 1.0 if np.allclose(diff, 0) else float(wilcoxon(x, y, zero_method="wilcox", alternative="two-sided").pvalue)
+    return Comparison(reference, metric, len(users), float(diff.mean()), p)
+
+
+def holm(comparisons: dict[str, Comparison], alpha: float = ALPHA) -> dict[str, Comparison]:
+    """Holm step-down correction over all comparisons; sets ``p_holm`` and ``mark``."""
+    order = sorted(comparisons, key=lambda k: comparisons[k].p_value)
+    m = len(order)
+    out: dict[str, Comparison] = {}
+    running = 0.0
+    for i, key in enumerate(order):
+        c = comparisons[key]
+        running = max(running, min(1.0, (m - i) * c.p_value))
+        mark = ("▲" if c.delta > 0 else "▼") if running < alpha else ""
+        out[key] = Comparison(c.reference, c.metric, c.n_users, c.delta, c.p_value, running, mark)
+    return out
+
+
+def significance(rows: dict[str, list[Record]], reference: str, metric: str = "ndcg@10") -> dict[str, Comparison]:
+    """Compare every row with ``reference`` and Holm-correct across rows."""
+    ref = rows[reference]
+    raw = {}
+    for label, recs in rows.items():
+        if label == reference:
+            continue
+        c = paired([r for r in recs if r.status == "ok"], ref, metric, reference)
+        if c is not None:
+            raw[label] = c
+    return holm(raw)
