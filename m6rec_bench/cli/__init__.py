@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from m6rec_bench.cli import datasets, leaderboard, models, plugins
+from m6rec_bench.cli.publish import publish
+from m6rec_bench.cli.reproduce import reproduce
 from m6rec_bench.cli.run import run
 
 app = typer.Typer(
@@ -20,6 +22,8 @@ app.add_typer(datasets.app, name="datasets")
 app.add_typer(models.app, name="models")
 app.add_typer(plugins.app, name="plugins")
 app.add_typer(leaderboard.app, name="leaderboard")
+app.command("publish")(publish)
+app.command("reproduce")(reproduce)
 
 
 def main() -> None:

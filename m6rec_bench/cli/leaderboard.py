@@ -72,5 +72,5 @@ def build(
     if not records:
         raise UsageError(f"no records under {runs_dir}; run m6bench run first")
     for board in aggregate(records):
-        paths = write(board, out)
+        paths = write(board, out, records)
         console.print(f"leaderboard {board.dataset}/{board.protocol}: {paths['md']}")

@@ -85,7 +85,7 @@ def run(
         result = run_suite(cfg, _ProgressListener(progress), command=command_line())
 
     for board in aggregate(result.records):
-        paths = write(board, cfg.leaderboard_dir)
+        paths = write(board, cfg.leaderboard_dir, result.records)
         console.print(f"leaderboard [bold]{board.dataset}/{board.protocol}[/bold]: {paths['md']}")
     done = len(result.records)
     console.print(f"{done} cells: {done - len(result.failed)} finished ({result.reused} reused), {len(result.failed)} failed")

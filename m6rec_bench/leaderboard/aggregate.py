@@ -96,7 +96,8 @@ def _reproduce(records: list[Record]) -> dict[str, Any]:
     first = records[0]
     seeds = sorted(r.seed for r in records)
     epochs = first.config.get("epochs")
-    cmd = [f"m6bench run --dataset {first.dataset} --protocol {first.protocol} --models {first.model}",
+    dataset = first.spec.get("dataset", first.dataset)
+    cmd = [f"m6bench run --dataset {dataset} --protocol {first.protocol} --models {first.model}",
            f"--seeds {len(seeds)}" if seeds == list(range(2020, 2020 + len(seeds))) else f"--seeds {','.join(map(str, seeds))}"]
     if epochs is not None and "epochs" in first.config:
         cmd.append(f"--epochs {epochs}")

@@ -11,11 +11,12 @@ import csv
 import fcntl
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from m6rec_bench.io import atomic_write_text
 from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Leaderboard, Row
+from m6rec_bench.results.record import Record
 
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
 
@@ -138,11 +139,26 @@ def board_dir(out: Path, dataset: str, protocol: str) -> Path:
     return Path(out) / dataset / protocol
 
 
-def write(lb: Leaderboard, out: Path) -> dict[str, Path]:
-    """Write every format of ``lb`` under ``out``; return the paths by suffix."""
+def write(lb: Leaderboard, out: Path, records: Iterable[Record] = ()) -> dict[str, Path]:
+    """Write every format of ``lb`` under ``out`` and its rows' records; return the paths by suffix.
+
+    The records (minus their per-user arrays) go to ``records/<cell_id>.json`` beside the
+    leaderboard, so every published row links the exact settings, versions, dataset checksum,
+    hardware and command that produced it (``m6bench reproduce`` reruns one).
+    """
     directory = board_dir(out, lb.dataset, lb.protocol)
+    wanted = {cid for row in lb.rows for cid in row.reproduce.get("cell_ids", [])}
     paths = {}
     with locked(directory):
+        rec_dir = directory / "records"
+        for rec in records:
+            if rec.cell_id in wanted:
+                slim = rec.model_copy(update={"per_user": {}})
+                atomic_write_text(rec_dir / f"{rec.cell_id}.json", slim.model_dump_json(indent=2) + "\n")
+        if rec_dir.exists() and records:
+            for stale in rec_dir.glob("*.json"):
+                if stale.stem not in wanted:
+                    stale.unlink()
         for suffix, render in WRITERS.items():
             path = directory / f"leaderboard.{suffix}"
             atomic_write_text(path, render(lb))

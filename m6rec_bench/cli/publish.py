@@ -1,0 +1,24 @@
+"""``m6bench publish``: the static HTML site of every leaderboard (no network needed to view it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from m6rec_bench.cli.common import console, friendly_errors
+from m6rec_bench.errors import UsageError
+from m6rec_bench.leaderboard.site import build_site
+
+
+@friendly_errors
+def publish(
+    out: Annotated[Path, typer.Option("--dir", help="Leaderboard root holding <dataset>/<protocol>/leaderboard.json.")] = Path("leaderboards"),
+) -> None:
+    """Build index.html and a page per dataset/protocol: sortable tables, bar charts with error bars, a quality-vs-train-time plot; rows link their reproduction records."""
+    if not list(Path(out).glob("*/*/leaderboard.json")):
+        raise UsageError(f"no leaderboard.json under {out}; run m6bench run first")
+    pages = build_site(out)
+    for page in pages:
+        console.print(f"wrote {page}")

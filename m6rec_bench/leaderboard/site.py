@@ -1,0 +1,189 @@
+"""The static leaderboard site: ``index.html`` plus one page per dataset and protocol.
+
+Everything is inline — tables sortable with a few lines of JavaScript, plots as matplotlib SVG — so
+the pages open from disk with no network. Pages are built from ``leaderboard.json`` files only
+(a writer never re-runs a model); each row links the records that reproduce it.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from m6rec_bench.io import atomic_write_text
+from m6rec_bench.leaderboard.writers import metric_label
+
+PLOT_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@10")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
+table{border-collapse:collapse;font-size:.85rem;margin:1rem 0}th,td{padding:.3rem .5rem;border-bottom:1px solid #ddd;text-align:right}
+th{cursor:pointer;background:#f4f4f4;position:sticky;top:0}th:hover{background:#e8e8ef}td:nth-child(2),th:nth-child(2){text-align:left}
+th.asc::after{content:" ▲"}th.desc::after{content:" ▼"}.plots{display:flex;flex-wrap:wrap;gap:1rem}.plots figure{margin:0}
+.skipped,.failed{color:#888}.up{color:#1a7f37;font-weight:600}.down{color:#cf222e;font-weight:600}code{font-size:.8rem}
+"""
+
+_JS = """
+function sortTable(table, col, dir){
+  const body = table.tBodies[0], rows = Array.from(body.rows);
+  const key = r => { const c = r.cells[col]; const v = c.dataset.sort ?? c.textContent.trim();
+                     const n = parseFloat(v); return isNaN(n) ? v.toLowerCase() : n; };
+  rows.sort((a, b) => { const x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * dir; });
+  rows.forEach(r => body.appendChild(r));
+  table.querySelectorAll('th').forEach((th, i) => th.className = i === col ? (dir > 0 ? 'asc' : 'desc') : '');
+}
+document.querySelectorAll('table.sortable').forEach(table => {
+  table.querySelectorAll('th').forEach((th, i) => th.addEventListener('click', () =>
+    sortTable(table, i, th.className === 'desc' ? 1 : -1)));
+  const m = location.hash.match(/sort=(\\d+)(-asc)?/);
+  if (m) sortTable(table, parseInt(m[1]), m[2] ? 1 : -1);
+});
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>{body}<script>{_JS}</script></body></html>\n")
+
+
+def _svg(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _ok_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in board["rows"] if r["status"].startswith("ok") and r["test"]]
+
+
+def bar_chart(board: dict[str, Any], metric: str) -> str:
+    """Mean test metric per row with ± std error bars, as inline SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in _ok_rows(board) if metric in r["test"]]
+    fig, ax = plt.subplots(figsize=(5.5, 0.32 * len(rows) + 1.2))
+    labels = [r["label"] for r in rows][::-1]
+    means = [r["test"][metric]["mean"] for r in rows][::-1]
+    stds = [r["test"][metric]["std"] for r in rows][::-1]
+    colors = ["#4c72b0" if r["kind"] == "baseline" else "#dd8452" for r in rows][::-1]
+    ax.barh(labels, means, xerr=stds, color=colors, capsize=3)
+    ax.set_xlabel(f"test {metric_label(metric)} (mean ± std over seeds)")
+    ax.set_title(metric_label(metric))
+    ax.grid(axis="x", alpha=0.3)
+    return _svg(fig)
+
+
+def quality_vs_time(board: dict[str, Any]) -> str:
+    """Test NDCG@10 against mean training wall time (log scale), as inline SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for r in _ok_rows(board):
+        t = r["cost"].get("train_time_s")
+        if not t or "ndcg@10" not in r["test"]:
+            continue
+        x, y = max(t["mean"], 0.05), r["test"]["ndcg@10"]["mean"]
+        ax.errorbar(x, y, yerr=r["test"]["ndcg@10"]["std"], fmt="o",
+                    color="#4c72b0" if r["kind"] == "baseline" else "#dd8452", capsize=3)
+        ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(5, 3), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("train time per run, seconds (log)")
+    ax.set_ylabel("test NDCG@10")
+    ax.set_title("quality vs training time")
+    ax.grid(alpha=0.3)
+    return _svg(fig)
+
+
+def _fmt(stat: dict[str, Any] | None) -> tuple[str, str]:
+    if not stat:
+        return "—", ""
+    text = f"{stat['mean']:.4f} ± {stat['std']:.4f}" if stat["n"] > 1 else f"{stat['mean']:.4f}"
+    return text, f"{stat['mean']:.6f}"
+
+
+def table(board: dict[str, Any]) -> str:
+    """The leaderboard as a sortable HTML table; each row links its records."""
+    groups = sorted({g for r in board["rows"] for g in r.get("groups", {})})
+    cols = ["#", "Model", "Kind", "Seeds", *[f"Test {metric_label(m)}" for m in PLOT_METRICS],
+            *[f"{g} NDCG@10" for g in groups], "vs best baseline", "Train s", "Params", "Status", "Reproduce"]
+    out = ["<table class='sortable' id='leaderboard'><thead><tr>",
+           *[f"<th>{html.escape(c)}</th>" for c in cols], "</tr></thead><tbody>"]
+    for i, r in enumerate(board["rows"], 1):
+        cls = "" if r["status"].startswith("ok") else r["status"].split()[0]
+        cells = [(str(i), str(i)), (r["label"], r["label"]), (r["kind"], r["kind"]), (str(len(r["seeds"])), str(len(r["seeds"])))]
+        cells += [_fmt(r["test"].get(m)) for m in PLOT_METRICS]
+        cells += [_fmt(r.get("groups", {}).get(g, {}).get("ndcg@10")) for g in groups]
+        sig = r.get("significance")
+        if r.get("is_reference"):
+            cells.append(("reference", "0"))
+        elif sig:
+            mark = sig["mark"]
+            cells.append((f"{sig['delta']:+.4f} {mark} (p={sig['p_holm']:.3g})".replace("  ", " "), f"{sig['delta']:.6f}"))
+        else:
+            cells.append(("—", ""))
+        t = r["cost"].get("train_time_s")
+        p = r["cost"].get("n_params")
+        cells += [(f"{t['mean']:.1f}" if t else "—", f"{t['mean']:.3f}" if t else ""),
+                  (f"{p['mean']:,.0f}" if p else "—", f"{p['mean']:.0f}" if p else ""),
+                  (r["status"] + (f": {r['reason']}" if r.get("reason") else ""), r["status"])]
+        links = " ".join(f"<a href='records/{html.escape(cid)}.json'>seed {s}</a>"
+                         for cid, s in zip(r["reproduce"]["cell_ids"], sorted(r["seeds"]) or [None] * 99, strict=False))
+        row_html = "".join(
+            f"<td data-sort='{html.escape(sort)}'"
+            + (" class='up'" if text.find("▲") >= 0 else " class='down'" if text.find("▼") >= 0 else "")
+            + f">{html.escape(text)}</td>" for text, sort in cells)
+        out.append(f"<tr class='{cls}'>{row_html}<td>{links}<br><code>{html.escape(r['reproduce']['command'])}</code></td></tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def board_page(board: dict[str, Any]) -> str:
+    plots = "".join(f"<figure>{bar_chart(board, m)}</figure>" for m in PLOT_METRICS)
+    body = (
+        f"<p><a href='../../index.html'>← all leaderboards</a></p>"
+        f"<h1>{html.escape(board['dataset'])} / {html.escape(board['protocol'])}</h1>"
+        f"<p>Mean ± sample std over seeds; sorted by test NDCG@10 (click a header to sort). "
+        f"Dataset checksum <code>{html.escape(board['dataset_checksum'])}</code>; epochs setting "
+        f"{html.escape(', '.join(board['settings'].get('epochs', [])))}; generated {html.escape(board['created_at'])}. "
+        f"<em>vs best baseline</em>: per-user paired Wilcoxon test against <b>{html.escape(str(board.get('reference')))}</b>, "
+        f"Holm-corrected; ▲/▼ significant at α = 0.05. Blue: RecBole baselines, orange: plugins.</p>"
+        f"{table(board)}<h2>Metrics</h2><div class='plots' id='bars'>{plots}</div>"
+        f"<h2>Quality vs training time</h2><div class='plots' id='scatter'><figure>{quality_vs_time(board)}</figure></div>"
+    )
+    return _page(f"{board['dataset']} / {board['protocol']} — m6rec-bench", body)
+
+
+def build_site(root: Path) -> list[Path]:
+    """Render every ``<root>/<dataset>/<protocol>/leaderboard.json`` and the index; return the pages."""
+    root = Path(root)
+    boards = sorted(root.glob("*/*/leaderboard.json"))
+    pages = []
+    items = []
+    for path in boards:
+        board = json.loads(path.read_text())
+        page = path.parent / "index.html"
+        atomic_write_text(page, board_page(board))
+        pages.append(page)
+        ok = _ok_rows(board)
+        top = ", ".join(f"{r['label']} {r['test']['ndcg@10']['mean']:.4f}" for r in ok[:3] if "ndcg@10" in r["test"])
+        rel = page.relative_to(root).as_posix()
+        items.append(f"<li><a href='{html.escape(rel)}'>{html.escape(board['dataset'])} / {html.escape(board['protocol'])}</a>"
+                     f" — {len(board['rows'])} rows; top NDCG@10: {html.escape(top)}</li>")
+    index = root / "index.html"
+    atomic_write_text(index, _page("m6rec-bench leaderboards",
+                                   "<h1>m6rec-bench leaderboards</h1><ul id='boards'>" + "".join(items) + "</ul>"
+                                   "<p>Generated by <code>m6bench publish</code> from the committed leaderboard files.</p>"))
+    return [index, *pages]

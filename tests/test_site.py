@@ -1,0 +1,72 @@
+"""Publishing: the static site from real runs, rendered in headless Chromium; reproduce a row."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from m6rec_bench.cli import app
+
+runner = CliRunner()
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def site(ml100k_slice, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("site")
+    res = runner.invoke(app, ["run", "-d", str(ml100k_slice.folder), "-m", "Pop,ItemKNN,BPR", "--seeds", "2",
+                              "--epochs", "3", "--runs-dir", str(root / "runs"), "--out", str(root / "lb")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["publish", "--dir", str(root / "lb")])
+    assert res.exit_code == 0, res.output
+    return root / "lb"
+
+
+def test_pages_tables_plots_and_record_links(site, ml100k_slice):
+    page = site / ml100k_slice.name / "default" / "index.html"
+    html = page.read_text()
+    assert (site / "index.html").read_text().count("<li>") == 1
+    assert html.count("<tr class=") == 3 and "<table class='sortable'" in html
+    assert html.count("<svg") == 5  # a bar chart per metric + quality-vs-time
+    assert not re.search(r"(src|href)=[\"']https?://", html), "the page must not load anything from the network"
+    links = re.findall(r"href='(records/[^']+\.json)'", html)
+    assert len(links) == 6
+    for link in links:
+        rec = json.loads((page.parent / link).read_text())
+        assert rec["command"] and rec["dataset_checksum"] and rec["versions"]["recbole"] == "1.2.1"
+        assert rec["spec"]["model"] in {"Pop", "ItemKNN", "BPR"} and rec["per_user"] == {}
+
+
+def test_reproduce_a_published_record(site, ml100k_slice):
+    rec = next((site / ml100k_slice.name / "default" / "records").glob("*.json"))
+    res = runner.invoke(app, ["reproduce", str(rec)])
+    assert res.exit_code == 0, res.output
+    assert "reproduced" in res.output
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_renders_in_headless_chromium(site, ml100k_slice, tmp_path):
+    page = site / ml100k_slice.name / "default" / "index.html"
+    profile = tmp_path / "profile"
+    dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=3000",
+                          "--dump-dom", page.as_uri() + "#sort=1-asc"], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = dom.stdout
+    names = re.findall(r"<tr class=\"[^\"]*\"><td data-sort=\"\d+\">\d+</td><td data-sort=\"([^\"]+)\"", body)
+    assert names == sorted(names, key=str.lower) and len(names) == 3, names  # the hash sorted by model name
+    assert body.count("<svg") == 5
+    shot = tmp_path / "page.png"
+    subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1300,1800",
+                    f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 20_000
+    keep = Path(__file__).parent.parent / ".pytest_cache" / "site.png"
+    keep.parent.mkdir(exist_ok=True)
+    shutil.copy(shot, keep)
