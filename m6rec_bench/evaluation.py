@@ -103,8 +103,15 @@ def _score_batch(model: Any, batched: Any, eval_data: Any, device: torch.device,
         chunk = eval_data.config["eval_batch_size"]
         if len(new_inter) <= chunk:
             scores = model.predict(new_inter)
-        else:
-            scores = torch.cat([model.predict(part) for part in new_inter.split(chunk)], dim=0)
+        else:  # Trainer._spilt_predict
+            from recbole.data.interaction import Interaction
+
+            parts = {k: t.split(chunk, dim=0) for k, t in new_inter.interaction.items()}
+            blocks = []
+            for i in range((len(new_inter) + chunk - 1) // chunk):
+                out = model.predict(Interaction({k: v[i] for k, v in parts.items()}).to(device))
+                blocks.append(out.unsqueeze(0) if out.dim() == 0 else out)
+            scores = torch.cat(blocks, dim=0)
     scores = scores.view(-1, n_items)
     scores[:, 0] = -np.inf
     if history_index is not None:

@@ -1,7 +1,9 @@
 """Atomic file writes: every result, cache entry and leaderboard goes through here.
 
 A file is written to a temporary sibling and moved into place with :func:`os.replace`, so a reader
-(or a process killed mid-write) never sees half a file.
+(or a process killed mid-write) never sees half a file. The sibling is named
+``.<name>.<pid>.<random>.part``: readers never match it, and a process killed mid-write (``kill -9``)
+leaves one behind that :func:`sweep_stale_parts` removes once its writer is gone.
 """
 
 from __future__ import annotations
@@ -10,9 +12,17 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+PART_SUFFIX = ".part"
+#: A temporary file without a writer pid (older m6rec-bench) counts as stale after this long.
+_UNOWNED_STALE_S = 3600.0
+#: Temporary files this process is writing right now (a pid can recur, e.g. in containers).
+_ACTIVE: set[Path] = set()
 
 
 @contextlib.contextmanager
@@ -23,13 +33,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=PART_SUFFIX, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    key = tmp_path.resolve()
+    _ACTIVE.add(key)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
     finally:
+        _ACTIVE.discard(key)
         if tmp_path.exists():
             tmp_path.unlink()
 
@@ -51,3 +64,43 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _writer_alive(part: Path) -> bool:
+    """Whether the process that is writing ``part`` (``.<name>.<pid>.<random>.part``) still runs."""
+    fields = part.name[: -len(PART_SUFFIX)].rsplit(".", 2)
+    if len(fields) == 3 and fields[1].isdigit():
+        pid = int(fields[1])
+        if pid == os.getpid():
+            return part.resolve() in _ACTIVE
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # someone else's live process
+        return True
+    try:
+        return time.time() - part.stat().st_mtime < _UNOWNED_STALE_S
+    except OSError:
+        return True
+
+
+def sweep_stale_parts(root: str | os.PathLike[str], *, recursive: bool = True) -> list[Path]:
+    """Remove temporary ``.*.part`` files under ``root`` left by writers that were killed mid-write.
+
+    A file whose writer is still running (another ``m6bench`` process) is left alone, so this is
+    safe to call while other processes write to the same directory. Returns the removed paths.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    removed = []
+    for part in (base.rglob if recursive else base.glob)(f".*{PART_SUFFIX}"):
+        if part.is_file() and not _writer_alive(part):
+            try:
+                part.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(part)
+    return removed

@@ -7,12 +7,18 @@ from pathlib import Path
 
 import platformdirs
 
+from m6rec_bench.errors import UsageError
+
 
 def home() -> Path:
     """Root of every cache (datasets, embeddings). ``M6BENCH_HOME`` overrides the default."""
     env = os.environ.get("M6BENCH_HOME")
     root = Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("m6rec-bench"))
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "it is a file" if root.is_file() else exc.strerror
+        raise UsageError(f"cache folder {root} cannot be used ({why}) — set M6BENCH_HOME to a writable folder") from None
     return root
 
 

@@ -8,6 +8,7 @@ from m6rec_bench.cli import datasets, leaderboard, models, plugins
 from m6rec_bench.cli.publish import publish
 from m6rec_bench.cli.reproduce import reproduce
 from m6rec_bench.cli.run import run
+from m6rec_bench.cli.tune import tune
 
 app = typer.Typer(
     name="m6bench",
@@ -18,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("run")(run)
+app.command("tune")(tune)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(models.app, name="models")
 app.add_typer(plugins.app, name="plugins")

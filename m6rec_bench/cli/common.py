@@ -18,7 +18,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly_errors(fn: F) -> F:
-    """Turn an :class:`M6BenchError` into one line on stderr and its exit code (2 usage, 1 failure)."""
+    """Turn an :class:`M6BenchError` into one line on stderr and its exit code (2 usage, 1 failure).
+
+    A file-system error on a named file (permission denied, not a directory, disk full) becomes one
+    line and exit code 1; Ctrl-C one line and exit code 130 (the shell's convention for SIGINT).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -27,6 +31,16 @@ def friendly_errors(fn: F) -> F:
         except M6BenchError as exc:
             err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            if exc.filename is None:  # not about a file the user named: a bug, keep the traceback
+                raise
+            err_console.print(f"[bold red]error:[/bold red] {exc.filename}: {exc.strerror or exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            # Ctrl-C: every finished result is already on disk (written atomically); say so, no traceback
+            err_console.print("[bold red]interrupted[/bold red] — finished results are kept; run the same command "
+                              "again to resume", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 

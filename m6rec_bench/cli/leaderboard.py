@@ -39,7 +39,12 @@ def show(
     path = board_dir(out, name, protocol) / "leaderboard.json"
     if not path.exists():
         raise UsageError(f"no leaderboard at {path}; run: m6bench run --dataset {dataset} --protocol {protocol}")
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise UsageError(f"{path} is not a readable leaderboard — rebuild it: m6bench leaderboard build --out {out}")
     table = Table(title=f"{data['dataset']} / {data['protocol']}  (mean ± std over seeds)")
     metrics = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
     groups = sorted({g for row in data["rows"] for g in row.get("groups", {})})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -15,9 +15,10 @@ from m6rec_bench.engine.suite import SuiteConfig, SuiteListener, run_suite
 from m6rec_bench.errors import UsageError
 from m6rec_bench.leaderboard import aggregate, write
 from m6rec_bench.results.record import Record
+from m6rec_bench.tuning import TuningListener, TuningResult
 
 
-class _ProgressListener(SuiteListener):
+class _ProgressListener(SuiteListener, TuningListener):
     """Rich progress: one bar over cells, one line per epoch of the running cell, a line per result."""
 
     def __init__(self, progress: Progress) -> None:
@@ -37,6 +38,14 @@ class _ProgressListener(SuiteListener):
     def cell_finished(self, index: int, total: int, spec: CellSpec, record: Record, reused: bool) -> None:
         self.progress.advance(self.cells)
         self.progress.console.print(_summary(record, reused), highlight=False)
+
+    def tuning_started(self, result: TuningResult, to_run: int) -> None:
+        self.progress.update(self.cells, description=f"tuning {result.model} ({result.dataset}/{result.protocol})")
+        self.progress.update(self.current, completed=0, total=to_run,
+                             description=f"{result.model}: {result.n_trials} of {result.budget} trials done")
+
+    def trial_finished(self, model: str, trial: Any) -> None:
+        self.progress.update(self.current, advance=1, description=f"{model}: trial {trial.number} {trial.state.name.lower()}")
 
 
 def _summary(rec: Record, reused: bool) -> str:
@@ -61,6 +70,8 @@ def run(
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where per-cell records are kept (default ./runs).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Leaderboard root (default ./leaderboards): writes <out>/<dataset>/<protocol>/leaderboard.{md,csv,json}.")] = None,
     resume: Annotated[bool | None, typer.Option("--resume/--no-resume", help="Reuse records of finished cells with the same config hash (default on).")] = None,
+    tune_budget: Annotated[int | None, typer.Option("--tune-budget", min=1, help="Tune every model first with this many Optuna trials on validation (the same budget for all; studies resume under --runs-dir), then run the best config on test over the seeds.")] = None,
+    tune_timeout: Annotated[float | None, typer.Option("--tune-timeout", min=0.001, help="With --tune-budget: at most this many seconds of tuning per model.")] = None,
 ) -> None:
     """Run a benchmark suite and write its leaderboards.
 
@@ -72,6 +83,7 @@ def run(
         "datasets": dataset or None, "protocols": protocol or None, "models": split_csv(models),
         "seeds": parse_seeds(seeds), "epochs": epochs, "device": device, "ablation": ablation,
         "runs_dir": runs_dir, "leaderboard_dir": out, "resume": resume,
+        "tune_budget": tune_budget, "tune_timeout": tune_timeout,
     }
     if config is not None:
         cfg = SuiteConfig.from_yaml(config, **cli)
@@ -84,6 +96,10 @@ def run(
     with Progress(*columns, console=console, transient=True) as progress:
         result = run_suite(cfg, _ProgressListener(progress), command=command_line())
 
+    for t in result.tuning:
+        if not t.nothing_to_tune:
+            best = f"best valid {t.metric} {t.best_value:.4f} (trial {t.best_trial})" if t.best_trial is not None else "no trial completed"
+            console.print(f"tuned {t.model}: {t.n_trials}/{t.budget} trials, {best}; study {t.study_name}", highlight=False)
     for board in aggregate(result.records):
         paths = write(board, cfg.leaderboard_dir, result.records)
         console.print(f"leaderboard [bold]{board.dataset}/{board.protocol}[/bold]: {paths['md']}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -64,11 +65,13 @@ def read_header(path: Path) -> list[tuple[str, str]]:
     return columns
 
 
-def validate_folder(folder: Path, name: str) -> dict[str, list[tuple[str, str]]]:
+def validate_folder(folder: Path, name: str, *, content: bool = False) -> dict[str, list[tuple[str, str]]]:
     """Check the atomic files of ``name`` in ``folder``; return each file's columns by suffix.
 
     ``<name>.inter`` must exist, have ``user_id`` and ``item_id`` columns and at least one data row;
-    every other atomic file present must have a parseable header with its id columns.
+    every other atomic file present must have a parseable header with its id columns. With
+    ``content``, every row of ``.inter`` is checked too (:func:`check_interactions`) — done once
+    where data enters: a local folder, or a freshly converted dataset before it is cached.
     """
     inter = folder / f"{name}.inter"
     if not inter.is_file():
@@ -94,7 +97,56 @@ def validate_folder(folder: Path, name: str) -> dict[str, list[tuple[str, str]]]
         fh.readline()
         if not any(line.strip() for line in fh):
             raise DataError(f"{inter}: no interactions (only a header) — add at least one row")
+    if content:
+        check_interactions(inter, out["inter"])
     return out
+
+
+#: Fewest distinct users and items a dataset needs: a split and a ranking need something to rank.
+MIN_USERS = MIN_ITEMS = 2
+
+
+def check_interactions(inter: Path, columns: list[tuple[str, str]]) -> None:
+    """Check every row of an ``.inter`` file before RecBole reads it (DataError naming the line).
+
+    Each row has one field per header column, non-empty ``user_id`` and ``item_id``, and a finite
+    number in every ``float`` column (RecBole would silently fill a NaN or empty rating with the
+    column mean, and crash on text); the file holds at least 2 users and 2 items.
+    """
+    names = [c for c, _ in columns]
+    uid, iid = names.index("user_id"), names.index("item_id")
+    floats = [(i, c) for i, (c, t) in enumerate(columns) if t == "float"]
+    users: set[str] = set()
+    items: set[str] = set()
+    with open(inter, encoding="utf-8") as fh:
+        fh.readline()
+        for lineno, line in enumerate(fh, 2):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != len(names):
+                raise DataError(f"{inter} line {lineno}: {len(fields)} tab-separated fields, the header has {len(names)} — fix that row")
+            for i, col in ((uid, "user_id"), (iid, "item_id")):
+                if not fields[i].strip():
+                    raise DataError(f"{inter} line {lineno}: empty {col} — every interaction needs a user and an item")
+            for i, col in floats:
+                try:
+                    ok = math.isfinite(float(fields[i]))
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise DataError(
+                        f"{inter} line {lineno}: {col} is {fields[i]!r}, not a number — a '{col}:float' column "
+                        "needs a finite number in every row (fix or drop those rows)"
+                    )
+            users.add(fields[uid])
+            items.add(fields[iid])
+    if len(users) < MIN_USERS or len(items) < MIN_ITEMS:
+        raise DataError(
+            f"{inter}: {len(users)} user(s) and {len(items)} item(s) — a benchmark needs at least "
+            f"{MIN_USERS} users and {MIN_ITEMS} items to split and rank"
+        )
 
 
 def item_text_columns(columns: dict[str, list[tuple[str, str]]]) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from m6rec_bench.errors import DataError
 
 def features_of(folder: Path, name: str) -> DatasetFeatures:
     """Features read off the files: text columns of ``.item``, KG when ``.kg`` and ``.link`` exist."""
-    columns = validate_folder(folder, name)
+    columns = validate_folder(folder, name, content=True)
     return DatasetFeatures(item_text=item_text_columns(columns), kg=has_kg(folder, name))
 
 

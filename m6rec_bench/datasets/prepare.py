@@ -88,7 +88,7 @@ def _build(root: Path, name: str, build: Callable[[Path], None], meta: dict[str,
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.build-", dir=root.parent))
     try:
         build(tmp / name)
-        validate_folder(tmp / name, name)
+        validate_folder(tmp / name, name, content=True)
         atomic_write_json(tmp / MARKER, meta)
         if root.exists():
             shutil.rmtree(root)
@@ -180,12 +180,20 @@ def prepare(
         else:
             _fetch_hf(spec, src, root, base_dir or Path.cwd(), progress)
     folder = root / name
+    try:
+        features = features_for(spec, folder, name)
+    except DataError as exc:
+        if src.kind == "recbole-bundled":
+            raise
+        raise DataError(
+            f"cached dataset '{spec.name}' is damaged: {exc} — delete {root} and run again to convert it afresh"
+        ) from None
     described = src.url if src.kind == "url" else f"{src.kind}:{src.path or name}"
     return PreparedDataset(
         name=name,
         root=root,
         checksum=checksum_of(folder, name),
-        features=features_for(spec, folder, name),
+        features=features,
         source=described or src.kind,
     )
 

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from m6rec_bench import compat
 from m6rec_bench.datasets.base import PreparedDataset
@@ -32,6 +32,10 @@ EpochCallback = Callable[[int, float], None]
 #: RecBole settings that locate files or tune logging; they do not change results, so they stay
 #: out of the cell hash.
 _VOLATILE = {"data_path", "checkpoint_dir", "show_progress", "benchmark_filename"}
+
+#: RecBole settings naming a file that RecBole reads back with ``pickle.load`` (arbitrary code on
+#: load); never taken from overrides — datasets are cached by m6rec-bench, as atomic files.
+_UNPICKLED = frozenset({"dataset_save_path", "dataloaders_save_path"})
 
 
 class CellSpec(BaseModel):
@@ -66,7 +70,11 @@ def check_device(device: str) -> None:
 
 
 def _plugin_settings(entry: ModelEntry, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split overrides into (validated plugin config, remaining RecBole settings)."""
+    """Split overrides into (validated plugin config, remaining RecBole settings); UsageError when bad."""
+    unsafe = sorted(_UNPICKLED & set(overrides))
+    if unsafe:
+        raise UsageError(f"override {', '.join(unsafe)} for '{entry.name}' is refused: RecBole would unpickle that file, "
+                         "which can run arbitrary code — remove it (m6rec-bench caches datasets itself)")
     if entry.plugin is None:
         return {}, dict(overrides)
     fields = entry.plugin.config_cls.model_fields
@@ -74,8 +82,20 @@ def _plugin_settings(entry: ModelEntry, overrides: dict[str, Any]) -> tuple[dict
     rest = {k: v for k, v in overrides.items() if k not in fields}
     try:
         return entry.plugin.recbole_settings(mine), rest
-    except ValueError as exc:  # pydantic ValidationError is a ValueError
+    except ValidationError as exc:
+        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors())
+        raise UsageError(f"bad config for plugin '{entry.name}': {msgs} — fix its overrides") from None
+    except ValueError as exc:
         raise UsageError(f"bad config for plugin '{entry.name}': {exc}") from None
+
+
+def validate_spec(spec: CellSpec) -> ModelEntry:
+    """Check a cell's model, protocol, device and plugin config (UsageError) without running it."""
+    entry = registry.get(spec.model)
+    get_protocol(spec.protocol)
+    check_device(spec.device)
+    _plugin_settings(entry, spec.overrides)
+    return entry
 
 
 def build_config_dict(

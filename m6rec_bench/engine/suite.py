@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from m6rec_bench.engine.cell import CellSpec, EpochCallback, run_cell
+from m6rec_bench.engine.cell import CellSpec, EpochCallback, run_cell, validate_spec
 from m6rec_bench.errors import UsageError
 from m6rec_bench.models import registry
 from m6rec_bench.results.record import Record
@@ -34,12 +34,14 @@ class SuiteConfig(BaseModel):
     protocols: list[str] = Field(default_factory=lambda: ["default"])
     models: list[str] | None = Field(None, description="default: the RecBole baselines + default plugins")
     seeds: int | list[int] = Field(1, description="a count (2020, 2021, …) or explicit seeds")
-    epochs: int | None = None
+    epochs: int | None = Field(None, ge=1)
     device: str = "cpu"
     ablation: bool = False
     overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per model name: RecBole settings or plugin config fields"
     )
+    tune_budget: int | None = Field(None, ge=1, description="tune every model with this many Optuna trials first")
+    tune_timeout: float | None = Field(None, gt=0, description="and at most this many seconds of tuning per model")
     runs_dir: Path = Path("runs")
     leaderboard_dir: Path = Path("leaderboards")
     resume: bool = True
@@ -103,6 +105,8 @@ def plan(cfg: SuiteConfig) -> list[CellSpec]:
                                      epochs=cfg.epochs, device=cfg.device, label=label,
                                      overrides={**cfg.overrides.get(entry.name, {}), **extra})
                         )
+    for spec in cells:  # bad input stops the suite before anything runs, not halfway through
+        validate_spec(spec)
     return cells
 
 
@@ -112,6 +116,7 @@ class SuiteResult:
 
     records: list[Record] = field(default_factory=list)
     reused: int = 0
+    tuning: list[Any] = field(default_factory=list)  # m6rec_bench.tuning.TuningResult per tuned model
 
     @property
     def failed(self) -> list[Record]:
@@ -132,9 +137,20 @@ def run_suite(cfg: SuiteConfig, listener: SuiteListener | None = None, command: 
 
     listener = listener or SuiteListener()
     cells = plan(cfg)
+    for option, folder in (("--runs-dir", cfg.runs_dir), ("--out", cfg.leaderboard_dir)):
+        try:  # before any cell runs, not when its result has to be written
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = "it is a file" if folder.is_file() else exc.strerror
+            raise UsageError(f"{option} {folder} cannot be used ({why}) — give a writable folder") from None
     store = RecordStore(cfg.runs_dir)
+    store.sweep()  # temporary files of a run killed mid-write
     prepared = {name: datasets.resolve(name) for name in cfg.datasets}
     result = SuiteResult()
+    if cfg.tune_budget:
+        from m6rec_bench.tuning import tune_suite
+
+        cells, result.tuning = tune_suite(cfg, cells, prepared, listener)
     for i, spec in enumerate(cells):
         listener.cell_started(i, len(cells), spec)
         record = run_cell(spec, store=store, resume=cfg.resume, on_epoch=_bind(listener.epoch, spec),

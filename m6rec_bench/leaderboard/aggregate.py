@@ -135,8 +135,12 @@ def aggregate(records: Iterable[Record]) -> list[Leaderboard]:
                 r.significance = tests.get(r.label)
                 r.is_reference = r.label == reference
         any_rec = next(iter(rows.values()))[0]
-        epochs = sorted({str(r.config.get("epochs", "default")) for recs in rows.values() for r in recs})
-        boards.append(Leaderboard(ds, proto, out, any_rec.dataset_checksum, {"epochs": epochs}, reference))
+        every = [r for recs in rows.values() for r in recs]
+        settings = {
+            "epochs": sorted({str(r.config.get("epochs", "default")) for r in every}),
+            "tune_budget": sorted({str(r.config.get("m6_tune_budget", "untuned")) for r in every}),
+        }
+        boards.append(Leaderboard(ds, proto, out, any_rec.dataset_checksum, settings, reference))
     return boards
 
 

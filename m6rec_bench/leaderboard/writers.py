@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from m6rec_bench.io import atomic_write_text
+from m6rec_bench.io import atomic_write_text, sweep_stale_parts
 from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Leaderboard, Row
 from m6rec_bench.results.record import Record
 
@@ -38,6 +38,15 @@ def _cost(row: Row, key: str, digits: int = 1) -> str:
     return f"{stat.mean:.{digits}f}" if stat else "—"
 
 
+def tuning_note(lb: Leaderboard) -> str:
+    """``"8 Optuna trials per model"`` (equal budget) or ``"untuned"`` from the records' settings."""
+    budgets = [b for b in lb.settings.get("tune_budget", []) if b != "untuned"]
+    if not budgets:
+        return "untuned (each model's defaults)"
+    note = f"{' / '.join(budgets)} Optuna TPE trials per model, selected on validation NDCG@10"
+    return note + (" (some rows untuned)" if "untuned" in lb.settings.get("tune_budget", []) else "")
+
+
 def significance_cell(row: Row) -> str:
     """``+0.0123 ▲ (p=0.003)`` against the best baseline; ``reference`` for that row itself."""
     if row.is_reference:
@@ -57,7 +66,8 @@ def to_markdown(lb: Leaderboard) -> str:
         f"# Leaderboard — {lb.dataset} / {lb.protocol}",
         "",
         f"Sorted by test NDCG@10; mean ± sample std over seeds. Dataset checksum `{lb.dataset_checksum}`; "
-        f"epochs setting: {', '.join(lb.settings.get('epochs', []))}; generated {lb.created_at}. "
+        f"epochs setting: {', '.join(lb.settings.get('epochs', []))}; "
+        f"tuning budget: {tuning_note(lb)}; generated {lb.created_at}. "
         "Reproduce any row with the command in `leaderboard.json` (`rows[].reproduce.command`).",
         "",
         f"*vs best baseline*: mean per-user difference in test NDCG@10 against **{lb.reference or '—'}** "
@@ -150,6 +160,7 @@ def write(lb: Leaderboard, out: Path, records: Iterable[Record] = ()) -> dict[st
     wanted = {cid for row in lb.rows for cid in row.reproduce.get("cell_ids", [])}
     paths = {}
     with locked(directory):
+        sweep_stale_parts(directory)  # left by a writer killed mid-write
         rec_dir = directory / "records"
         for rec in records:
             if rec.cell_id in wanted:

@@ -91,9 +91,9 @@ def split_lines(header: str, lines: list[str], seed: int, cold_fraction: float =
     except ValueError:
         raise DataError(f"an .inter file needs user_id and item_id columns; header is {header.strip()!r}") from None
     rows = [line.rstrip("\r\n").split("\t") for line in lines]
-    users = np.asarray([r[u_col] for r in rows], dtype=object)
-    items = np.asarray([r[i_col] for r in rows], dtype=object)
-    catalogue = sorted(set(items.tolist()))
+    users = [r[u_col] for r in rows]
+    items = [r[i_col] for r in rows]
+    catalogue = sorted(set(items))
     n_cold = max(2, int(round(cold_fraction * len(catalogue))))
     if len(catalogue) < 4 or n_cold >= len(catalogue):
         raise DataError(f"cold-item split needs at least 4 items with interactions (found {len(catalogue)})")

@@ -1,18 +1,20 @@
 """Record storage: one JSON file per cell under a runs directory, written atomically.
 
 Layout: ``<root>/<dataset>/<protocol>/<model>/seed<seed>-<cell_id>.json``. A record that exists for a
-cell id is a finished cell: the suite never recomputes it (resume).
+cell id is a finished cell: the suite never recomputes it (resume). An unreadable file is ignored
+(the cell is computed again) and never deleted: a new record moves it aside to ``<name>.corrupt``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from m6rec_bench.io import atomic_write_text
+from m6rec_bench.io import atomic_write_text, sweep_stale_parts
 from m6rec_bench.results.record import Record
 
 
@@ -26,10 +28,19 @@ class RecordStore:
         return self.root / record.dataset / record.protocol / _safe(record.label or record.model) / f"seed{record.seed}-{record.cell_id}.json"
 
     def put(self, record: Record) -> Path:
-        """Write ``record`` atomically and return its path."""
+        """Write ``record`` atomically and return its path (an unreadable file there is moved aside)."""
         path = self.path_for(record)
+        if path.is_file() and load_record(path) is None:
+            try:
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+            except FileNotFoundError:  # another process moved it first
+                pass
         atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
         return path
+
+    def sweep(self) -> list[Path]:
+        """Remove temporary files left by runs killed mid-write (never those of a live writer)."""
+        return sweep_stale_parts(self.root)
 
     def find(self, cell_id: str) -> Record | None:
         """The record of a finished cell, or None."""
