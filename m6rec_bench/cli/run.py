@@ -69,6 +69,7 @@ def run(
     ablation: Annotated[bool | None, typer.Option("--ablation/--no-ablation", help="Add each plugin's ablation rows (e.g. M6-Fusion w/o KG, w/o text, w/o graph).")] = None,
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where per-cell records are kept (default ./runs).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Leaderboard root (default ./leaderboards): writes <out>/<dataset>/<protocol>/leaderboard.{md,csv,json}.")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Run this many cells at once in worker processes (each gets cores/jobs torch threads). RecBole's trainer is Python-bound, so 2 jobs on 2 cores finish a suite sooner than 1.")] = None,
     resume: Annotated[bool | None, typer.Option("--resume/--no-resume", help="Reuse records of finished cells with the same config hash (default on).")] = None,
     tune_budget: Annotated[int | None, typer.Option("--tune-budget", min=1, help="Tune every model first with this many Optuna trials on validation (the same budget for all; studies resume under --runs-dir), then run the best config on test over the seeds.")] = None,
     tune_timeout: Annotated[float | None, typer.Option("--tune-timeout", min=0.001, help="With --tune-budget: at most this many seconds of tuning per model.")] = None,
@@ -82,7 +83,7 @@ def run(
     cli = {
         "datasets": dataset or None, "protocols": protocol or None, "models": split_csv(models),
         "seeds": parse_seeds(seeds), "epochs": epochs, "device": device, "ablation": ablation,
-        "runs_dir": runs_dir, "leaderboard_dir": out, "resume": resume,
+        "runs_dir": runs_dir, "leaderboard_dir": out, "resume": resume, "jobs": jobs,
         "tune_budget": tune_budget, "tune_timeout": tune_timeout,
     }
     if config is not None:

@@ -45,6 +45,7 @@ class SuiteConfig(BaseModel):
     runs_dir: Path = Path("runs")
     leaderboard_dir: Path = Path("leaderboards")
     resume: bool = True
+    jobs: int = Field(1, ge=1, description="cells run in parallel worker processes on this machine")
 
     @field_validator("seeds")
     @classmethod
@@ -151,14 +152,57 @@ def run_suite(cfg: SuiteConfig, listener: SuiteListener | None = None, command: 
         from m6rec_bench.tuning import tune_suite
 
         cells, result.tuning = tune_suite(cfg, cells, prepared, listener)
-    for i, spec in enumerate(cells):
-        listener.cell_started(i, len(cells), spec)
-        record = run_cell(spec, store=store, resume=cfg.resume, on_epoch=_bind(listener.epoch, spec),
-                          command=command, prepared=prepared[spec.dataset])
-        result.reused += int(record.reused)
-        result.records.append(record)
-        listener.cell_finished(i, len(cells), spec, record, record.reused)
+    if cfg.jobs > 1:
+        records = _run_parallel(cfg, cells, prepared, listener, command)
+    else:
+        records = []
+        for i, spec in enumerate(cells):
+            listener.cell_started(i, len(cells), spec)
+            record = run_cell(spec, store=store, resume=cfg.resume, on_epoch=_bind(listener.epoch, spec),
+                              command=command, prepared=prepared[spec.dataset])
+            records.append(record)
+            listener.cell_finished(i, len(cells), spec, record, record.reused)
+    result.records = records
+    result.reused = sum(r.reused for r in records)
     return result
+
+
+def _cell_job(spec: CellSpec, runs_dir: Path, resume: bool, command: str | None, prepared: Any, threads: int) -> tuple[str, bool]:
+    """One cell in a worker process; returns the record as JSON (records cross processes as data)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    record = run_cell(spec, store=RecordStore(runs_dir), resume=resume, command=command, prepared=prepared)
+    return record.model_dump_json(), record.reused
+
+
+def _run_parallel(cfg: SuiteConfig, cells: list[CellSpec], prepared: dict[str, Any], listener: SuiteListener,
+                  command: str | None) -> list[Record]:
+    """Run cells in ``cfg.jobs`` worker processes (spawned: torch and forked threads do not mix).
+
+    Each worker gets ``cores // jobs`` torch threads so the jobs share the machine instead of
+    oversubscribing it. Records come back in plan order; a cell that fails is a ``failed`` record
+    exactly as in the sequential path.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
+    out: list[Record | None] = [None] * len(cells)
+    with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {}
+        for i, spec in enumerate(cells):
+            listener.cell_started(i, len(cells), spec)
+            futures[pool.submit(_cell_job, spec, cfg.runs_dir, cfg.resume, command, prepared[spec.dataset], threads)] = i
+        for future in as_completed(futures):
+            i = futures[future]
+            payload, reused = future.result()
+            record = Record.model_validate_json(payload)
+            record._reused = reused
+            out[i] = record
+            listener.cell_finished(i, len(cells), cells[i], record, reused)
+    return [r for r in out if r is not None]
 
 
 def _bind(fn: Callable[[CellSpec, int, float], None], spec: CellSpec) -> EpochCallback:
