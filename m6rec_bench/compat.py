@@ -96,10 +96,12 @@ def _quiet_known_warnings() -> None:
     - pandas 2.x ``FutureWarning`` about chained ``fillna(inplace=True)`` in ``Dataset._fill_nan``:
       correct under pandas 2 (which we pin, see :func:`_no_pandas3`), broken under pandas 3.
     - torch ``FutureWarning`` for ``torch.cuda.amp.GradScaler`` in ``Trainer.__init__``.
+    - torch ``UserWarning`` for ``torch.sparse.FloatTensor`` in LightGCN/NGCF/GCMC's adjacency.
     """
     warnings.filterwarnings("ignore", message=r".*inplace method will never work.*", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r".*A value is trying to be set on a copy.*", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler.*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*torch\.sparse\.SparseTensor.*is deprecated.*", category=UserWarning)
 
 
 def apply() -> None:
