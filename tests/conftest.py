@@ -9,6 +9,18 @@ import pytest
 from m6rec_bench.datasets import PreparedDataset, resolve, slice_dataset
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """One torch thread per test process: on 2 shared cores, OpenMP spinning on 2 threads while
+    other processes (subprocess tests, workers) run is up to 10x slower than a single thread."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 @pytest.fixture(scope="session")
 def m6home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A session-wide M6BENCH_HOME so tests never touch the user's cache."""

@@ -14,14 +14,6 @@ from m6rec_bench.models import registry
 from m6rec_bench.protocols import get_protocol
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two shared cores: OpenMP spinning on 2 threads is 10x slower than 1 thread here."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
 
 @pytest.fixture(scope="module")
 def bpr_run(ml100k_slice, m6home, tmp_path_factory):

@@ -41,10 +41,7 @@ the training data says nothing about is not evidence of dislike. ``use_kg`` / ``
 
 from __future__ import annotations
 
-import contextlib
-import random
 import warnings
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -58,6 +55,7 @@ from torch.nn import functional as F
 
 from m6rec_bench.errors import DataError
 from m6rec_bench.models.plugin import Plugin, PluginConfig
+from m6rec_plugins.kg import isolated_rng
 
 class FusionConfig(PluginConfig):
     """Hyper-parameters of :class:`M6Fusion`.
@@ -114,19 +112,6 @@ def text_vectors(config: Any, dataset: Any) -> np.ndarray:
     from m6rec_plugins.text import item_text_embeddings
 
     return item_text_embeddings(config, dataset)
-
-
-@contextlib.contextmanager
-def isolated_rng() -> Iterator[None]:
-    """Run a block without disturbing the python, numpy and torch global RNGs."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
 
 
 def _rows_present(arr: np.ndarray) -> np.ndarray:

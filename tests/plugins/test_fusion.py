@@ -23,13 +23,6 @@ from m6rec_bench.protocols.cold_item import COLD_ITEM, item_groups
 NAME = "M6-Fusion"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
 
 def _hashed(texts: list[str], dim: int, salt: str) -> np.ndarray:
     out = np.zeros((len(texts), dim), dtype=np.float32)
