@@ -50,6 +50,7 @@ def test_show_prints_the_leaderboard(ml100k_slice, tmp_path):
         (["run", "-d", "movielns"], "did you mean 'movielens'"),
         (["run", "-d", "movielens", "-m", "BRP"], "did you mean 'BPR'"),
         (["run", "-d", "movielens", "-m", "BPR", "--seeds", "zero"], "--seeds takes a count"),
+        (["run", "-d", "movielens", "-m", "BPR", "--seeds", "2022"], "write --seeds 2022,"),
         (["run", "-d", "movielens", "-m", "BPR", "--protocol", "colditem"], "protocol 'colditem' not found"),
     ],
 )

@@ -55,6 +55,10 @@ def split_csv(value: str | None) -> list[str] | None:
     return items
 
 
+#: A larger count is almost surely a seed typed as a count (``--seeds 2022``).
+MAX_SEED_COUNT = 100
+
+
 def parse_seeds(value: str | None) -> int | list[int] | None:
     """``"3"`` → 3 seeds from 2020; ``"2020,2025"`` → those seeds."""
     if value is None:
@@ -67,4 +71,6 @@ def parse_seeds(value: str | None) -> int | list[int] | None:
         raise UsageError(f"--seeds takes a count (3) or a list (2020,2021), got '{value}'") from None
     if n < 1:
         raise UsageError(f"--seeds must be at least 1, got {n}")
+    if n > MAX_SEED_COUNT:
+        raise UsageError(f"--seeds {n} would run {n} seeds; for the single seed {n} write --seeds {n},")
     return n
