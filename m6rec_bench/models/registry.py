@@ -128,7 +128,14 @@ def all_models() -> list[ModelEntry]:
 
 
 def get(name: str) -> ModelEntry:
-    """Resolve a model name (case-insensitive) or raise a UsageError suggesting the nearest name."""
+    """Resolve a model name (case-insensitive) or raise a UsageError suggesting the nearest name.
+
+    Baselines resolve without loading any plugin (importing PyKEEN, PyG and sentence-transformers
+    costs seconds that a BPR-only run should not pay).
+    """
+    baseline = {n.lower(): n for n in BASELINES}.get(name.lower())
+    if baseline is not None:
+        return baseline_entry(baseline)
     by_lower = {m.name.lower(): m for m in all_models()}
     found = by_lower.get(name.lower())
     if found is not None:
