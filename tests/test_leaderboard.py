@@ -90,3 +90,22 @@ def test_paired_wilcoxon_with_holm_marks_real_differences():
     for r in ("Fusion", "Noise", "Pop"):
         assert by[r].significance.p_holm >= by[r].significance.p_value
     assert "▲" in to_markdown(lb)
+
+
+def test_tuned_rows_get_their_own_board_and_a_command_that_retunes(tmp_path):
+    untuned = [_rec("BPR", 2020, 0.30), _rec("BPR", 2021, 0.31)]
+    tuned = [_rec("BPR", s, v, created="2026-01-02T00:00:00") for s, v in ((2020, 0.33), (2021, 0.34))]
+    for rec in tuned:
+        rec.config.update({"embedding_size": 128, "m6_tune_budget": 4, "m6_tune_epochs": 20})
+    boards = {lb.slug: lb for lb in aggregate(untuned + tuned)}
+    assert set(boards) == {"default", "default-tuned"}
+    # newer tuned records do not replace the untuned ones: a tuned row never ranks beside an untuned one
+    assert boards["default"].rows[0].test["ndcg@10"].mean == statistics.fmean([0.30, 0.31])
+    row = boards["default-tuned"].rows[0]
+    assert row.test["ndcg@10"].mean == statistics.fmean([0.33, 0.34])
+    assert row.reproduce["command"].endswith("--seeds 2 --epochs 5 --tune-budget 4 --tune-epochs 20")
+    assert row.reproduce["tuning"] == {"budget": 4, "epochs": 20}
+    paths = write(boards["default-tuned"], tmp_path)
+    assert paths["md"].parent == tmp_path / "ml-100k" / "default-tuned"
+    assert paths["md"].read_text().startswith("# Leaderboard — ml-100k / default (tuned)")
+    assert "4 Optuna TPE trials per model of ≤ 20 epochs each" in paths["md"].read_text()

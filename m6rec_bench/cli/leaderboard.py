@@ -12,7 +12,8 @@ from rich.table import Table
 from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.errors import UsageError
 from m6rec_bench.leaderboard import aggregate, write
-from m6rec_bench.leaderboard.writers import board_dir, metric_label
+from m6rec_bench.leaderboard.aggregate import board_slug
+from m6rec_bench.leaderboard.writers import board_dir, metric_label, title
 from m6rec_bench.results.store import RecordStore
 
 app = typer.Typer(help="Show or rebuild leaderboards.", no_args_is_help=True)
@@ -33,19 +34,21 @@ def show(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or alias (movielens → ml-100k).")] = "ml-100k",
     protocol: Annotated[str, typer.Option("--protocol", "-p", help="Protocol of the leaderboard.")] = "default",
     out: Annotated[Path, typer.Option("--dir", help="Leaderboard root directory.")] = Path("leaderboards"),
+    tuned: Annotated[bool, typer.Option("--tuned", help="Show the board of tuned runs (m6bench run --tune-budget N), kept apart from untuned rows.")] = False,
 ) -> None:
     """Print a leaderboard written by ``m6bench run``."""
     name = _canonical(dataset)
-    path = board_dir(out, name, protocol) / "leaderboard.json"
+    path = board_dir(out, name, board_slug(protocol, "tuned" if tuned else "")) / "leaderboard.json"
     if not path.exists():
-        raise UsageError(f"no leaderboard at {path}; run: m6bench run --dataset {dataset} --protocol {protocol}")
+        hint = " --tune-budget N" if tuned else ""
+        raise UsageError(f"no leaderboard at {path}; run: m6bench run --dataset {dataset} --protocol {protocol}{hint}")
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise UsageError(f"{path} is not a readable leaderboard — rebuild it: m6bench leaderboard build --out {out}")
-    table = Table(title=f"{data['dataset']} / {data['protocol']}  (mean ± std over seeds)")
+    table = Table(title=f"{data['dataset']} / {title(data['protocol'], data.get('variant', ''))}  (mean ± std over seeds)")
     metrics = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
     groups = sorted({g for row in data["rows"] for g in row.get("groups", {})})
     for col in ["#", "model", "seeds", *[metric_label(m) for m in metrics], *[f"{g} NDCG@10" for g in groups], "train s", "status"]:
@@ -78,4 +81,4 @@ def build(
         raise UsageError(f"no records under {runs_dir}; run m6bench run first")
     for board in aggregate(records):
         paths = write(board, out, records)
-        console.print(f"leaderboard {board.dataset}/{board.protocol}: {paths['md']}")
+        console.print(f"leaderboard {board.dataset}/{board.slug}: {paths['md']}")

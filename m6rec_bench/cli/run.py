@@ -69,10 +69,14 @@ def run(
     ablation: Annotated[bool | None, typer.Option("--ablation/--no-ablation", help="Add each plugin's ablation rows (e.g. M6-Fusion w/o KG, w/o text, w/o graph).")] = None,
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where per-cell records are kept (default ./runs).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Leaderboard root (default ./leaderboards): writes <out>/<dataset>/<protocol>/leaderboard.{md,csv,json}.")] = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Run this many cells at once in worker processes (each gets cores/jobs torch threads). RecBole's trainer is Python-bound, so 2 jobs on 2 cores finish a suite sooner than 1.")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Run this many cells (and, with --tune-budget, model studies) at once in worker processes on this machine (each gets cores/jobs torch threads). RecBole's trainer is Python-bound, so 2 jobs on 2 cores finish a suite sooner than 1.")] = None,
     resume: Annotated[bool | None, typer.Option("--resume/--no-resume", help="Reuse records of finished cells with the same config hash (default on).")] = None,
     tune_budget: Annotated[int | None, typer.Option("--tune-budget", min=1, help="Tune every model first with this many Optuna trials on validation (the same budget for all; studies resume under --runs-dir), then run the best config on test over the seeds.")] = None,
     tune_timeout: Annotated[float | None, typer.Option("--tune-timeout", min=0.001, help="With --tune-budget: at most this many seconds of tuning per model.")] = None,
+    tune_epochs: Annotated[int | None, typer.Option("--tune-epochs", min=1, help="With --tune-budget: max epochs of each tuning trial (default: --epochs), e.g. a cheap low-fidelity search before full-length final runs. Part of the study name; recorded as m6_tune_epochs.")] = None,
+    tune_storage: Annotated[str | None, typer.Option("--tune-storage", help="With --tune-budget: Optuna storage of the studies — a database URL (postgresql://user:pw@host/db) shared by workers on many machines, or a journal file (default <runs-dir>/tuning/optuna.journal).")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", help="Where cells and tuning studies run: local (this machine; --jobs worker processes) or dask (the workers of a Dask cluster, see --scheduler; needs pip install \"m6rec-bench\\[dask]\").")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="With --executor dask: the scheduler address, tcp://HOST:PORT. Workers must share --runs-dir and the dataset cache (M6BENCH_HOME) with this machine.")] = None,
 ) -> None:
     """Run a benchmark suite and write its leaderboards.
 
@@ -84,7 +88,8 @@ def run(
         "datasets": dataset or None, "protocols": protocol or None, "models": split_csv(models),
         "seeds": parse_seeds(seeds), "epochs": epochs, "device": device, "ablation": ablation,
         "runs_dir": runs_dir, "leaderboard_dir": out, "resume": resume, "jobs": jobs,
-        "tune_budget": tune_budget, "tune_timeout": tune_timeout,
+        "tune_budget": tune_budget, "tune_timeout": tune_timeout, "tune_epochs": tune_epochs,
+        "tune_storage": tune_storage, "executor": executor, "scheduler": scheduler,
     }
     if config is not None:
         cfg = SuiteConfig.from_yaml(config, **cli)
@@ -103,7 +108,7 @@ def run(
             console.print(f"tuned {t.model}: {t.n_trials}/{t.budget} trials, {best}; study {t.study_name}", highlight=False)
     for board in aggregate(result.records):
         paths = write(board, cfg.leaderboard_dir, result.records)
-        console.print(f"leaderboard [bold]{board.dataset}/{board.protocol}[/bold]: {paths['md']}")
+        console.print(f"leaderboard [bold]{board.dataset}/{board.slug}[/bold]: {paths['md']}")
     done = len(result.records)
     console.print(f"{done} cells: {done - len(result.failed)} finished ({result.reused} reused), {len(result.failed)} failed")
     if result.failed:

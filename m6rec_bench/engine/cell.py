@@ -226,6 +226,31 @@ def train_and_evaluate(
     )
 
 
+def _reusable(store: RecordStore, cid: str) -> Record | None:
+    done = store.find(cid)
+    if done is not None and done.status in ("ok", "skipped"):
+        done._reused = True
+        return done
+    return None
+
+
+def finished_record(spec: CellSpec, store: RecordStore, prepared: PreparedDataset | None = None) -> Record | None:
+    """The ``ok`` or ``skipped`` record ``run_cell(spec, resume=True)`` would reuse from ``store``, or None.
+
+    Lets a scheduler skip a finished cell without sending it to a worker; a cell whose dataset
+    lacks what its plugin needs is left to :func:`run_cell` (it writes a fresh ``skipped`` record).
+    """
+    from m6rec_bench import datasets
+
+    entry = registry.get(spec.model)
+    protocol = get_protocol(spec.protocol)
+    ds = prepared or datasets.resolve(spec.dataset)
+    if set(entry.needs) - ds.features.provides():
+        return None
+    _, extra = protocol.prepare(ds, spec.seed)
+    return _reusable(store, cell_id(spec, entry, ds, build_config_dict(spec, entry, protocol, ds, extra)))
+
+
 def run_cell(
     spec: CellSpec,
     *,
@@ -269,9 +294,8 @@ def run_cell(
     config_dict = build_config_dict(spec, entry, protocol, ds, extra)
     cid = cell_id(spec, entry, ds, config_dict)
     if resume and store is not None:
-        done = store.find(cid)
-        if done is not None and done.status in ("ok", "skipped"):
-            done._reused = True
+        done = _reusable(store, cid)
+        if done is not None:
             return done
 
     try:

@@ -3,6 +3,8 @@
 Finished cells are never recomputed: a cell whose ``ok`` or ``skipped`` record exists for the same
 config hash is reused (``--no-resume`` forces a rerun). A failing model becomes a ``failed`` record
 and the suite goes on; the caller decides the exit code from :attr:`SuiteResult.failed`.
+Cells run in this process, in ``--jobs`` worker processes or on a Dask cluster
+(:mod:`m6rec_bench.engine.executors`), with the same records either way.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from m6rec_bench.engine.cell import CellSpec, EpochCallback, run_cell, validate_spec
-from m6rec_bench.errors import UsageError
+from m6rec_bench.engine.cell import CellSpec, EpochCallback, finished_record, run_cell, validate_spec
+from m6rec_bench.engine.executors import Pool, open_pool, task_slot
+from m6rec_bench.errors import DataError, M6BenchError, UsageError
 from m6rec_bench.models import registry
 from m6rec_bench.results.record import Record
 from m6rec_bench.results.store import RecordStore
@@ -42,10 +45,16 @@ class SuiteConfig(BaseModel):
     )
     tune_budget: int | None = Field(None, ge=1, description="tune every model with this many Optuna trials first")
     tune_timeout: float | None = Field(None, gt=0, description="and at most this many seconds of tuning per model")
+    tune_epochs: int | None = Field(None, ge=1, description="max epochs of a tuning trial (default: epochs)")
+    tune_storage: str | None = Field(
+        None, description="Optuna storage of the studies: a database URL or journal file (default: under runs_dir)"
+    )
     runs_dir: Path = Path("runs")
     leaderboard_dir: Path = Path("leaderboards")
     resume: bool = True
-    jobs: int = Field(1, ge=1, description="cells run in parallel worker processes on this machine")
+    jobs: int = Field(1, ge=1, description="cells run in parallel worker processes on this machine (local executor)")
+    executor: Literal["local", "dask"] = Field("local", description="local: this machine; dask: a Dask cluster")
+    scheduler: str | None = Field(None, description="the Dask scheduler address (tcp://HOST:PORT) for executor dask")
 
     @field_validator("seeds")
     @classmethod
@@ -55,6 +64,14 @@ class SuiteConfig(BaseModel):
         if isinstance(v, list) and not v:
             raise ValueError("seeds must not be empty")
         return v
+
+    @model_validator(mode="after")
+    def _executor_needs(self) -> SuiteConfig:
+        if self.executor == "dask" and not self.scheduler:
+            raise ValueError("--executor dask needs --scheduler tcp://HOST:PORT (the address `dask scheduler` prints)")
+        if self.executor == "local" and self.scheduler:
+            raise ValueError(f"--scheduler {self.scheduler} is only used with --executor dask")
+        return self
 
     def seed_list(self) -> list[int]:
         return list(range(BASE_SEED, BASE_SEED + self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
@@ -81,7 +98,8 @@ class SuiteConfig(BaseModel):
         try:
             return cls(**data)
         except ValidationError as exc:
-            msgs = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+            msgs = "; ".join(f"{'.'.join(map(str, e['loc'])) + ': ' if e['loc'] else ''}{e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
             raise UsageError(f"bad suite settings: {msgs}") from None
 
 
@@ -148,60 +166,92 @@ def run_suite(cfg: SuiteConfig, listener: SuiteListener | None = None, command: 
     store.sweep()  # temporary files of a run killed mid-write
     prepared = {name: datasets.resolve(name) for name in cfg.datasets}
     result = SuiteResult()
-    if cfg.tune_budget:
-        from m6rec_bench.tuning import tune_suite
+    with open_pool(cfg.executor, jobs=cfg.jobs, scheduler=cfg.scheduler) as pool:
+        if cfg.tune_budget:
+            from m6rec_bench.tuning import tune_suite
 
-        cells, result.tuning = tune_suite(cfg, cells, prepared, listener)
-    if cfg.jobs > 1:
-        records = _run_parallel(cfg, cells, prepared, listener, command)
-    else:
-        records = []
-        for i, spec in enumerate(cells):
-            listener.cell_started(i, len(cells), spec)
-            record = run_cell(spec, store=store, resume=cfg.resume, on_epoch=_bind(listener.epoch, spec),
-                              command=command, prepared=prepared[spec.dataset])
-            records.append(record)
-            listener.cell_finished(i, len(cells), spec, record, record.reused)
+            cells, result.tuning = tune_suite(cfg, cells, prepared, listener, pool=pool)
+        if pool is not None:
+            records = _run_parallel(cfg, pool, cells, prepared, store, listener, command)
+        else:
+            records = []
+            for i, spec in enumerate(cells):
+                listener.cell_started(i, len(cells), spec)
+                record = run_cell(spec, store=store, resume=cfg.resume, on_epoch=_bind(listener.epoch, spec),
+                                  command=command, prepared=prepared[spec.dataset])
+                records.append(record)
+                listener.cell_finished(i, len(cells), spec, record, record.reused)
     result.records = records
     result.reused = sum(r.reused for r in records)
     return result
 
 
-def _cell_job(spec: CellSpec, runs_dir: Path, resume: bool, command: str | None, prepared: Any, threads: int) -> tuple[str, bool]:
-    """One cell in a worker process; returns the record as JSON (records cross processes as data)."""
-    import torch
+def _cell_job(spec: CellSpec, runs_dir: Path, resume: bool, command: str | None, prepared: Any,
+              threads: int | None) -> tuple[str, bool]:
+    """One cell in a worker; returns the record as JSON (records cross processes and machines as data).
 
-    torch.set_num_threads(threads)
-    record = run_cell(spec, store=RecordStore(runs_dir), resume=resume, command=command, prepared=prepared)
+    The worker writes the record into ``runs_dir`` when it sees that folder (a shared filesystem);
+    otherwise it only returns it and the client stores it.
+    """
+    import socket
+
+    if not Path(prepared.folder).is_dir():
+        raise DataError(f"dataset folder {prepared.folder} does not exist on worker {socket.gethostname()} — the "
+                        "dataset cache (M6BENCH_HOME) must be on a filesystem every worker shares")
+    store = RecordStore(runs_dir) if Path(runs_dir).is_dir() else None
+    with task_slot(threads):
+        record = run_cell(spec, store=store, resume=resume, command=command, prepared=prepared)
     return record.model_dump_json(), record.reused
 
 
-def _run_parallel(cfg: SuiteConfig, cells: list[CellSpec], prepared: dict[str, Any], listener: SuiteListener,
-                  command: str | None) -> list[Record]:
-    """Run cells in ``cfg.jobs`` worker processes (spawned: torch and forked threads do not mix).
+def _run_parallel(cfg: SuiteConfig, pool: Pool, cells: list[CellSpec], prepared: dict[str, Any], store: RecordStore,
+                  listener: SuiteListener, command: str | None) -> list[Record]:
+    """Run cells on ``pool`` (local worker processes or a Dask cluster), one code path for both.
 
-    Each worker gets ``cores // jobs`` torch threads so the jobs share the machine instead of
-    oversubscribing it. Records come back in plan order; a cell that fails is a ``failed`` record
-    exactly as in the sequential path.
+    Finished cells are looked up here, before anything is sent, so resume is the same whether or
+    not the workers share the runs directory. Local workers get ``cores // jobs`` torch threads so
+    the jobs share the machine instead of oversubscribing it; Dask workers their own thread count.
+    Records come back in plan order; a cell that fails is a ``failed`` record exactly as in the
+    sequential path, and a record a worker could not write is written here.
     """
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
+    runs_dir = cfg.runs_dir.resolve()  # workers may run elsewhere: absolute paths only
     out: list[Record | None] = [None] * len(cells)
-    with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {}
-        for i, spec in enumerate(cells):
-            listener.cell_started(i, len(cells), spec)
-            futures[pool.submit(_cell_job, spec, cfg.runs_dir, cfg.resume, command, prepared[spec.dataset], threads)] = i
+    futures = {}
+    for i, spec in enumerate(cells):
+        listener.cell_started(i, len(cells), spec)
+        done = finished_record(spec, store, prepared[spec.dataset]) if cfg.resume else None
+        if done is not None:
+            out[i] = done
+            listener.cell_finished(i, len(cells), spec, done, True)
+            continue
+        job = pool.executor.submit(_cell_job, spec, runs_dir, cfg.resume, command, prepared[spec.dataset], pool.threads)
+        futures[job] = i
+    try:
         for future in as_completed(futures):
             i = futures[future]
-            payload, reused = future.result()
+            try:
+                payload, reused = future.result()
+            except M6BenchError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a worker died or the cluster went away: not a model failure
+                spec = cells[i]
+                raise M6BenchError(
+                    f"{spec.row} seed {spec.seed} ({spec.dataset}/{spec.protocol}) was lost on {pool.where}: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} — finished cells are kept; "
+                    "run the same command again to resume"
+                ) from None
             record = Record.model_validate_json(payload)
             record._reused = reused
+            if not store.path_for(record).is_file():  # a worker without the shared runs directory
+                store.put(record)
             out[i] = record
             listener.cell_finished(i, len(cells), cells[i], record, reused)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
     return [r for r in out if r is not None]
 
 

@@ -65,7 +65,12 @@ class Row:
 
 @dataclass
 class Leaderboard:
-    """All rows of one (dataset, protocol), best first."""
+    """All rows of one (dataset, protocol, variant), best first.
+
+    ``variant`` is ``"tuned"`` for rows whose models were tuned (``--tune-budget``) and empty for
+    rows run with each model's defaults: the two are never ranked in one table, since a tuned row
+    beside an untuned one is not a fair comparison.
+    """
 
     dataset: str
     protocol: str
@@ -73,6 +78,7 @@ class Leaderboard:
     dataset_checksum: str
     settings: dict[str, Any]
     reference: str | None = None
+    variant: str = ""
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -83,8 +89,22 @@ class Leaderboard:
                 seen.setdefault(g, None)
         return list(seen)
 
+    @property
+    def slug(self) -> str:
+        """The board's folder under ``<out>/<dataset>/``: ``default``, ``default-tuned``, …"""
+        return board_slug(self.protocol, self.variant)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def board_slug(protocol: str, variant: str = "") -> str:
+    return f"{protocol}-{variant}" if variant else protocol
+
+
+def variant_of(rec: Record) -> str:
+    """Which board a record belongs to: ``tuned`` when its model was tuned before the run."""
+    return "tuned" if "m6_tune_budget" in rec.config else ""
 
 
 def _stats(dicts: list[dict[str, float]]) -> dict[str, Stat]:
@@ -103,10 +123,16 @@ def _reproduce(records: list[Record]) -> dict[str, Any]:
         cmd.append(f"--epochs {epochs}")
     if first.label != first.model:
         cmd.append("--ablation")
+    for key, flag in (("m6_tune_budget", "--tune-budget"), ("m6_tune_epochs", "--tune-epochs"),
+                      ("m6_tune_timeout", "--tune-timeout")):
+        if key in first.config:  # the seeded study reruns (or resumes) and picks the same best trial
+            cmd.append(f"{flag} {first.config[key]}")
     return {
         "command": " ".join(cmd),
         "cell_ids": [r.cell_id for r in sorted(records, key=lambda r: r.seed)],
         "config": {k: v for k, v in first.config.items() if not k.startswith("m6_")},
+        # how the row was tuned (budget, timeout, trial epochs, study), when it was
+        "tuning": {k.removeprefix("m6_tune_"): v for k, v in first.config.items() if k.startswith("m6_tune_")},
         "dataset_checksum": first.dataset_checksum,
         "versions": first.versions,
         "hardware": first.hardware,
@@ -114,18 +140,18 @@ def _reproduce(records: list[Record]) -> dict[str, Any]:
 
 
 def aggregate(records: Iterable[Record]) -> list[Leaderboard]:
-    """Group records by (dataset, protocol) and by row label; newest record wins per (label, seed)."""
-    latest: dict[tuple[str, str, str, int], Record] = {}
+    """Group records by (dataset, protocol, variant) and by row label; newest record wins per (label, seed)."""
+    latest: dict[tuple[str, str, str, str, int], Record] = {}
     for rec in records:
-        key = (rec.dataset, rec.protocol, rec.label or rec.model, rec.seed)
+        key = (rec.dataset, rec.protocol, variant_of(rec), rec.label or rec.model, rec.seed)
         if key not in latest or rec.created_at >= latest[key].created_at:
             latest[key] = rec
-    by_board: dict[tuple[str, str], dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
-    for (ds, proto, label, _), rec in latest.items():
-        by_board[(ds, proto)][label].append(rec)
+    by_board: dict[tuple[str, str, str], dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    for (ds, proto, variant, label, _), rec in latest.items():
+        by_board[(ds, proto, variant)][label].append(rec)
 
     boards = []
-    for (ds, proto), rows in sorted(by_board.items()):
+    for (ds, proto, variant), rows in sorted(by_board.items()):
         out = [_row(label, recs) for label, recs in rows.items()]
         out.sort(key=lambda r: (not r.status.startswith("ok"), -r.primary(), r.label))
         reference = next((r.label for r in out if r.kind == "baseline" and r.status.startswith("ok")), None)
@@ -139,8 +165,10 @@ def aggregate(records: Iterable[Record]) -> list[Leaderboard]:
         settings = {
             "epochs": sorted({str(r.config.get("epochs", "default")) for r in every}),
             "tune_budget": sorted({str(r.config.get("m6_tune_budget", "untuned")) for r in every}),
+            # epochs of a tuning trial, where a suite capped them apart from --epochs (--tune-epochs)
+            "tune_epochs": sorted({str(r.config["m6_tune_epochs"]) for r in every if "m6_tune_epochs" in r.config}),
         }
-        boards.append(Leaderboard(ds, proto, out, any_rec.dataset_checksum, settings, reference))
+        boards.append(Leaderboard(ds, proto, out, any_rec.dataset_checksum, settings, reference, variant))
     return boards
 
 

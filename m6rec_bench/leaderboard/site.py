@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from m6rec_bench.io import atomic_write_text
-from m6rec_bench.leaderboard.writers import metric_label
+from m6rec_bench.leaderboard.writers import metric_label, title
 
 PLOT_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@10")
 
@@ -152,24 +152,30 @@ def table(board: dict[str, Any]) -> str:
 
 def board_page(board: dict[str, Any]) -> str:
     plots = "".join(f"<figure>{bar_chart(board, m)}</figure>" for m in PLOT_METRICS)
+    capped = board["settings"].get("tune_epochs")  # --tune-epochs: trials shorter than the final runs
+    trial_epochs = f" of ≤ {html.escape(', '.join(capped))} epochs each" if capped else ""
     body = (
         f"<p><a href='../../index.html'>← all leaderboards</a></p>"
-        f"<h1>{html.escape(board['dataset'])} / {html.escape(board['protocol'])}</h1>"
+        f"<h1>{html.escape(board['dataset'])} / {html.escape(_name(board))}</h1>"
         f"<p>Mean ± sample std over seeds; sorted by test NDCG@10 (click a header to sort). "
         f"Dataset checksum <code>{html.escape(board['dataset_checksum'])}</code>; epochs setting "
         f"{html.escape(', '.join(board['settings'].get('epochs', [])))}; tuning budget: "
-        f"{html.escape(', '.join(board['settings'].get('tune_budget', ['untuned'])))} trials per model; "
+        f"{html.escape(', '.join(board['settings'].get('tune_budget', ['untuned'])))} trials per model{trial_epochs}; "
         f"generated {html.escape(board['created_at'])}. "
         f"<em>vs best baseline</em>: per-user paired Wilcoxon test against <b>{html.escape(str(board.get('reference')))}</b>, "
         f"Holm-corrected; ▲/▼ significant at α = 0.05. Blue: RecBole baselines, orange: plugins.</p>"
         f"{table(board)}<h2>Metrics</h2><div class='plots' id='bars'>{plots}</div>"
         f"<h2>Quality vs training time</h2><div class='plots' id='scatter'><figure>{quality_vs_time(board)}</figure></div>"
     )
-    return _page(f"{board['dataset']} / {board['protocol']} — m6rec-bench", body)
+    return _page(f"{board['dataset']} / {_name(board)} — m6rec-bench", body)
+
+
+def _name(board: dict[str, Any]) -> str:
+    return title(board["protocol"], board.get("variant", ""))
 
 
 def build_site(root: Path) -> list[Path]:
-    """Render every ``<root>/<dataset>/<protocol>/leaderboard.json`` and the index; return the pages."""
+    """Render every ``<root>/<dataset>/<board>/leaderboard.json`` and the index; return the pages."""
     root = Path(root)
     boards = sorted(root.glob("*/*/leaderboard.json"))
     pages = []
@@ -182,7 +188,7 @@ def build_site(root: Path) -> list[Path]:
         ok = _ok_rows(board)
         top = ", ".join(f"{r['label']} {r['test']['ndcg@10']['mean']:.4f}" for r in ok[:3] if "ndcg@10" in r["test"])
         rel = page.relative_to(root).as_posix()
-        items.append(f"<li><a href='{html.escape(rel)}'>{html.escape(board['dataset'])} / {html.escape(board['protocol'])}</a>"
+        items.append(f"<li><a href='{html.escape(rel)}'>{html.escape(board['dataset'])} / {html.escape(_name(board))}</a>"
                      f" — {len(board['rows'])} rows; top NDCG@10: {html.escape(top)}</li>")
     index = root / "index.html"
     atomic_write_text(index, _page("m6rec-bench leaderboards",

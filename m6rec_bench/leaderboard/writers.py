@@ -43,7 +43,10 @@ def tuning_note(lb: Leaderboard) -> str:
     budgets = [b for b in lb.settings.get("tune_budget", []) if b != "untuned"]
     if not budgets:
         return "untuned (each model's defaults)"
-    note = f"{' / '.join(budgets)} Optuna TPE trials per model, selected on validation NDCG@10"
+    note = f"{' / '.join(budgets)} Optuna TPE trials per model"
+    if lb.settings.get("tune_epochs"):
+        note += f" of ≤ {' / '.join(lb.settings['tune_epochs'])} epochs each"
+    note += ", selected on validation NDCG@10"
     return note + (" (some rows untuned)" if "untuned" in lb.settings.get("tune_budget", []) else "")
 
 
@@ -63,7 +66,7 @@ def to_markdown(lb: Leaderboard) -> str:
     head += [f"{g} {metric_label(m)}" for g in groups for m in GROUP_COLUMNS]
     head += ["vs best baseline", "Best epoch", "Train s", "Params", "Status"]
     lines = [
-        f"# Leaderboard — {lb.dataset} / {lb.protocol}",
+        f"# Leaderboard — {lb.dataset} / {title(lb.protocol, lb.variant)}",
         "",
         f"Sorted by test NDCG@10; mean ± sample std over seeds. Dataset checksum `{lb.dataset_checksum}`; "
         f"epochs setting: {', '.join(lb.settings.get('epochs', []))}; "
@@ -145,8 +148,14 @@ def locked(directory: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def board_dir(out: Path, dataset: str, protocol: str) -> Path:
-    return Path(out) / dataset / protocol
+def board_dir(out: Path, dataset: str, slug: str) -> Path:
+    """``<out>/<dataset>/<slug>``; the slug is the protocol, plus ``-tuned`` for a tuned board."""
+    return Path(out) / dataset / slug
+
+
+def title(protocol: str, variant: str = "") -> str:
+    """How a board is named to a reader: ``default`` or ``default (tuned)``."""
+    return f"{protocol} ({variant})" if variant else protocol
 
 
 def write(lb: Leaderboard, out: Path, records: Iterable[Record] = ()) -> dict[str, Path]:
@@ -156,7 +165,7 @@ def write(lb: Leaderboard, out: Path, records: Iterable[Record] = ()) -> dict[st
     leaderboard, so every published row links the exact settings, versions, dataset checksum,
     hardware and command that produced it (``m6bench reproduce`` reruns one).
     """
-    directory = board_dir(out, lb.dataset, lb.protocol)
+    directory = board_dir(out, lb.dataset, lb.slug)
     wanted = {cid for row in lb.rows for cid in row.reproduce.get("cell_ids", [])}
     paths = {}
     with locked(directory):

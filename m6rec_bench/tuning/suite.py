@@ -4,7 +4,7 @@ Each (dataset, protocol, model) is tuned on the suite's first seed with ``N`` tr
 time budget, if one is given), on validation only. The best configuration then goes into the
 overrides of every cell of that model — all seeds, ablation rows included — so the test run, its
 config hash and its record carry the tuned settings, plus ``m6_tune_budget`` (and
-``m6_tune_timeout``, ``m6_tune_study``) naming the budget. The studies live in the suite's runs
+``m6_tune_timeout``, ``m6_tune_epochs``, ``m6_tune_study``) naming the budget. The studies live in the suite's runs
 directory, so a rerun resumes them, and ``m6bench tune`` with the same settings fills the same study.
 """
 
@@ -15,21 +15,34 @@ from typing import TYPE_CHECKING, Any
 
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.engine.cell import CellSpec
+from m6rec_bench.engine.executors import Pool, task_slot
 from m6rec_bench.models import registry
-from m6rec_bench.tuning.study import TuningListener, TuningResult, quiet_optuna, tune
+from m6rec_bench.tuning.study import TuningListener, TuningResult, open_storage, quiet_optuna, tune
 
 if TYPE_CHECKING:  # pragma: no cover
     from m6rec_bench.engine.suite import SuiteConfig
 
 
-def tuned_overrides(result: TuningResult) -> dict[str, Any]:
-    """What a tuned model adds to its cells' overrides: the best params and the budget."""
+def tuned_overrides(result: TuningResult, tune_epochs: int | None = None) -> dict[str, Any]:
+    """What a tuned model adds to its cells' overrides: the best params and the budget.
+
+    ``tune_epochs`` (the trials' own epoch cap, when the suite set one apart from ``--epochs``) is
+    recorded as ``m6_tune_epochs``.
+    """
     if result.nothing_to_tune or result.best_trial is None:
         return {}
     out: dict[str, Any] = {**result.best_params, "m6_tune_budget": result.budget, "m6_tune_study": result.study_name}
     if result.timeout_s is not None:
         out["m6_tune_timeout"] = result.timeout_s
+    if tune_epochs is not None:
+        out["m6_tune_epochs"] = tune_epochs
     return out
+
+
+def _tune_job(kwargs: dict[str, Any], threads: int | None) -> TuningResult:
+    """One model's study in a worker (local process or Dask); returns its result."""
+    with task_slot(threads), quiet_optuna():
+        return tune(**kwargs)
 
 
 def tune_suite(
@@ -37,34 +50,58 @@ def tune_suite(
     cells: list[CellSpec],
     prepared: Mapping[str, PreparedDataset],
     listener: Any = None,
+    pool: Pool | None = None,
 ) -> tuple[list[CellSpec], list[TuningResult]]:
     """Tune each model of ``cells`` with ``cfg.tune_budget`` trials; return the cells with tuned overrides.
 
-    A model with nothing to tune (Pop), a plugin the dataset cannot serve (its cells become
-    ``skipped`` records) and a model none of whose trials finished keep their cells unchanged;
-    the returned results say which.
+    The studies are independent, so with a ``pool`` (``--jobs N`` or ``--executor dask``) they run
+    at once, one model per worker; the study names, seeds and results are those of the sequential
+    run. Trials train for at most ``cfg.tune_epochs`` epochs (default ``cfg.epochs``), which is part
+    of the study's name. A model with nothing to tune (Pop), a plugin the dataset cannot serve (its
+    cells become ``skipped`` records) and a model none of whose trials finished keep their cells
+    unchanged; the returned results say which.
     """
     if not cfg.tune_budget:
         return cells, []
     seed = cfg.seed_list()[0]
+    epochs = cfg.tune_epochs if cfg.tune_epochs is not None else cfg.epochs
     hooks = listener if isinstance(listener, TuningListener) else None
-    results: dict[tuple[str, str, str], TuningResult | None] = {}
-    out: list[CellSpec] = []
+    jobs: dict[tuple[str, str, str], dict[str, Any] | None] = {}
     for spec in cells:
         key = (spec.dataset, spec.protocol, spec.model)
-        if key not in results:
+        if key not in jobs:
             entry = registry.get(spec.model)
             ds = prepared[spec.dataset]
-            if set(entry.needs) - ds.features.provides():
-                results[key] = None
-            else:
+            jobs[key] = None if set(entry.needs) - ds.features.provides() else {
+                "model": entry.name, "dataset": ds, "n_trials": cfg.tune_budget, "protocol": spec.protocol,
+                "epochs": epochs, "seed": seed, "device": cfg.device, "overrides": cfg.overrides.get(entry.name, {}),
+                "timeout": cfg.tune_timeout, "storage": cfg.tune_storage, "runs_dir": cfg.runs_dir,
+            }
+    results: dict[tuple[str, str, str], TuningResult | None] = {key: None for key in jobs}
+    if pool is None:
+        for key, kwargs in jobs.items():
+            if kwargs is not None:
                 with quiet_optuna():
-                    results[key] = tune(
-                        entry.name, ds, n_trials=cfg.tune_budget, protocol=spec.protocol, epochs=cfg.epochs,
-                        seed=seed, device=cfg.device, overrides=cfg.overrides.get(entry.name, {}),
-                        timeout=cfg.tune_timeout, runs_dir=cfg.runs_dir, listener=hooks,
-                    )
-        result = results[key]
-        extra = tuned_overrides(result) if result is not None else {}
+                    results[key] = tune(**kwargs, listener=hooks)
+    else:
+        from concurrent.futures import as_completed
+
+        if cfg.tune_storage is not None:
+            open_storage(cfg.tune_storage, cfg.runs_dir)  # a bad or unreachable database fails here, once
+        futures = {
+            pool.executor.submit(_tune_job, {**kwargs, "runs_dir": cfg.runs_dir.resolve()}, pool.threads): key
+            for key, kwargs in jobs.items() if kwargs is not None
+        }
+        try:
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    out: list[CellSpec] = []
+    for spec in cells:
+        result = results[(spec.dataset, spec.protocol, spec.model)]
+        extra = tuned_overrides(result, cfg.tune_epochs) if result is not None else {}
         out.append(spec.model_copy(update={"overrides": {**extra, **spec.overrides}}) if extra else spec)
     return out, [r for r in results.values() if r is not None]
