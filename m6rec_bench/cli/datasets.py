@@ -6,17 +6,30 @@ them on one line and exits with their code (2 for usage errors, 1 for failures).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.datasets import load_registry, resolve
+from m6rec_bench.datasets.local import prepare_local
 from m6rec_bench.datasets.prepare import cache_status, dataset_root, prepare
+from m6rec_bench.errors import UsageError
+from m6rec_bench.paths import cache_dir
 
 app = typer.Typer(
-    help="Datasets in the registry (datasets.yaml): list them, show one, fetch and convert one.",
+    help="Datasets in the registry (datasets.yaml): list them, show one, fetch and convert one, "
+    "or generate a synthetic one.",
     no_args_is_help=True,
 )
 
@@ -98,3 +111,37 @@ def fetch(
     console.print(f"checksum: {ds.checksum}", markup=False, highlight=False)
     console.print(f"features: {_features(ds.features.item_text, ds.features.kg)}", markup=False, highlight=False)
 
+
+
+@app.command("synth")
+@friendly_errors
+def synth(
+    users: Annotated[int, typer.Option("--users", "-u", help="Number of users (each gets at least 5 interactions).")],
+    items: Annotated[int, typer.Option("--items", "-i", help="Number of items in the catalogue.")],
+    interactions: Annotated[int, typer.Option("--interactions", "-n", help="Exact number of interactions (no duplicate user-item pair).")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed: the same sizes and seed give the same files.")] = 0,
+    name: Annotated[str | None, typer.Option("--name", help="Dataset name; written to <M6BENCH_HOME>/synth/<name>/ (default synth-u<users>-i<items>-n<interactions>-s<seed>).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Dataset folder to write instead; its last part is the dataset name.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Regenerate even when the folder already holds this dataset.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Generate a synthetic dataset (power-law popularity, item text, KG) as RecBole atomic files.
+
+    Use the printed folder anywhere a dataset goes: m6bench run --dataset <folder>.
+    """
+    from m6rec_bench.datasets.synth import SynthSpec, default_name, synthesize
+
+    spec = SynthSpec(n_users=users, n_items=items, n_interactions=interactions, seed=seed)
+    spec.check()
+    if out is not None and name is not None and out.name != name:
+        raise UsageError(f"give --name or --out, not both: --out {out} names the dataset '{out.name}', --name says '{name}'")
+    folder = out if out is not None else cache_dir("synth") / (name or default_name(spec))
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
+        task = bar.add_task(f"generating {interactions:,} interactions", total=interactions)
+        folder, generated = synthesize(spec, folder, force=force, progress=lambda n: bar.advance(task, n))
+    ds = prepare_local(folder)
+    console.print(f"{ds.name}: {ds.folder}" + ("" if generated else "  (already generated)"), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"checksum: {ds.checksum}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"features: {_features(ds.features.item_text, ds.features.kg)}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"use it:   m6bench run --dataset {ds.folder}", markup=False, highlight=False, soft_wrap=True)

@@ -97,9 +97,40 @@ def validate_folder(folder: Path, name: str, *, content: bool = False) -> dict[s
         fh.readline()
         if not any(line.strip() for line in fh):
             raise DataError(f"{inter}: no interactions (only a header) — add at least one row")
-    if content:
+    if content and not _content_checked(inter):
         check_interactions(inter, out["inter"])
+        _remember_checked(inter)
     return out
+
+
+def _checked_memo(inter: Path) -> tuple[Path, dict[str, object]]:
+    """Where the "rows checked" memo of ``inter`` lives, and the key it must match (path, size, mtime)."""
+    path = inter.resolve()
+    st = path.stat()
+    key = {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:24]
+    return cache_dir("datasets") / ".checksums" / f"rows-{digest}.json", key
+
+
+def _content_checked(inter: Path) -> bool:
+    """True when every row of this very ``.inter`` (same size and mtime) was checked before.
+
+    :func:`check_interactions` reads every row in Python (~45 s at 20M rows); a local folder is
+    resolved on every run, so a passed check is remembered like the checksum.
+    """
+    try:
+        memo, key = _checked_memo(inter)
+        return json.loads(memo.read_text(encoding="utf-8")) == key
+    except (OSError, ValueError):
+        return False
+
+
+def _remember_checked(inter: Path) -> None:
+    try:
+        memo, key = _checked_memo(inter)
+        atomic_write_json(memo, key)
+    except OSError:
+        pass  # a read-only cache only costs a re-check next time
 
 
 #: Fewest distinct users and items a dataset needs: a split and a ranking need something to rank.
