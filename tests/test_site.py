@@ -70,3 +70,28 @@ def test_renders_in_headless_chromium(site, ml100k_slice, tmp_path):
     keep = Path(__file__).parent.parent / ".pytest_cache" / "site.png"
     keep.parent.mkdir(exist_ok=True)
     shutil.copy(shot, keep)
+
+
+def test_publish_regenerates_the_readme_results_block(site, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- leaderboards -->\nstale 0.9999\n<!-- /leaderboards -->\n\n## After\n")
+    res = runner.invoke(app, ["publish", "--dir", str(site), "--readme", str(readme)])
+    assert res.exit_code == 0, res.output
+    text = readme.read_text()
+    board = json.loads(next(site.glob("*/default/leaderboard.json")).read_text())
+    assert "stale 0.9999" not in text and text.endswith("<!-- /leaderboards -->\n\n## After\n")
+    for row in board["rows"]:  # every number comes from the leaderboard file
+        stat = row["test"]["ndcg@10"]
+        assert f"| {row['label']} | 2 | {stat['mean']:.4f} ± {stat['std']:.4f} |" in text
+    assert "untuned: each model's defaults; seeds 2020, 2021" in text
+    readme.write_text("no markers here\n")
+    res = runner.invoke(app, ["publish", "--dir", str(site), "--readme", str(readme)])
+    assert res.exit_code == 2 and "<!-- leaderboards -->" in res.output and "Traceback" not in res.output
+
+
+def test_publishing_twice_gives_the_same_bytes(site):
+    pages = sorted(site.rglob("index.html"))
+    before = {p: p.read_bytes() for p in pages}
+    res = runner.invoke(app, ["publish", "--dir", str(site)])
+    assert res.exit_code == 0, res.output
+    assert {p: p.read_bytes() for p in pages} == before  # a republished site diffs only where a number changed

@@ -9,12 +9,14 @@ import typer
 
 from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.errors import UsageError
+from m6rec_bench.leaderboard.readme import update_readme
 from m6rec_bench.leaderboard.site import build_site
 
 
 @friendly_errors
 def publish(
     out: Annotated[Path, typer.Option("--dir", help="Leaderboard root holding <dataset>/<protocol>/leaderboard.json.")] = Path("leaderboards"),
+    readme: Annotated[Path | None, typer.Option("--readme", help="Also regenerate the results block between <!-- leaderboards --> and <!-- /leaderboards --> in this Markdown file (e.g. README.md).")] = None,
 ) -> None:
     """Build index.html and a page per dataset/protocol: sortable tables, bar charts with error bars, a quality-vs-train-time plot; rows link their reproduction records."""
     if not list(Path(out).glob("*/*/leaderboard.json")):
@@ -22,3 +24,6 @@ def publish(
     pages = build_site(out)
     for page in pages:
         console.print(f"wrote {page}")
+    if readme is not None:
+        update_readme(readme, out)
+        console.print(f"updated the results block of {readme}")

@@ -49,11 +49,14 @@ def _page(title: str, body: str) -> str:
             f"<style>{_CSS}</style></head><body>{body}<script>{_JS}</script></body></html>\n")
 
 
-def _svg(fig: Any) -> str:
+def _svg(fig: Any, salt: str) -> str:
+    """The figure as inline SVG; ``salt`` fixes its element ids, so the same board renders the same bytes."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    with matplotlib.rc_context({"svg.hashsalt": salt}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg"):]
@@ -80,7 +83,7 @@ def bar_chart(board: dict[str, Any], metric: str) -> str:
     ax.set_xlabel(f"test {metric_label(metric)} (mean ± std over seeds)")
     ax.set_title(metric_label(metric))
     ax.grid(axis="x", alpha=0.3)
-    return _svg(fig)
+    return _svg(fig, f"{board['dataset']}/{board['protocol']}/{board.get('variant', '')}/{metric}")
 
 
 def quality_vs_time(board: dict[str, Any]) -> str:
@@ -104,7 +107,7 @@ def quality_vs_time(board: dict[str, Any]) -> str:
     ax.set_ylabel("test NDCG@10")
     ax.set_title("quality vs training time")
     ax.grid(alpha=0.3)
-    return _svg(fig)
+    return _svg(fig, f"{board['dataset']}/{board['protocol']}/{board.get('variant', '')}/time")
 
 
 def _fmt(stat: dict[str, Any] | None) -> tuple[str, str]:
