@@ -104,6 +104,39 @@ def _quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r".*torch\.sparse\.SparseTensor.*is deprecated.*", category=UserWarning)
 
 
+def _literal_config_values() -> None:
+    """RecBole converts every *string* config value with ``eval()`` (``Config._convert_config_dict``).
+
+    No upstream issue found (RecBole 1.2.1, ``recbole/config/configurator.py``). A string override
+    such as ``"__import__('os').system(...)"`` in a suite YAML, a ``--set`` value or a downloaded
+    record given to ``m6bench reproduce`` would run as code, and harmless strings that merely look
+    numeric (``m6_tune_study: BPR.ml-100k.default.205642d014``) print a ``SyntaxWarning``. We convert
+    with ``ast.literal_eval`` instead: numbers, lists, dicts, tuples, booleans and ``None`` come out
+    exactly as before, anything else stays the string it was ("true"/"false" still become booleans).
+    """
+    import ast
+    from enum import Enum
+
+    from recbole.config import configurator
+
+    def convert(self: Any, config_dict: dict[str, Any]) -> dict[str, Any]:
+        for key, param in config_dict.items():
+            if not isinstance(param, str):
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", SyntaxWarning)
+                    value = ast.literal_eval(param)
+                if value is not None and not isinstance(value, (str, int, float, list, tuple, dict, bool, Enum)):
+                    value = param
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                value = {"true": True, "false": False}.get(param.lower(), param)
+            config_dict[key] = value
+        return config_dict
+
+    configurator.Config._convert_config_dict = convert
+
+
 def apply() -> None:
     """Install every shim once. Safe to call many times."""
     global _APPLIED
@@ -114,6 +147,7 @@ def apply() -> None:
     _scipy_dok_update()
     _no_pandas3()
     _no_tensorboard_dir()
+    _literal_config_values()
     _APPLIED = True
 
 

@@ -29,3 +29,18 @@ def test_data_path_is_honoured_for_a_dataset_named_ml_100k(tmp_path):
     compat.apply()
     config = compat.build_config("Pop", "ml-100k", {"data_path": str(tmp_path), "show_progress": False})
     assert config["data_path"] == str(tmp_path / "ml-100k")
+
+
+def test_string_config_values_are_literals_never_code(tmp_path, recwarn):
+    compat.apply()
+    marker = tmp_path / "ran"
+    config = compat.build_config("Pop", "ml-100k", {
+        "show_progress": False, "learning_rate": "1e-3", "topk": "[10, 20]", "reproducibility": "false",
+        "eval_args": "{'order': 'RO'}", "m6_tune_study": "BPR.ml-100k.default.205642d014",
+        "m6_note": f"open({str(marker)!r}, 'w').write('x')",
+    })
+    assert config["learning_rate"] == 1e-3 and config["topk"] == [10, 20] and config["reproducibility"] is False
+    assert config["eval_args"]["order"] == "RO"
+    assert config["m6_tune_study"] == "BPR.ml-100k.default.205642d014"
+    assert config["m6_note"].startswith("open(") and not marker.exists()  # RecBole would have run it
+    assert not [w for w in recwarn if issubclass(w.category, SyntaxWarning)]
