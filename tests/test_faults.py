@@ -225,3 +225,23 @@ def test_out_of_memory_is_a_failed_row_and_the_suite_goes_on(ml100k_slice, tmp_p
     assert "2 cells: 1 finished (0 reused), 1 failed" in res.output
     statuses = {r.model: r.status for r in RecordStore(tmp_path / "runs").records()}
     assert statuses == {"BPR": "failed", "Pop": "ok"}
+
+
+def test_ctrl_c_with_jobs_stops_the_workers_too(ml100k_slice, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    runs = tmp_path / "runs"
+    proc = _m6bench(["run", "-d", str(ml100k_slice.folder), "-m", "Pop,BPR,NeuMF", "--seeds", "3", "--epochs", "300",
+                     "--jobs", "2", "--runs-dir", str(runs), "--out", str(tmp_path / "lb")], tmp_path)
+    _wait_for_records(proc, runs, 1)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers, "a --jobs 2 run has worker processes"
+    proc.send_signal(signal.SIGINT)  # to the parent only, as `kill -INT` does
+    t0 = time.monotonic()
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert time.monotonic() - t0 < 20, "it waited for the running cells instead of stopping them"
+    assert "Traceback" not in out
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, f"worker processes left behind: {alive}"
+    assert all(load_record(p) is not None for p in _records(runs))
+    assert _parts(runs) == []

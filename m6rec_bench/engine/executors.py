@@ -60,8 +60,13 @@ def open_pool(kind: str = "local", *, jobs: int = 1, scheduler: str | None = Non
             yield None
             return
         # spawned, not forked: torch's thread pools do not survive a fork
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+        try:
             yield Pool(pool, f"{jobs} local worker processes", max(1, (os.cpu_count() or 1) // jobs))
+        except BaseException:  # Ctrl-C, or an error: stop the cells still running instead of waiting for them
+            _abandon(pool)
+            raise
+        pool.shutdown(wait=True)
         return
     if kind != "dask":
         raise UsageError(f"--executor '{kind}' is not known; use one of {', '.join(KINDS)}")
@@ -72,6 +77,18 @@ def open_pool(kind: str = "local", *, jobs: int = 1, scheduler: str | None = Non
         yield Pool(client.get_executor(pure=False), f"Dask scheduler {scheduler}", None)
     finally:
         client.close()
+
+
+def _abandon(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued cells and terminate the workers. A cell killed mid-way leaves no record (records
+    are written atomically; a stale temp file is swept on the next run), so a rerun resumes it."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # no public handle on them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in workers:
+        proc.join(timeout=10)
 
 
 def connect(address: str, timeout: float | None = None) -> Client:
