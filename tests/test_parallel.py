@@ -52,7 +52,7 @@ def test_parallel_tuning_matches_sequential(ml100k_slice, tmp_path):
             config = records[name.split(".")[0]].config
             assert {k: config[k] for k in best} == best and config["m6_tune_budget"] == 2
             assert config["m6_tune_epochs"] == 1 and config["epochs"] == 2 and config["m6_tune_study"] == name
-        assert "≤ 1 epochs each" in (out / ml100k_slice.name / "default" / "leaderboard.md").read_text()
+        assert "≤ 1 epochs each" in (out / ml100k_slice.name / "default-tuned" / "leaderboard.md").read_text()
         found[jobs] = studies
     assert sorted(s.split(".")[0] for s in found["1"]) == ["BPR", "ItemKNN"]
     assert found["1"] == found["2"]  # same study names, same best params

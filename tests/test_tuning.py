@@ -227,10 +227,14 @@ def test_run_with_tune_budget_runs_the_tuned_config(ml100k_slice, tmp_path):
     records = {json.loads(p.read_text())["model"]: json.loads(p.read_text()) for p in runs.rglob("seed*.json")}
     bpr, pop = records["BPR"]["config"], records["Pop"]["config"]
     assert {k: bpr[k] for k in best} == best and bpr["m6_tune_budget"] == 2
-    assert bpr["eval_batch_size"] == 1_000_000 and "m6_tune_budget" not in pop
-    board = json.loads((lb / ml100k_slice.name / "default" / "leaderboard.json").read_text())
-    row = {r["label"]: r for r in board["rows"]}["BPR"]
-    assert {k: row["reproduce"]["config"][k] for k in best} == best
+    assert bpr["eval_batch_size"] == 1_000_000
+    assert pop["m6_tune_budget"] == 2 and pop["m6_tune_note"] == "nothing to tune"  # same budget, its defaults
+    assert not (lb / ml100k_slice.name / "default").exists()  # tuned rows never share a board with untuned ones
+    board = json.loads((lb / ml100k_slice.name / "default-tuned" / "leaderboard.json").read_text())
+    rows = {r["label"]: r for r in board["rows"]}
+    assert set(rows) == {"Pop", "BPR"} and board["variant"] == "tuned"
+    assert {k: rows["BPR"]["reproduce"]["config"][k] for k in best} == best
+    assert "--tune-budget 2" in rows["BPR"]["reproduce"]["command"]
 
     again = runner.invoke(app, ["run", "--config", str(cfg), "--tune-budget", "2", "--runs-dir", str(runs), "-o", str(lb)])
     assert again.exit_code == 0 and "2 reused" in again.output  # study and cells resume, nothing re-run

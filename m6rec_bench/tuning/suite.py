@@ -26,12 +26,20 @@ if TYPE_CHECKING:  # pragma: no cover
 def tuned_overrides(result: TuningResult, tune_epochs: int | None = None) -> dict[str, Any]:
     """What a tuned model adds to its cells' overrides: the best params and the budget.
 
+    Every model the suite tuned carries ``m6_tune_budget``, also one with nothing to tune or none of
+    whose trials finished (``m6_tune_note`` says which, and it runs its defaults): its rows go on
+    the tuned board beside the others, which had the same budget.
+
     ``tune_epochs`` (the trials' own epoch cap, when the suite set one apart from ``--epochs``) is
     recorded as ``m6_tune_epochs``.
     """
-    if result.nothing_to_tune or result.best_trial is None:
-        return {}
-    out: dict[str, Any] = {**result.best_params, "m6_tune_budget": result.budget, "m6_tune_study": result.study_name}
+    if result.nothing_to_tune:  # Pop: its defaults are its tuned config, and its row belongs on the tuned board
+        out: dict[str, Any] = {"m6_tune_budget": result.budget, "m6_tune_note": "nothing to tune"}
+    elif result.best_trial is None:
+        out = {"m6_tune_budget": result.budget, "m6_tune_study": result.study_name,
+               "m6_tune_note": "no trial finished: defaults"}
+    else:
+        out = {**result.best_params, "m6_tune_budget": result.budget, "m6_tune_study": result.study_name}
     if result.timeout_s is not None:
         out["m6_tune_timeout"] = result.timeout_s
     if tune_epochs is not None:
@@ -58,8 +66,8 @@ def tune_suite(
     at once, one model per worker; the study names, seeds and results are those of the sequential
     run. Trials train for at most ``cfg.tune_epochs`` epochs (default ``cfg.epochs``), which is part
     of the study's name. A model with nothing to tune (Pop), a plugin the dataset cannot serve (its
-    cells become ``skipped`` records) and a model none of whose trials finished keep their cells
-    unchanged; the returned results say which.
+    cells become ``skipped`` records) and a model none of whose trials finished run their defaults,
+    marked with the budget (see :func:`tuned_overrides`); the returned results say which.
     """
     if not cfg.tune_budget:
         return cells, []
