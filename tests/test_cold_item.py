@@ -143,3 +143,37 @@ def test_run_cell_reports_cold_warm_and_overall(ml100k_slice):
     assert rec.extra_metrics["cold"]["hit@20"] == 0.0
     assert rec.extra_metrics["warm"]["ndcg@10"] > 0
     assert "ndcg@10" in rec.extra_metrics["cold"]
+
+
+def test_held_out_items_are_never_training_negatives(ml100k_slice):
+    from m6rec_bench import compat
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from m6rec_bench.protocols.cold_item import exclude_held_out_negatives
+
+    compat.apply()
+    entry = registry.get("BPR")
+    split, extra = COLD_ITEM.prepare(ml100k_slice, 2020)
+    spec = CellSpec(dataset=ml100k_slice.name, model="BPR", protocol="cold-item", epochs=1)
+    config_dict = build_config_dict(spec, entry, COLD_ITEM, ml100k_slice, extra)
+    assert config_dict["m6_train_negatives"] == "warm items only"  # in the config, so in the cell hash
+    config = compat.build_config("BPR", split.name, {**config_dict, "data_path": str(split.root), "show_progress": False})
+    init_seed(2020, True)
+    dataset = create_dataset(config)
+    train, valid, _ = data_preparation(config, dataset)
+    ids = dataset.field2token_id[dataset.iid_field]
+    held = {ids[t] for t in sum(cold_items(split.folder).values(), [])}
+
+    def negatives() -> set[int]:
+        return {int(i) for batch in train for i in batch[config["NEG_PREFIX"] + config["ITEM_ID_FIELD"]].tolist()}
+
+    assert negatives() & held, "RecBole alone draws held-out items as negatives (what the protocol prevents)"
+    valid_used = [set(s) for s in valid._sampler.used_ids] if getattr(valid, "_sampler", None) else None
+    exclude_held_out_negatives(train)
+    assert not negatives() & held
+    if valid_used is not None:  # evaluation phases are untouched
+        assert [set(s) for s in valid._sampler.used_ids] == valid_used
+    # and a full cell trains under it
+    run = train_and_evaluate(entry, split, config_dict)
+    assert np.isfinite(run.test["ndcg@10"])

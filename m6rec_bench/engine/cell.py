@@ -24,6 +24,7 @@ from m6rec_bench.errors import M6BenchError, UsageError
 from m6rec_bench.models import registry
 from m6rec_bench.models.registry import ModelEntry
 from m6rec_bench.protocols import Protocol, get_protocol
+from m6rec_bench.protocols.cold_item import TRAIN_NEGATIVES, exclude_held_out_negatives
 from m6rec_bench.results.record import SCHEMA_VERSION, Record
 from m6rec_bench.results.store import RecordStore
 
@@ -199,6 +200,8 @@ def train_and_evaluate(
         init_seed(config["seed"], config["reproducibility"])
         dataset = create_dataset(config)
         train_data, valid_data, test_data = data_preparation(config, dataset)
+        if config_dict.get(TRAIN_NEGATIVES[0]) == TRAIN_NEGATIVES[1]:
+            exclude_held_out_negatives(train_data)
         init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
         model_cls = entry.plugin.model_cls if entry.plugin is not None else get_model(config["model"])
         model = model_cls(config, train_data._dataset).to(config["device"])

@@ -232,6 +232,33 @@ def item_groups(run: Any) -> dict[str, np.ndarray]:
     return {"cold": cold, "warm": warm}
 
 
+#: The cold-item protocol's setting that switches :func:`exclude_held_out_negatives` on (it is part of
+#: every cell's config, so its hash and record say so).
+TRAIN_NEGATIVES = ("m6_train_negatives", "warm items only")
+
+
+def exclude_held_out_negatives(train_data: Any) -> None:
+    """Never draw a held-out item as a training negative.
+
+    RecBole gives the items of the benchmark files' valid/test parts ids, and its uniform negative
+    sampler draws from every id, so without this a model trained with sampled negatives would be
+    told, epoch after epoch, that exactly the cold items are bad: knowledge of which items will be
+    new, and a push against them that a content model (text, KG) cannot escape. The held-out items
+    are added to every user's "already used" set of the *training* phase only; validation and test
+    rank every item as before.
+    """
+    sampler = getattr(train_data, "_sampler", None)
+    used = getattr(sampler, "used_ids", None)
+    if used is None:  # a loader that samples no negatives
+        return
+    dataset = train_data._dataset
+    held = cold_items(dataset.config["data_path"])
+    known = dataset.field2token_id[dataset.iid_field]
+    ids = {known[t] for t in held["cold_valid"] + held["cold_test"] if t in known}
+    for user_items in used:
+        user_items.update(ids)
+
+
 class ColdItemProtocol(Protocol):
     """The cold-item protocol: pre-split benchmark files, metrics on cold, warm and all items."""
 
@@ -260,6 +287,8 @@ COLD_ITEM = register(
         name="cold-item",
         description="20 % of items held out with all their interactions (half valid, half test); "
         "warm 8:1:1 per user; full ranking; metrics on cold, warm and all items",
-        recbole={"eval_args": {"split": None, "group_by": "user", "order": "RO", "mode": "full"}},
+        recbole={"eval_args": {"split": None, "group_by": "user", "order": "RO", "mode": "full"},
+                 # part of every cell's config (and hash): held-out items are never training negatives
+                 TRAIN_NEGATIVES[0]: TRAIN_NEGATIVES[1]},
     )
 )
