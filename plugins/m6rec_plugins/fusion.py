@@ -136,6 +136,40 @@ class _ContentTower(nn.Module):
         return self.mlp(x)
 
 
+#: The most logits (batch rows × candidates) the softmax loss holds at once. A larger batch is
+#: computed in row chunks, each recomputed in the backward pass (activation checkpointing), so the
+#: loss's memory stays ~4 × this × 4 bytes (≈ 0.5 GB) whatever the batch and catalogue: a full
+#: softmax of a 65,536 batch over 27k items (20M interactions) would otherwise hold ~28 GB of logits,
+#: softmax and gradients. At MovieLens-100k scale (2,048 × 1,682) one chunk is the whole batch and
+#: the loss is computed exactly as before.
+SOFTMAX_CHUNK_LOGITS = 2**25
+
+
+def _softmax_rows(u_n: torch.Tensor, pos_n: torch.Tensor, cand_n: torch.Tensor, pos: torch.Tensor,
+                  cand: torch.Tensor, temperature: float, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of the positive against itself plus the candidates (the positive masked among them)."""
+    pos_logit = (u_n * pos_n).sum(1, keepdim=True)
+    cand_logit = (u_n @ cand_n.T).masked_fill(cand.unsqueeze(0) == pos.unsqueeze(1), float("-inf"))
+    logits = torch.cat([pos_logit, cand_logit], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device), reduction=reduction)
+
+
+def softmax_loss(u_n: torch.Tensor, pos_n: torch.Tensor, cand_n: torch.Tensor, pos: torch.Tensor,
+                 cand: torch.Tensor, temperature: float, chunk_logits: int = SOFTMAX_CHUNK_LOGITS) -> torch.Tensor:
+    """Mean sampled/full softmax loss with memory bounded by ``chunk_logits`` (see the constant)."""
+    rows = max(1, chunk_logits // max(1, len(cand) + 1))
+    if len(pos) <= rows:
+        return _softmax_rows(u_n, pos_n, cand_n, pos, cand, temperature)
+    from torch.utils.checkpoint import checkpoint
+
+    total = u_n.new_zeros(())
+    for start in range(0, len(pos), rows):
+        part = slice(start, start + rows)
+        total = total + checkpoint(_softmax_rows, u_n[part], pos_n[part], cand_n, pos[part], cand, temperature, "sum",
+                                   use_reentrant=False)
+    return total / len(pos)
+
+
 class M6Fusion(GeneralRecommender):
     """Gated (or attention) fusion of ID, LightGCN graph, KG and text item vectors; see the module doc."""
 
@@ -331,10 +365,7 @@ class M6Fusion(GeneralRecommender):
             e = self._item_vectors(torch.cat([pos, cand]), item_graph, drop=True)
             pos_e, cand_e = e[: len(pos)], e[len(pos):]
             u_n, pos_n, cand_n = F.normalize(u, dim=1), F.normalize(pos_e, dim=1), F.normalize(cand_e, dim=1)
-            pos_logit = (u_n * pos_n).sum(1, keepdim=True)
-            cand_logit = (u_n @ cand_n.T).masked_fill(cand.unsqueeze(0) == pos.unsqueeze(1), float("-inf"))
-            logits = torch.cat([pos_logit, cand_logit], dim=1) / self.temperature
-            loss = F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
+            loss = softmax_loss(u_n, pos_n, cand_n, pos, cand, self.temperature)
             reg = self.reg_loss(self.user_embedding(user), self.item_embedding(pos))
         return loss + self.reg_weight * reg
 

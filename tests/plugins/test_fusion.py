@@ -139,3 +139,26 @@ def test_real_content(ml100k_slice):
     assert "kg" in run.model.towers and "text" in run.model.towers
     assert run.model.towers["text"].table.shape[1] == 384
     assert all(math.isfinite(v) for v in run.test.values())
+
+
+def test_chunked_softmax_loss_equals_the_whole_batch_loss():
+    """A batch too large for one chunk gives the same loss and gradients, computed chunk by chunk."""
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(37, 8, generator=gen, requires_grad=True)
+    p = torch.randn(37, 8, generator=gen, requires_grad=True)
+    c = torch.randn(11, 8, generator=gen, requires_grad=True)
+    pos = torch.randint(1, 20, (37,), generator=gen)
+    cand = torch.arange(5, 16)  # some positives are among the candidates (masked there)
+    grads = []
+    losses = []
+    for chunk in (10**9, 12 * 5):  # one chunk; 5 rows per chunk (8 chunks, the last one short)
+        for t in (u, p, c):
+            t.grad = None
+        loss = fusion.softmax_loss(*(torch.nn.functional.normalize(t, dim=1) for t in (u, p, c)), pos, cand, 0.2,
+                                   chunk_logits=chunk)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append([t.grad.clone() for t in (u, p, c)])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    for whole, chunked in zip(*grads):
+        torch.testing.assert_close(whole, chunked, rtol=1e-5, atol=1e-7)
