@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -45,6 +46,29 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         _ACTIVE.discard(key)
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on success it replaces ``path`` as a whole.
+
+    Readers see the old folder or the complete new one (one rename after removing the old one, so
+    a reader between the two sees none); on any exception the temporary folder is removed.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=PART_SUFFIX, dir=target.parent))
+    key = tmp_path.resolve()
+    _ACTIVE.add(key)
+    try:
+        yield tmp_path
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp_path, target)
+    finally:
+        _ACTIVE.discard(key)
+        if tmp_path.exists():
+            shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -87,7 +111,7 @@ def _writer_alive(part: Path) -> bool:
 
 
 def sweep_stale_parts(root: str | os.PathLike[str], *, recursive: bool = True) -> list[Path]:
-    """Remove temporary ``.*.part`` files under ``root`` left by writers that were killed mid-write.
+    """Remove temporary ``.*.part`` files (and folders) under ``root`` left by writers that were killed mid-write.
 
     A file whose writer is still running (another ``m6bench`` process) is left alone, so this is
     safe to call while other processes write to the same directory. Returns the removed paths.
@@ -97,10 +121,14 @@ def sweep_stale_parts(root: str | os.PathLike[str], *, recursive: bool = True) -
         return []
     removed = []
     for part in (base.rglob if recursive else base.glob)(f".*{PART_SUFFIX}"):
-        if part.is_file() and not _writer_alive(part):
-            try:
+        if not (part.is_file() or part.is_dir()) or _writer_alive(part):
+            continue
+        try:
+            if part.is_dir():  # a folder written whole and renamed into place (an artifact)
+                shutil.rmtree(part)
+            else:
                 part.unlink()
-            except FileNotFoundError:
-                continue
-            removed.append(part)
+        except FileNotFoundError:
+            continue
+        removed.append(part)
     return removed

@@ -175,6 +175,36 @@ class CellRun:
         self.__dict__.update(kw)
 
 
+class Built:
+    """A cell's RecBole objects before training: config, dataset, the three loaders and the model."""
+
+    def __init__(self, config: Any, dataset: Any, train_data: Any, valid_data: Any, test_data: Any, model: Any) -> None:
+        self.config, self.dataset, self.model = config, dataset, model
+        self.train_data, self.valid_data, self.test_data = train_data, valid_data, test_data
+
+
+def build(entry: ModelEntry, ds: PreparedDataset, config_dict: dict[str, Any], checkpoint_dir: str) -> Built:
+    """RecBole's run_recbole set-up (Config → init_seed → create_dataset → data_preparation → init_seed
+    → model), without logging set-up or the quick_start import. Seeded, so the same config and seed
+    give the same split and the same initial weights (an artifact is loaded into such a model)."""
+    compat.apply()
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, init_seed
+
+    model_arg: Any = entry.plugin.model_cls if entry.plugin is not None else entry.name
+    full = {**config_dict, "data_path": str(ds.root), "checkpoint_dir": checkpoint_dir, "show_progress": False}
+    config = compat.build_config(model_arg, ds.name, full)
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    if config_dict.get(TRAIN_NEGATIVES[0]) == TRAIN_NEGATIVES[1]:
+        exclude_held_out_negatives(train_data)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_cls = entry.plugin.model_cls if entry.plugin is not None else get_model(config["model"])
+    model = model_cls(config, train_data._dataset).to(config["device"])
+    return Built(config, dataset, train_data, valid_data, test_data, model)
+
+
 def train_and_evaluate(
     entry: ModelEntry,
     ds: PreparedDataset,
@@ -183,28 +213,17 @@ def train_and_evaluate(
     on_epoch: EpochCallback | None = None,
     evaluate_test: bool = True,
 ) -> CellRun:
-    """RecBole's run_recbole sequence (no logging set-up, no quick_start import).
+    """Build the cell (:func:`build`), train it with RecBole's trainer and evaluate it on test.
 
     ``on_epoch(epoch, valid_score)`` is called after every validation; an exception it raises (e.g.
     Optuna's ``TrialPruned``) stops training and propagates. ``evaluate_test=False`` skips the test
     evaluation (tuning selects on validation only) and leaves ``test`` empty.
     """
-    compat.apply()
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_seed
+    from recbole.utils import get_trainer
 
-    model_arg: Any = entry.plugin.model_cls if entry.plugin is not None else entry.name
     with tempfile.TemporaryDirectory(prefix="m6bench-ckpt-") as ckpt:
-        full = {**config_dict, "data_path": str(ds.root), "checkpoint_dir": ckpt, "show_progress": False}
-        config = compat.build_config(model_arg, ds.name, full)
-        init_seed(config["seed"], config["reproducibility"])
-        dataset = create_dataset(config)
-        train_data, valid_data, test_data = data_preparation(config, dataset)
-        if config_dict.get(TRAIN_NEGATIVES[0]) == TRAIN_NEGATIVES[1]:
-            exclude_held_out_negatives(train_data)
-        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-        model_cls = entry.plugin.model_cls if entry.plugin is not None else get_model(config["model"])
-        model = model_cls(config, train_data._dataset).to(config["device"])
+        b = build(entry, ds, config_dict, ckpt)
+        config, model = b.config, b.model
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         best = compat.keep_best_in_memory(trainer)
         epochs_seen: list[int] = []
@@ -215,14 +234,14 @@ def train_and_evaluate(
                 on_epoch(epoch, float(score))
 
         t0 = time.perf_counter()
-        _, valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=_cb)
+        _, valid_result = trainer.fit(b.train_data, b.valid_data, saved=True, show_progress=False, callback_fn=_cb)
         train_time = time.perf_counter() - t0
         compat.restore_best(trainer, best)
         t1 = time.perf_counter()
-        test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=False) if evaluate_test else {}
+        test_result = trainer.evaluate(b.test_data, load_best_model=False, show_progress=False) if evaluate_test else {}
         eval_time = time.perf_counter() - t1
     return CellRun(
-        config=config, dataset=dataset, model=model, trainer=trainer, test_data=test_data,
+        config=config, dataset=b.dataset, model=model, trainer=trainer, test_data=b.test_data,
         valid=_metrics(valid_result), test=_metrics(test_result), best_epoch=best.get("epoch"),
         epochs_run=(max(epochs_seen) + 1) if epochs_seen else None, train_time=train_time, eval_time=eval_time,
         n_params=sum(p.numel() for p in model.parameters()),
@@ -262,13 +281,15 @@ def run_cell(
     on_epoch: EpochCallback | None = None,
     command: str | None = None,
     prepared: PreparedDataset | None = None,
+    save_artifact: bool = True,
 ) -> Record:
     """Run one cell and return (and store) its record.
 
     Bad input (unknown model, protocol, device, config) raises :class:`UsageError` before anything
     runs. A model that fails while running becomes a ``failed`` record with the reason; a dataset
     lacking what a plugin needs gives a ``skipped`` record. With ``resume``, a cell whose ``ok`` or
-    ``skipped`` record exists in ``store`` is not run again.
+    ``skipped`` record exists in ``store`` is not run again. With ``save_artifact`` (and a store) the
+    trained model is saved beside its record (:mod:`m6rec_bench.artifacts`).
     """
     from m6rec_bench import datasets
 
@@ -318,5 +339,25 @@ def run_cell(
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         rec = Record(cell_id=cid, status="failed", reason=last, config=config_dict, **base)
     if store is not None:
+        if rec.status == "ok" and save_artifact:
+            _save_artifact(run, rec, store)
         store.put(rec)
     return rec
+
+
+def _save_artifact(run: CellRun, rec: Record, store: RecordStore) -> None:
+    """Save the trained model beside its record (before the record: a record's artifact is complete).
+
+    A model whose state cannot be stored keeps its record, with no artifact and the reason in its log.
+    """
+    from m6rec_bench import artifacts
+
+    folder = artifacts.folder_for(store.path_for(rec))
+    try:
+        artifacts.save(run, rec, folder)
+    except (TypeError, ValueError, RuntimeError, OSError) as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("no artifact for %s seed %s: %s", rec.label, rec.seed, exc)
+        return
+    rec.artifact = folder.name

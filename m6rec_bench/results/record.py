@@ -44,6 +44,7 @@ class Record(BaseModel):
     train_time_s: float | None = None
     eval_time_s: float | None = None
     peak_mem_mb: float | None = None
+    artifact: str | None = Field(None, description="folder of the trained model beside this record (m6rec_bench.artifacts)")
     versions: dict[str, str] = Field(default_factory=dict)
     hardware: dict[str, Any] = Field(default_factory=dict)
     command: str = ""
