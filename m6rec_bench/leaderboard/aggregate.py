@@ -21,6 +21,8 @@ PRIMARY = "ndcg@10"
 COLUMNS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "precision@10", "ndcg@20", "recall@20")
 #: Metrics shown per extra group (cold / warm / overall items).
 GROUP_COLUMNS = ("ndcg@10", "recall@20")
+#: The extra-metrics group of compressed cells (size, speed, change): columns of their own, not a group.
+COMPRESSION = "compression"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Row:
     valid: dict[str, Stat] = field(default_factory=dict)
     groups: dict[str, dict[str, Stat]] = field(default_factory=dict)
     cost: dict[str, Stat] = field(default_factory=dict)
+    #: size_mb, users_per_s (and for a compressed row ndcg@10_delta, …): see m6rec_bench.compress
+    compression: dict[str, Stat] = field(default_factory=dict)
     reproduce: dict[str, Any] = field(default_factory=dict)
     significance: Comparison | None = None
     is_reference: bool = False
@@ -121,7 +125,9 @@ def _reproduce(records: list[Record]) -> dict[str, Any]:
            f"--seeds {len(seeds)}" if seeds == list(range(2020, 2020 + len(seeds))) else f"--seeds {','.join(map(str, seeds))}"]
     if epochs is not None and "epochs" in first.config:
         cmd.append(f"--epochs {epochs}")
-    if first.label != first.model:
+    if "m6_compress" in first.config:
+        cmd.append(f"--compress {first.config['m6_compress']}")
+    elif first.label != first.model:
         cmd.append("--ablation")
     for key, flag in (("m6_tune_budget", "--tune-budget"), ("m6_tune_epochs", "--tune-epochs"),
                       ("m6_tune_timeout", "--tune-timeout")):
@@ -153,6 +159,7 @@ def aggregate(records: Iterable[Record]) -> list[Leaderboard]:
     boards = []
     for (ds, proto, variant), rows in sorted(by_board.items()):
         out = [_row(label, recs) for label, recs in rows.items()]
+        _twin_sizes(out, rows)
         out.sort(key=lambda r: (not r.status.startswith("ok"), -r.primary(), r.label))
         reference = next((r.label for r in out if r.kind == "baseline" and r.status.startswith("ok")), None)
         if reference is not None:
@@ -186,10 +193,25 @@ def _row(label: str, recs: list[Record]) -> Row:
     if ok:
         row.test = _stats([r.test for r in ok])
         row.valid = _stats([r.valid for r in ok])
-        groups = sorted({g for r in ok for g in r.extra_metrics})
+        groups = sorted({g for r in ok for g in r.extra_metrics} - {COMPRESSION})
+        packed = [r.extra_metrics[COMPRESSION] for r in ok if COMPRESSION in r.extra_metrics]
+        row.compression = _stats(packed) if packed else {}
         row.groups = {g: _stats([r.extra_metrics[g] for r in ok if g in r.extra_metrics]) for g in groups}
         costs = [{k: float(v) for k, v in (("train_time_s", r.train_time_s), ("eval_time_s", r.eval_time_s),
                                             ("peak_mem_mb", r.peak_mem_mb), ("n_params", r.n_params),
                                             ("best_epoch", r.best_epoch)) if v is not None} for r in ok]
         row.cost = _stats(costs)
     return row
+
+
+def _twin_sizes(rows: list[Row], records: dict[str, list[Record]]) -> None:
+    """Give an uncompressed row the size and speed its compressed twins measured it at."""
+    by_label = {r.label: r for r in rows}
+    for label, recs in records.items():
+        twin = next((r.label.removesuffix(f" [{r.config['m6_compress']}]") for r in recs if "m6_compress" in r.config), None)
+        base = by_label.get(twin) if twin else None
+        if base is None or base.compression:
+            continue
+        packed = [r.extra_metrics[COMPRESSION] for r in recs if r.status == "ok" and COMPRESSION in r.extra_metrics]
+        if packed:
+            base.compression = _stats([{"size_mb": p["base_size_mb"], "users_per_s": p["base_users_per_s"]} for p in packed])

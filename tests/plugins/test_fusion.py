@@ -1,65 +1,25 @@
 """M6-Fusion: trains and ranks with every modality removed in turn, and scores cold items from content.
 
-Content vectors come from cheap stand-ins (hashed bag of words of the item text, and of its
-attributes for the KG) so the tests stay fast; the real PyKEEN / MiniLM loaders are exercised by
+Content vectors come from cheap stand-ins (the ``fusion_content`` fixture of tests/conftest.py:
+hashed bag of words of the item text, and of its attributes for the KG) so the tests stay fast; the real PyKEEN / MiniLM loaders are exercised by
 the plugin contract test and by ``test_real_content`` (marked slow).
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 
 import numpy as np
 import pytest
 import torch
 
 import m6rec_plugins.fusion as fusion
-from m6rec_bench import sideinfo
 from m6rec_bench.engine.cell import CellSpec, build_config_dict, run_cell, train_and_evaluate
 from m6rec_bench.models import registry
 from m6rec_bench.protocols.cold_item import COLD_ITEM, item_groups
 
 NAME = "M6-Fusion"
 
-
-
-def _hashed(texts: list[str], dim: int, salt: str) -> np.ndarray:
-    out = np.zeros((len(texts), dim), dtype=np.float32)
-    for row, text in enumerate(texts):
-        for word in text.replace("|", " ").lower().split():
-            out[row, zlib.crc32((salt + word).encode()) % dim] += 1.0
-    out[0] = 0.0
-    return out
-
-
-def fake_text(config, dataset) -> np.ndarray:
-    return _hashed(sideinfo.item_texts(config, dataset), 384, "text:")
-
-
-def fake_kg(config, dataset) -> tuple[np.ndarray, np.ndarray]:
-    emb = _hashed(sideinfo.item_texts(config, dataset), 64, "kg:")
-    linked = emb.any(axis=1)
-    linked[1::7] = False  # some items without an entity, as in the real .link
-    emb[~linked] = 0.0
-    return emb, linked
-
-
-@pytest.fixture
-def content(monkeypatch):
-    calls = {"kg": 0, "text": 0}
-
-    def kg(config, dataset):
-        calls["kg"] += 1
-        return fake_kg(config, dataset)
-
-    def text(config, dataset):
-        calls["text"] += 1
-        return fake_text(config, dataset)
-
-    monkeypatch.setattr(fusion, "kg_vectors", kg)
-    monkeypatch.setattr(fusion, "text_vectors", text)
-    return calls
 
 
 def test_plugin_declares_needs_and_ablations():
@@ -78,7 +38,7 @@ def test_plugin_declares_needs_and_ablations():
     "label",
     ["full", "w/o KG", "w/o text", "w/o graph", "attention+softmax"],
 )
-def test_trains_and_ranks_with_any_modality_removed(label, ml100k_slice, content):
+def test_trains_and_ranks_with_any_modality_removed(label, ml100k_slice, fusion_content):
     extra = {"full": {}, "attention+softmax": {"fusion": "attention", "loss_type": "softmax"}}
     overrides = extra.get(label, fusion.plugin.ablations.get(label))
     rec = run_cell(CellSpec(dataset=ml100k_slice.name, model=NAME, epochs=2, overrides=overrides),
@@ -87,8 +47,8 @@ def test_trains_and_ranks_with_any_modality_removed(label, ml100k_slice, content
     assert rec.test and all(math.isfinite(v) for v in rec.test.values())
     assert rec.test["hit@20"] > 0
     # a switched-off modality is not even loaded: the flags remove the need for it
-    assert content["kg"] == (0 if overrides.get("use_kg") is False else 1)
-    assert content["text"] == (0 if overrides.get("use_text") is False else 1)
+    assert fusion_content["kg"] == (0 if overrides.get("use_kg") is False else 1)
+    assert fusion_content["text"] == (0 if overrides.get("use_text") is False else 1)
 
 
 def _cold_run(ml100k_slice, **overrides):
@@ -98,7 +58,7 @@ def _cold_run(ml100k_slice, **overrides):
     return train_and_evaluate(entry, split, build_config_dict(spec, entry, COLD_ITEM, ml100k_slice, extra))
 
 
-def test_cold_items_are_scored_from_content(ml100k_slice, content):
+def test_cold_items_are_scored_from_content(ml100k_slice, fusion_content):
     run = _cold_run(ml100k_slice)
     model = run.model
     cold = np.flatnonzero(item_groups(run)["cold"])
@@ -124,7 +84,7 @@ def test_cold_items_are_scored_from_content(ml100k_slice, content):
     assert not torch.allclose(after[:, cold[0]], before)
 
 
-def test_cold_item_protocol_groups_for_fusion(ml100k_slice, content):
+def test_cold_item_protocol_groups_for_fusion(ml100k_slice, fusion_content):
     rec = run_cell(CellSpec(dataset=ml100k_slice.name, model=NAME, protocol="cold-item", epochs=2,
                             overrides={"fusion": "attention"}), prepared=ml100k_slice)
     assert rec.status == "ok", rec.reason
