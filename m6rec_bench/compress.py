@@ -100,20 +100,20 @@ def _refresh(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def _copy(model: nn.Module) -> nn.Module:
+def copy_to_cpu(model: nn.Module) -> nn.Module:
     """A deep copy on the CPU that shares the model's sparse tensors (neither method changes them, and
-    torch cannot deep-copy a sparse CSR tensor)."""
+    torch cannot deep-copy a sparse CSR tensor); plain tensor attributes on a GPU are copied over."""
     memo: dict[int, Any] = {}
     for module in model.modules():
         for value in [*vars(module).values(), *module._buffers.values()]:
             if isinstance(value, torch.Tensor) and value.layout != torch.strided:
-                memo[id(value)] = value
+                memo[id(value)] = value.cpu()  # the same tensor when it is on the CPU already
     return copy.deepcopy(model, memo).cpu().eval()
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with int8 dynamic quantization and int8 tables (see the module doc)."""
-    q = _copy(model)
+    q = copy_to_cpu(model)
     stored: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     with torch.no_grad():
         for owner, attr, name in _tables(q):
@@ -132,7 +132,7 @@ def prune_magnitude(model: nn.Module, ratio: float) -> nn.Module:
     """A copy of ``model`` with the ``ratio`` smallest-magnitude Linear/Embedding weights set to zero."""
     from torch.nn.utils import prune
 
-    p = _copy(model)
+    p = copy_to_cpu(model)
     targets = [(m, "weight") for m in p.modules() if isinstance(m, nn.Linear | nn.Embedding)]
     if not targets:
         raise UsageError(f"{type(model).__name__} has no Linear or Embedding weights to prune")

@@ -5,7 +5,8 @@ without ``compress``; that twin is trained (or its record and artifact reused), 
 loaded, :mod:`m6rec_bench.compress` compresses a copy, and the copy goes through RecBole's
 evaluator on the same test split. The record carries the compressed model's metrics and, in
 ``extra_metrics["compression"]``, the size and full-ranking speed of both models and the NDCG@10
-change, all measured here, in one process, one after the other.
+change, all measured here, in one process, one after the other, on the CPU (also for a model
+trained with ``--device cuda``: int8 kernels are CPU kernels, and speeds compare like for like).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def _twin(spec: Any, store: RecordStore, command: str | None, ds: PreparedDatase
     return rec, store.path_for(rec)
 
 
+def _on_cpu(model: Any) -> bool:
+    return all(t.device.type == "cpu" for t in [*model.parameters(), *model.buffers()])
+
+
 def measure(loaded: Any, method: Any, protocol: Protocol) -> dict[str, Any]:
     """Compress a loaded model and measure both: test metrics, size, speed (see the module doc)."""
     from recbole.utils import get_trainer
@@ -45,13 +50,18 @@ def measure(loaded: Any, method: Any, protocol: Protocol) -> dict[str, Any]:
     from m6rec_bench import compress
     from m6rec_bench.engine.cell import CellRun, _metrics, per_user_test_metrics
 
-    base_bytes = compress.model_bytes(loaded.model)
-    base_speed = compress.scoring_speed(loaded.model, loaded.test_data)
+    import torch
+
+    # both models are measured on the CPU (quantized kernels are CPU kernels), one after the other
+    model = loaded.model if _on_cpu(loaded.model) else compress.copy_to_cpu(loaded.model)
+    base_bytes = compress.model_bytes(model)
+    base_speed = compress.scoring_speed(model, loaded.test_data)
     t0 = time.perf_counter()
-    small = compress.apply(loaded.model, method)
+    small = compress.apply(model, method)
     compress_s = time.perf_counter() - t0
     config = loaded.config
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, small)
+    trainer.device = torch.device("cpu")  # a --device cuda cell: its compressed copy still scores on the CPU
     t1 = time.perf_counter()
     test = _metrics(trainer.evaluate(loaded.test_data, load_best_model=False, show_progress=False))
     eval_s = time.perf_counter() - t1
