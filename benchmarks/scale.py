@@ -267,7 +267,7 @@ def main() -> None:
                    "--runs-dir", str(work / f"{tag}.runs"), "--out", str(work / f"{tag}.lb"), "--no-resume"]
             m = Measured(cmd, timeout=args.timeout, env=env, log=work / f"{tag}.log")
             phases = json.loads(phases_path.read_text()) if phases_path.is_file() else {}
-            rec = next((json.loads(p.read_text()) for p in (work / f"{tag}.runs").rglob("*.json")), {}) \
+            rec = next((json.loads(p.read_text()) for p in (work / f"{tag}.runs").rglob("seed*.json")), {}) \
                 if (work / f"{tag}.runs").is_dir() else {}
             status = "timeout" if m.timed_out else ("ok" if m.rc == 0 and rec.get("status") == "ok" else "failed")
             row = {"size": n, "users": users, "items": items, "model": model, "rc": m.rc, "status": status,

@@ -28,7 +28,7 @@ def test_run_writes_leaderboards_and_resumes(ml100k_slice, tmp_path):
     assert "| BPR |" in md and "Test NDCG@10" in md
     csv_lines = (board / "leaderboard.csv").read_text().splitlines()
     assert len(csv_lines) == 3 and csv_lines[0].startswith("rank,model")
-    assert len(list((tmp_path / "runs").rglob("*.json"))) == 4
+    assert len(list((tmp_path / "runs").rglob("seed*.json"))) == 4
 
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "4 reused" in again.output
