@@ -137,6 +137,41 @@ def _literal_config_values() -> None:
     configurator.Config._convert_config_dict = convert
 
 
+def _exact_time_order() -> None:
+    """RecBole sorts by time *after* converting float fields to ``torch.float32``.
+
+    ``Dataset._dataframe_to_interaction`` stores every float field as a ``FloatTensor``, and the
+    ``TO`` ordering (``Dataset.build``) and the sequential augmentation
+    (``SequentialDataset.data_augmentation``) sort on those float32 values. Unix timestamps (~1e9)
+    keep a 64 s resolution in float32 (~1 s after ml-100k's ``normalize_all``), so interactions
+    seconds apart tie and the *file* order decides which one is "last": on ml-100k 4 users get a
+    test item that is not their latest interaction. Upstream: RUCAIBox/RecBole#2204 (also #1653).
+    Before the conversion we stable-sort the interaction DataFrame by its exact (float64) time, so
+    RecBole's own stable sorts on the rounded values keep the exact order; exact ties keep the file
+    order, as before. Only ``order: TO`` without pre-split benchmark files is touched (random order
+    and benchmark files are unchanged, and so is every default / cold-item result).
+    """
+    import pandas as pd
+    from recbole.data.dataset import Dataset
+
+    if getattr(Dataset._change_feat_format, "_m6_exact_time", False):
+        return
+    original = Dataset._change_feat_format
+
+    def _change_feat_format(self: Any) -> None:
+        feat, field = getattr(self, "inter_feat", None), getattr(self, "time_field", None)
+        if (
+            isinstance(feat, pd.DataFrame) and field in feat.columns
+            and self.config["eval_args"]["order"] == "TO" and self.benchmark_filename_list is None
+        ):
+            self.inter_feat = feat.sort_values(by=field, kind="stable", ignore_index=True)
+        original(self)
+
+    _change_feat_format._m6_exact_time = True  # type: ignore[attr-defined]
+    _change_feat_format._m6_original = original  # type: ignore[attr-defined]  # tests switch it off
+    Dataset._change_feat_format = _change_feat_format
+
+
 def apply() -> None:
     """Install every shim once. Safe to call many times."""
     global _APPLIED
@@ -148,6 +183,7 @@ def apply() -> None:
     _no_pandas3()
     _no_tensorboard_dir()
     _literal_config_values()
+    _exact_time_order()
     _APPLIED = True
 
 

@@ -1,6 +1,7 @@
 """The contract every registered plugin passes, and a meta-test that every plugin has its own tests.
 
-Contract (issue #4): trains one epoch on a small ml-100k slice through the shared engine;
+Contract (issue #4): trains one epoch on a small ml-100k slice through the shared engine, under the
+plugin's own protocol (``default`` for general models, ``sequential`` for sequential ones);
 ``full_sort_predict`` has shape [users × items] and is finite; the same seed gives the same scores;
 the config round-trips through JSON; the search space proposes valid configs.
 """
@@ -16,7 +17,8 @@ import torch
 
 from m6rec_bench.engine.cell import CellSpec, build_config_dict, train_and_evaluate
 from m6rec_bench.models import registry
-from m6rec_bench.protocols import get_protocol
+from m6rec_bench.models.plugin import MODEL_TYPES
+from m6rec_bench.protocols import home_protocol, protocols_for
 
 PLUGINS = sorted(registry.plugins())
 TESTS = Path(__file__).parent
@@ -28,10 +30,13 @@ def test_plugins_are_installed():
 
 
 def _scores(name: str, ds, seed: int) -> tuple[torch.Tensor, int]:
+    """Scores after one epoch under the plugin's own protocol (``default``; ``sequential`` for sequential models)."""
     entry = registry.get(name)
-    spec = CellSpec(dataset=ds.name, model=name, seed=seed, epochs=1)
-    config = build_config_dict(spec, entry, get_protocol("default"), ds, {})
-    run = train_and_evaluate(entry, ds, config)
+    protocol = home_protocol(entry.model_type)
+    spec = CellSpec(dataset=ds.name, model=name, protocol=protocol.name, seed=seed, epochs=1)
+    split, extra = protocol.prepare(ds, seed)
+    config = build_config_dict(spec, entry, protocol, ds, extra)
+    run = train_and_evaluate(entry, split, config)
     batch = next(iter(run.test_data))
     interaction = batch[0].to(run.model.device)
     run.model.eval()
@@ -52,6 +57,7 @@ def test_contract(name, ml100k_slice):
     again, _ = _scores(name, ml100k_slice, seed=2020)
     assert torch.equal(scores, again), "same seed must give the same scores"
 
+    assert plugin.model_type in MODEL_TYPES and home_protocol(plugin.model_type).name in protocols_for(plugin.model_type)
     cfg = plugin.default_config()
     assert plugin.config_cls.model_validate(json.loads(cfg.model_dump_json())) == cfg
     if plugin.search_space is not None:

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.models import registry
+from m6rec_bench.protocols import PROTOCOLS, protocols_for
 
 app = typer.Typer(help="List the models m6bench can run: RecBole baselines and plugins.", no_args_is_help=True)
 
@@ -18,14 +19,19 @@ app = typer.Typer(help="List the models m6bench can run: RecBole baselines and p
 def list_models(
     kind: Annotated[str | None, typer.Option(help="Show only 'baseline' or 'plugin' models.")] = None,
 ) -> None:
-    """List models with their kind, family, needed dataset features and source package."""
-    default = set(registry.default_suite())
+    """List models with their kind, family, needed dataset features, protocols and source package.
+
+    ``protocols`` are the protocols a model runs under (sequential models only under
+    ``sequential``); ``default suite`` names the protocols whose default suite includes it.
+    """
+    defaults = {p: set(registry.default_suite(p)) for p in PROTOCOLS}
     table = Table(title="models")
-    for col in ("name", "kind", "family", "needs", "package", "version", "default suite", "description"):
+    for col in ("name", "kind", "family", "needs", "protocols", "package", "version", "default suite", "description"):
         table.add_column(col, overflow="fold", no_wrap=col == "name")
     for m in registry.all_models():
         if kind and m.kind != kind:
             continue
-        table.add_row(m.name, m.kind, m.family, ", ".join(sorted(m.needs)), m.package, m.version,
-                      "yes" if m.name in default else "", m.description)
+        in_default = [p for p, names in defaults.items() if m.name in names]
+        table.add_row(m.name, m.kind, m.family, ", ".join(sorted(m.needs)), ", ".join(protocols_for(m.model_type)),
+                      m.package, m.version, ", ".join(in_default), m.description)
     console.print(table)

@@ -94,7 +94,7 @@ def tune(
     trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Finished trials (complete + pruned) the study should hold; a rerun only runs the missing ones.")] = 20,
     timeout: Annotated[float | None, typer.Option("--timeout", min=0.001, help="Wall-clock budget in seconds for this call: no new trial starts after it, and the running one stops at its next validation.")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Max training epochs per trial (RecBole default 300, with early stopping).")] = None,
-    protocol: Annotated[str, typer.Option("--protocol", "-p", help="Evaluation protocol whose validation split is tuned on: default or cold-item.")] = "default",
+    protocol: Annotated[str, typer.Option("--protocol", "-p", help="Evaluation protocol whose validation split is tuned on: default, cold-item or sequential (sequential models need sequential).")] = "default",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the model and the TPE sampler.")] = DEFAULT_SEED,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Fixed setting KEY=VALUE, not tuned (repeatable), e.g. --set train_batch_size=4096.")] = None,

@@ -93,7 +93,7 @@ def _plugin_settings(entry: ModelEntry, overrides: dict[str, Any]) -> tuple[dict
 def validate_spec(spec: CellSpec) -> ModelEntry:
     """Check a cell's model, protocol, device and plugin config (UsageError) without running it."""
     entry = registry.get(spec.model)
-    get_protocol(spec.protocol)
+    get_protocol(spec.protocol).check_model(entry.name, entry.model_type)
     check_device(spec.device)
     _plugin_settings(entry, spec.overrides)
     return entry
@@ -107,6 +107,7 @@ def build_config_dict(
     config: dict[str, Any] = {
         **protocol.settings(),
         **extra,
+        **entry.recbole_config,
         "seed": spec.seed,
         "use_gpu": spec.device == "cuda",
         "m6_item_text_fields": list(ds.features.item_text),
@@ -295,6 +296,7 @@ def run_cell(
 
     entry = registry.get(spec.model)
     protocol = get_protocol(spec.protocol)
+    protocol.check_model(entry.name, entry.model_type)
     check_device(spec.device)
     ds = prepared or datasets.resolve(spec.dataset)
     base = {

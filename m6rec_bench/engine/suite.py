@@ -105,15 +105,15 @@ class SuiteConfig(BaseModel):
 
 def plan(cfg: SuiteConfig) -> list[CellSpec]:
     """Expand a suite into cells (validating every model name first)."""
-    names = cfg.models or registry.default_suite()
-    entries = [registry.get(n) for n in names]
-    unknown = set(cfg.overrides) - {e.name for e in entries}
+    # without --models each protocol runs its own default suite (sequential models only where they can run)
+    suites = {p: [registry.get(n) for n in (cfg.models or registry.default_suite(p))] for p in cfg.protocols}
+    unknown = set(cfg.overrides) - {e.name for entries in suites.values() for e in entries}
     if unknown:
         raise UsageError(f"overrides given for models not in the suite: {sorted(unknown)}")
     cells: list[CellSpec] = []
     for dataset in cfg.datasets:
         for protocol in cfg.protocols:
-            for entry in entries:
+            for entry in suites[protocol]:
                 variants: list[tuple[str | None, dict[str, Any]]] = [(None, {})]
                 if cfg.ablation and entry.plugin is not None:
                     variants += [(f"{entry.name} {label}", o) for label, o in entry.plugin.ablations.items()]

@@ -38,6 +38,16 @@ if TYPE_CHECKING:  # pragma: no cover
 FEATURES = frozenset({"inter", "item_text", "kg"})
 
 
+#: The kinds of model a protocol may evaluate (RecBole's ``ModelType`` names, lower-case).
+MODEL_TYPES = frozenset({"general", "sequential"})
+
+
+def recbole_model_type(model_cls: Any) -> str:
+    """``sequential`` for a RecBole ``SequentialRecommender`` (``type = ModelType.SEQUENTIAL``), else ``general``."""
+    kind = getattr(getattr(model_cls, "type", None), "name", "")
+    return "sequential" if kind == "SEQUENTIAL" else "general"
+
+
 class PluginConfig(BaseModel):
     """Base class of plugin hyper-parameters: typed, with defaults, dumpable to a record."""
 
@@ -63,6 +73,10 @@ class Plugin:
         in_default_suite: whether ``m6bench run`` includes it when ``--models`` is not given.
         ablations: ``label -> config overrides`` rows that ``m6bench run --ablation`` adds
             (e.g. ``{"w/o KG": {"use_kg": False}}``), shown as ``"<name> w/o KG"``.
+        model_type: ``general`` (scores a user against items) or ``sequential`` (scores the next
+            item after a user's item sequence; runs only under ``--protocol sequential``). ``None``
+            (the default) reads it from the RecBole class: a ``SequentialRecommender`` is
+            ``sequential``, anything else ``general``.
     """
 
     name: str
@@ -75,8 +89,13 @@ class Plugin:
     recbole_config: dict[str, Any] = field(default_factory=dict)
     in_default_suite: bool = True
     ablations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model_type: str | None = None
 
     def __post_init__(self) -> None:
+        if self.model_type is None:  # frozen: set the derived default once, here
+            object.__setattr__(self, "model_type", recbole_model_type(self.model_cls))
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"plugin {self.name!r} has model_type {self.model_type!r}; known: {sorted(MODEL_TYPES)}")
         unknown = set(self.needs) - FEATURES
         if unknown:
             raise ValueError(f"plugin {self.name!r} needs unknown features {sorted(unknown)}; known: {sorted(FEATURES)}")

@@ -1,7 +1,7 @@
 """One registry of every runnable model: RecBole baselines and entry-point plugins.
 
-Baselines are RecBole's own general recommenders, looked up by name with RecBole's ``get_model``
-and never re-implemented. Plugins come only from installed entry points in the
+Baselines are RecBole's own general and sequential recommenders, looked up by name with RecBole's
+``get_model`` and never re-implemented; sequential ones run only under ``--protocol sequential``. Plugins come only from installed entry points in the
 ``m6rec_bench.plugins`` group (built-ins included); ``M6BENCH_PLUGINS=a,b`` restricts which load.
 A plugin that fails to import is reported as broken with its error and never stops the others.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
 
@@ -32,6 +32,15 @@ BASELINES: tuple[str, ...] = (
     "NCL", "DiffRec", "LDiffRec", "Random",
 )
 
+#: RecBole sequential recommenders that run on this stack (tested under ``--protocol sequential``).
+#: All train with RecBole's default ``loss_type: CE`` over every item, which needs
+#: ``train_neg_sample_args: None`` (RecBole refuses sampled negatives with CE). Models needing item
+#: features (FDSA, GRU4RecF, SASRecF, S3Rec), a KG (KSR, GRU4RecKG) or labels (DIN, DIEN) are left out.
+SEQUENTIAL_BASELINES: tuple[str, ...] = (
+    "GRU4Rec", "SASRec", "SRGNN", "NARM", "STAMP", "Caser", "NextItNet", "GCSAN", "LightSANs", "BERT4Rec", "CORE",
+)
+_SEQUENTIAL_SETTINGS: dict[str, object] = {"train_neg_sample_args": None}
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -45,6 +54,9 @@ class ModelEntry:
     package: str
     version: str
     plugin: Plugin | None = None
+    model_type: str = "general"
+    #: fixed RecBole settings of a baseline (a plugin's are in ``plugin.recbole_config``)
+    recbole_config: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,7 @@ def _discover() -> tuple[tuple[ModelEntry, ...], tuple[BrokenPlugin, ...]]:
         for plugin in plugins:
             entries.append(
                 ModelEntry(plugin.name, "plugin", plugin.family, plugin.description, plugin.needs,
-                           package, version, plugin)
+                           package, version, plugin, model_type=str(plugin.model_type))
             )
     return tuple(entries), tuple(broken)
 
@@ -118,13 +130,17 @@ def broken_plugins() -> list[BrokenPlugin]:
 def baseline_entry(name: str) -> ModelEntry:
     import recbole
 
+    if name in SEQUENTIAL_BASELINES:
+        return ModelEntry(name, "baseline", "recbole", f"RecBole {name} (sequential)", frozenset({"inter"}),
+                          "recbole", recbole.__version__, model_type="sequential",
+                          recbole_config=dict(_SEQUENTIAL_SETTINGS))
     return ModelEntry(name, "baseline", "recbole", f"RecBole {name}", frozenset({"inter"}), "recbole",
                       recbole.__version__)
 
 
 def all_models() -> list[ModelEntry]:
-    """Every runnable model: baselines first, then plugins."""
-    return [baseline_entry(n) for n in BASELINES] + list(_discover()[0])
+    """Every runnable model: baselines first (general, then sequential), then plugins."""
+    return [baseline_entry(n) for n in BASELINES + SEQUENTIAL_BASELINES] + list(_discover()[0])
 
 
 def get(name: str) -> ModelEntry:
@@ -133,7 +149,7 @@ def get(name: str) -> ModelEntry:
     Baselines resolve without loading any plugin (importing PyKEEN, PyG and sentence-transformers
     costs seconds that a BPR-only run should not pay).
     """
-    baseline = {n.lower(): n for n in BASELINES}.get(name.lower())
+    baseline = {n.lower(): n for n in BASELINES + SEQUENTIAL_BASELINES}.get(name.lower())
     if baseline is not None:
         return baseline_entry(baseline)
     by_lower = {m.name.lower(): m for m in all_models()}
@@ -147,6 +163,17 @@ def get(name: str) -> ModelEntry:
     raise UsageError(f"model '{name}' not found{did_you_mean(name, names)} (m6bench models list)")
 
 
-def default_suite() -> list[str]:
-    """Models run by ``m6bench run`` without ``--models``: the baselines, then default plugins."""
-    return list(DEFAULT_BASELINES) + [e.name for e in _discover()[0] if e.plugin and e.plugin.in_default_suite]
+def default_suite(protocol: str = "default") -> list[str]:
+    """Models ``m6bench run --protocol P`` runs without ``--models``: P's baselines, then default plugins of P's kind.
+
+    The baselines are the protocol's ``default_models`` (the default protocol's are
+    :data:`DEFAULT_BASELINES`); plugins join when ``in_default_suite`` and built for the protocol's
+    own kind of model (general plugins under ``default`` / ``cold-item``, sequential ones under
+    ``sequential``).
+    """
+    from m6rec_bench.protocols import get_protocol
+
+    proto = get_protocol(protocol)
+    baselines = proto.default_models if proto.default_models is not None else DEFAULT_BASELINES
+    plugins_ = [e.name for e in _discover()[0] if e.plugin and e.plugin.in_default_suite and e.model_type == proto.model_type]
+    return list(baselines) + plugins_

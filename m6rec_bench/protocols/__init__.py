@@ -25,5 +25,19 @@ def get_protocol(name: str) -> Protocol:
         ) from None
 
 
-__all__ = ["PROTOCOLS", "Protocol", "get_protocol", "register"]
-from m6rec_bench.protocols import cold_item as _cold_item  # noqa: F401
+def protocols_for(model_type: str) -> list[str]:
+    """Names of the protocols that can evaluate a model of ``model_type`` (``general``, ``sequential``)."""
+    return [p.name for p in PROTOCOLS.values() if p.runs(model_type)]
+
+
+def home_protocol(model_type: str) -> Protocol:
+    """The protocol built for ``model_type``: ``default`` for general models, ``sequential`` for sequential ones."""
+    for protocol in PROTOCOLS.values():
+        if protocol.model_type == model_type:
+            return protocol
+    raise UsageError(f"no protocol evaluates {model_type} models; known: {', '.join(PROTOCOLS)}")
+
+
+__all__ = ["PROTOCOLS", "Protocol", "get_protocol", "home_protocol", "protocols_for", "register"]
+from m6rec_bench.protocols import cold_item as _cold_item  # noqa: F401, E402
+from m6rec_bench.protocols import sequential as _sequential  # noqa: F401, E402

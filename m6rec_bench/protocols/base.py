@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from m6rec_bench.datasets.base import PreparedDataset
+from m6rec_bench.errors import UsageError
 
 #: Metrics and cut-offs every protocol reports (issue #3: RecBole's metrics at 10 and 20).
 METRICS = ["Recall", "MRR", "NDCG", "Hit", "Precision"]
@@ -19,11 +20,41 @@ class Protocol:
 
     ``prepare`` may write derived files (e.g. pre-split benchmark files) and returns the dataset to
     load plus any extra RecBole settings; the default protocol loads the dataset as it is.
+
+    ``model_types`` are the kinds of model (RecBole's ``ModelType``, lower-case: ``general``,
+    ``sequential``) the protocol can evaluate, its own kind first: a sequential model needs the
+    item sequences only a time-ordered protocol builds. ``default_models`` are the baselines that
+    ``m6bench run`` runs under it without ``--models`` (``None``: the registry's default baselines);
+    default plugins of the protocol's own kind join them.
     """
 
     name: str
     description: str
     recbole: dict[str, Any] = field(default_factory=dict)
+    model_types: tuple[str, ...] = ("general",)
+    default_models: tuple[str, ...] | None = None
+
+    @property
+    def model_type(self) -> str:
+        """The kind of model the protocol is built for (its default plugins are of this kind)."""
+        return self.model_types[0]
+
+    def runs(self, model_type: str) -> bool:
+        """Whether a model of ``model_type`` can run under this protocol."""
+        return model_type in self.model_types
+
+    def check_model(self, name: str, model_type: str) -> None:
+        """Refuse a model this protocol cannot evaluate, saying which protocol it needs."""
+        if self.runs(model_type):
+            return
+        from m6rec_bench.protocols import PROTOCOLS
+
+        homes = [p.name for p in PROTOCOLS.values() if p.runs(model_type)]
+        where = f"--protocol {' or --protocol '.join(homes)}" if homes else "no protocol here"
+        raise UsageError(
+            f"model '{name}' is a {model_type} recommender and protocol '{self.name}' cannot evaluate it — "
+            f"run it with {where}, or drop it from --models"
+        )
 
     def prepare(self, ds: PreparedDataset, seed: int) -> tuple[PreparedDataset, dict[str, Any]]:
         return ds, {}

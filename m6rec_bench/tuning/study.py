@@ -361,6 +361,7 @@ def tune(
         raise UsageError(f"the tuning timeout must be positive (seconds), got {timeout}")
     entry = registry.get(model)
     proto = get_protocol(protocol)
+    proto.check_model(entry.name, entry.model_type)
     check_device(device)
     ds = dataset if isinstance(dataset, PreparedDataset) else datasets.resolve(dataset)
     missing = set(entry.needs) - ds.features.provides()
