@@ -101,27 +101,28 @@ def test_exact_time_shim_is_what_makes_the_split_exact(ml100k_slice, raw_order, 
 
 
 @pytest.fixture(scope="module")
-def gru_run(ml100k_slice, m6home):
+def seq_run(ml100k_slice, m6home):
+    """STAMP (the cheapest RecBole sequential model here), one epoch on the slice."""
     mp = pytest.MonkeyPatch()
     mp.setenv("M6BENCH_HOME", str(m6home))
     try:
-        entry = registry.get("GRU4Rec")
-        spec = CellSpec(dataset=ml100k_slice.name, model="GRU4Rec", protocol="sequential", epochs=1)
+        entry = registry.get("STAMP")
+        spec = CellSpec(dataset=ml100k_slice.name, model="STAMP", protocol="sequential", epochs=1)
         config = build_config_dict(spec, entry, SEQ, ml100k_slice, {})
         yield train_and_evaluate(entry, ml100k_slice, config)
     finally:
         mp.undo()
 
 
-def test_per_user_metrics_equal_recbole_on_a_sequential_loader(gru_run, ml100k_slice):
-    result = per_user_metrics(gru_run.model, gru_run.test_data)
-    assert result.means(4) == gru_run.test
+def test_per_user_metrics_equal_recbole_on_a_sequential_loader(seq_run, ml100k_slice):
+    result = per_user_metrics(seq_run.model, seq_run.test_data)
+    assert result.means(4) == seq_run.test
     assert result.n_users == len(set(result.user_ids.tolist())) == 150  # one test item per user
-    again = gru_run.trainer.evaluate(gru_run.test_data, load_best_model=False)
-    assert {k: float(v) for k, v in again.items()} == gru_run.test
-    per_user = per_user_test_metrics(gru_run)
+    again = seq_run.trainer.evaluate(seq_run.test_data, load_best_model=False)
+    assert {k: float(v) for k, v in again.items()} == seq_run.test
+    per_user = per_user_test_metrics(seq_run)
     assert len(per_user["users"]) == len(set(per_user["users"])) == 150
-    assert round(sum(per_user["ndcg@10"]) / 150, 4) == pytest.approx(gru_run.test["ndcg@10"], abs=1e-4)
+    assert round(sum(per_user["ndcg@10"]) / 150, 4) == pytest.approx(seq_run.test["ndcg@10"], abs=1e-4)
 
 
 def _raw_recbole(ds: PreparedDataset, model: str, config_dict: dict) -> dict[str, float]:
@@ -145,14 +146,24 @@ def _raw_recbole(ds: PreparedDataset, model: str, config_dict: dict) -> dict[str
     return {k: float(v) for k, v in trainer.evaluate(test, load_best_model=False).items()}
 
 
-def test_sasrec_matches_raw_recbole(ml100k_slice, tmp_path):
-    spec = CellSpec(dataset=ml100k_slice.name, model="SASRec", protocol="sequential", epochs=1)
-    rec = run_cell(spec, prepared=ml100k_slice, command="test")
+def _agrees_with_raw_recbole(ds: PreparedDataset, model: str, epochs: int) -> None:
+    spec = CellSpec(dataset=ds.name, model=model, protocol="sequential", epochs=epochs)
+    rec = run_cell(spec, prepared=ds, command="test")
     assert rec.status == "ok", rec.reason
-    config = build_config_dict(spec, registry.get("SASRec"), SEQ, ml100k_slice, {})
+    config = build_config_dict(spec, registry.get(model), SEQ, ds, {})
     assert config["train_neg_sample_args"] is None and config["eval_args"]["split"] == {"LS": "valid_and_test"}
-    assert rec.test == pytest.approx(_raw_recbole(ml100k_slice, "SASRec", config), abs=1e-12)
-    assert len(rec.per_user["users"]) == 150
+    assert rec.test == pytest.approx(_raw_recbole(ds, model, config), abs=1e-12)
+    assert len(rec.per_user["users"]) == 150 and rec.test["ndcg@10"] > 0
+
+
+def test_stamp_matches_raw_recbole(ml100k_slice):
+    _agrees_with_raw_recbole(ml100k_slice, "STAMP", epochs=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["GRU4Rec", "SASRec", "SRGNN"])
+def test_leaderboard_baselines_match_raw_recbole(ml100k_slice, model):
+    _agrees_with_raw_recbole(ml100k_slice, model, epochs=1)
 
 
 @pytest.mark.parametrize("protocol", ["default", "cold-item"])

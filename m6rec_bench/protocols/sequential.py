@@ -40,7 +40,7 @@ TIME_FIELD = "timestamp"
 #: (RecBole's generic ``sample.yaml`` loads only user and item ids, so no timestamp).
 LOAD_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 #: Sequential baselines of the default sequential suite (RecBole 1.2.1, run unchanged).
-SEQUENTIAL_BASELINES: tuple[str, ...] = ("GRU4Rec", "SASRec", "SRGNN")
+DEFAULT_SEQUENTIAL_BASELINES: tuple[str, ...] = ("GRU4Rec", "SASRec", "SRGNN")
 
 
 def inter_columns(ds: PreparedDataset) -> list[str]:
@@ -77,6 +77,6 @@ SEQUENTIAL = register(
             "load_col": {"inter": list(LOAD_COLUMNS)},
         },
         model_types=("sequential", "general"),
-        default_models=("Pop", "BPR", *SEQUENTIAL_BASELINES),
+        default_models=("Pop", "BPR", *DEFAULT_SEQUENTIAL_BASELINES),
     )
 )

@@ -2,7 +2,8 @@
 
 The graph test compares the vectorised batch with PyG's own ``Batch.from_data_list`` over graphs
 built one sequence at a time, the SR-GNN way. Training runs a few epochs on the 150-user slice
-under ``--protocol sequential`` with one torch thread.
+under ``--protocol sequential`` with one torch thread (``slow``: about a minute each on 2 cores; the
+shared contract test trains the plugin one epoch in the default run).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def _run(ds, epochs: int, **overrides):
     return train_and_evaluate(entry, ds, config)
 
 
+@pytest.mark.slow
 def test_trains_loss_decreases_and_beats_random(ml100k_slice):
     run = _run(ml100k_slice, epochs=3, use_text=False)
     losses = [float(v) for v in run.trainer.train_loss_dict.values()]
@@ -95,6 +97,7 @@ def test_trains_loss_decreases_and_beats_random(ml100k_slice):
     assert math.isfinite(run.test["ndcg@10"]) and run.test["ndcg@10"] > 0
 
 
+@pytest.mark.slow
 def test_text_variant_runs_through_the_engine(ml100k_slice, tmp_path):
     rec = run_cell(CellSpec(dataset=ml100k_slice.name, model=NAME, protocol="sequential", epochs=1),
                    prepared=ml100k_slice, command="test")
