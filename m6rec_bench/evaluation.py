@@ -7,6 +7,11 @@ the per-user values, so this module re-runs the scoring step of ``Trainer._full_
 ``torch.topk``) and RecBole's metric formulas (``recbole.evaluator.metrics``: Recall, MRR, NDCG,
 Hit, Precision), keeping one value per user.
 
+Sequential loaders (``--protocol sequential``) work the same way: each row is one user's test
+target after their item sequence, and RecBole's loader gives no history to mask
+(``history_index`` is ``None``), so only the padding item is masked — as in RecBole's evaluator
+(tested in ``tests/test_sequential.py``).
+
 With no item filter the means equal ``trainer.evaluate(test_data)`` (tested to 4 decimals). With an
 ``item_filter`` (a boolean mask over internal item ids) only the user's positives inside the filter
 count as positives, the ranking is still over the full catalogue, and users with no such positive
