@@ -109,5 +109,6 @@ def test_run_compress_adds_rows_and_trains_once(ml100k_slice, fusion_content, tm
 
 def test_bad_compress_value_exits_2(ml100k_slice, tmp_path):
     res = CliRunner().invoke(app, ["run", "-d", str(ml100k_slice.folder), "-m", "BPR", "--compress", "int3",
-                                   "--runs-dir", str(tmp_path)])
+                                   "--runs-dir", str(tmp_path / "runs"), "-o", str(tmp_path / "lb")])
     assert res.exit_code == 2 and "int8 or prune:<ratio>" in res.output
+    assert not (tmp_path / "lb").exists()  # refused before anything ran

@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from m6rec_bench.cli import datasets, leaderboard, models, plugins
+from m6rec_bench.cli.explain import explain
 from m6rec_bench.cli.publish import publish
 from m6rec_bench.cli.reproduce import reproduce
 from m6rec_bench.cli.run import run
+from m6rec_bench.cli.serve import serve
 from m6rec_bench.cli.tune import tune
 
 app = typer.Typer(
@@ -26,6 +28,8 @@ app.add_typer(plugins.app, name="plugins")
 app.add_typer(leaderboard.app, name="leaderboard")
 app.command("publish")(publish)
 app.command("reproduce")(reproduce)
+app.command("serve")(serve)
+app.command("explain")(explain)
 
 
 def main() -> None:

@@ -52,10 +52,13 @@ class CellSpec(BaseModel):
     device: str = "cpu"
     overrides: dict[str, Any] = Field(default_factory=dict)
     label: str | None = Field(None, description="leaderboard row name (default: the model name)")
+    compress: str | None = Field(None, description="post-training compression of the trained model: int8 or prune:<ratio>")
 
     @property
     def row(self) -> str:
-        return self.label or self.model
+        """The leaderboard row: the label (or model), plus ``[int8]`` etc. for a compressed cell."""
+        base = self.label or self.model
+        return f"{base} [{self.compress}]" if self.compress else base
 
 
 def check_device(device: str) -> None:
@@ -96,6 +99,10 @@ def validate_spec(spec: CellSpec) -> ModelEntry:
     get_protocol(spec.protocol).check_model(entry.name, entry.model_type)
     check_device(spec.device)
     _plugin_settings(entry, spec.overrides)
+    if spec.compress is not None:
+        from m6rec_bench import compress
+
+        compress.parse(spec.compress)
     return entry
 
 
@@ -135,6 +142,10 @@ def cell_id(spec: CellSpec, entry: ModelEntry, ds: PreparedDataset, config: dict
         "versions": versions,
         "record_schema": SCHEMA_VERSION,
     }
+    if spec.compress is not None:  # only then: every uncompressed cell keeps the id it always had
+        from m6rec_bench import compress
+
+        payload["compress"] = compress.parse(spec.compress).name
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -301,7 +312,7 @@ def run_cell(
     ds = prepared or datasets.resolve(spec.dataset)
     base = {
         "dataset": ds.name, "dataset_checksum": ds.checksum, "protocol": protocol.name, "model": entry.name,
-        "label": spec.label or entry.name, "spec": spec.model_dump(mode="json"),
+        "label": row_label(spec, entry), "spec": spec.model_dump(mode="json"),
         "model_kind": entry.kind, "family": entry.family, "seed": spec.seed,
         "versions": {**environment.versions(), **({entry.package: entry.version} if entry.kind == "plugin" else {})},
         "hardware": environment.hardware(), "command": command if command is not None else environment.command_line(),
@@ -323,6 +334,10 @@ def run_cell(
         done = _reusable(store, cid)
         if done is not None:
             return done
+    if spec.compress is not None:
+        from m6rec_bench.engine.compressed import run_compressed
+
+        return run_compressed(spec, protocol, ds, config_dict, cid, base, store=store, command=command)
 
     try:
         with environment.PeakMemory() as mem:
@@ -345,6 +360,11 @@ def run_cell(
             _save_artifact(run, rec, store)
         store.put(rec)
     return rec
+
+
+def row_label(spec: CellSpec, entry: ModelEntry) -> str:
+    """A cell's leaderboard row name with the model's canonical spelling (``bpr`` → ``BPR``)."""
+    return CellSpec(**{**spec.model_dump(), "label": spec.label or entry.name}).row
 
 
 def _save_artifact(run: CellRun, rec: Record, store: RecordStore) -> None:

@@ -40,6 +40,9 @@ class SuiteConfig(BaseModel):
     epochs: int | None = Field(None, ge=1)
     device: str = "cpu"
     ablation: bool = False
+    compress: list[str] = Field(
+        default_factory=list, description="also evaluate each plugin's trained model compressed: int8, prune:<ratio>"
+    )
     overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per model name: RecBole settings or plugin config fields"
     )
@@ -55,6 +58,13 @@ class SuiteConfig(BaseModel):
     jobs: int = Field(1, ge=1, description="cells run in parallel worker processes on this machine (local executor)")
     executor: Literal["local", "dask"] = Field("local", description="local: this machine; dask: a Dask cluster")
     scheduler: str | None = Field(None, description="the Dask scheduler address (tcp://HOST:PORT) for executor dask")
+
+    @field_validator("compress")
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        from m6rec_bench import compress
+
+        return [compress.parse(m).name for m in v]
 
     @field_validator("seeds")
     @classmethod
@@ -117,13 +127,16 @@ def plan(cfg: SuiteConfig) -> list[CellSpec]:
                 variants: list[tuple[str | None, dict[str, Any]]] = [(None, {})]
                 if cfg.ablation and entry.plugin is not None:
                     variants += [(f"{entry.name} {label}", o) for label, o in entry.plugin.ablations.items()]
+                # compressed rows: a plugin's own trained model, compressed after training (no retraining)
+                methods = [None, *cfg.compress] if entry.plugin is not None else [None]
                 for label, extra in variants:
-                    for seed in cfg.seed_list():
-                        cells.append(
-                            CellSpec(dataset=dataset, protocol=protocol, model=entry.name, seed=seed,
-                                     epochs=cfg.epochs, device=cfg.device, label=label,
-                                     overrides={**cfg.overrides.get(entry.name, {}), **extra})
-                        )
+                    for method in methods if label is None else [None]:
+                        for seed in cfg.seed_list():
+                            cells.append(
+                                CellSpec(dataset=dataset, protocol=protocol, model=entry.name, seed=seed,
+                                         epochs=cfg.epochs, device=cfg.device, label=label, compress=method,
+                                         overrides={**cfg.overrides.get(entry.name, {}), **extra})
+                            )
     for spec in cells:  # bad input stops the suite before anything runs, not halfway through
         validate_spec(spec)
     return cells
@@ -171,8 +184,13 @@ def run_suite(cfg: SuiteConfig, listener: SuiteListener | None = None, command: 
             from m6rec_bench.tuning import tune_suite
 
             cells, result.tuning = tune_suite(cfg, cells, prepared, listener, pool=pool)
+        # compressed cells go last: each reuses its uncompressed twin's record and artifact (trained once)
+        cells = [c for c in cells if c.compress is None] + [c for c in cells if c.compress is not None]
         if pool is not None:
-            records = _run_parallel(cfg, pool, cells, prepared, store, listener, command)
+            records = []
+            for phase in ([c for c in cells if c.compress is None], [c for c in cells if c.compress is not None]):
+                if phase:
+                    records += _run_parallel(cfg, pool, phase, prepared, store, listener, command)
         else:
             records = []
             for i, spec in enumerate(cells):
