@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,45 +45,11 @@ def ml100k_slice(ml100k: PreparedDataset, tmp_path_factory: pytest.TempPathFacto
     return slice_dataset(ml100k, tmp_path_factory.mktemp("slices"), n_users=150, seed=0)
 
 
-def _hashed(texts: list[str], dim: int, salt: str):
-    import zlib
-
-    import numpy as np
-
-    out = np.zeros((len(texts), dim), dtype=np.float32)
-    for row, text in enumerate(texts):
-        for word in text.replace("|", " ").lower().split():
-            out[row, zlib.crc32((salt + word).encode()) % dim] += 1.0
-    out[0] = 0.0
-    return out
-
-
 @pytest.fixture
-def fusion_content(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Cheap stand-ins for M6-Fusion's PyKEEN KG and MiniLM text vectors: hashed bags of words of
-    each item's text (and, for the KG, with some items left unlinked as in the real ``.link``).
+def fusion_content() -> Iterator[dict[str, int]]:
+    """M6-Fusion's PyKEEN KG and MiniLM text vectors (and the text plugins' encoder) replaced by the
+    cheap stand-ins of ``tests/stand_ins.py`` for one test; yields how often each was asked for."""
+    from stand_ins import content_stand_ins
 
-    Patched for the whole test, so a model trained with them also loads back with them (artifacts).
-    Returns how often each was asked for.
-    """
-    import m6rec_plugins.fusion as fusion
-
-    from m6rec_bench import sideinfo
-
-    calls = {"kg": 0, "text": 0}
-
-    def kg(config, dataset):
-        calls["kg"] += 1
-        emb = _hashed(sideinfo.item_texts(config, dataset), 64, "kg:")
-        linked = emb.any(axis=1)
-        linked[1::7] = False  # some items without an entity, as in the real .link
-        emb[~linked] = 0.0
-        return emb, linked
-
-    def text(config, dataset):
-        calls["text"] += 1
-        return _hashed(sideinfo.item_texts(config, dataset), 384, "text:")
-
-    monkeypatch.setattr(fusion, "kg_vectors", kg)
-    monkeypatch.setattr(fusion, "text_vectors", text)
-    return calls
+    with content_stand_ins() as calls:
+        yield calls

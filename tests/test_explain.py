@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,45 +16,22 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import m6rec_plugins.fusion as fusion
 import m6rec_plugins.text as text_plugin
 from m6rec_bench import artifacts, explain, sideinfo
 from m6rec_bench.cli import app
 from m6rec_bench.datasets import resolve
 from m6rec_bench.engine.cell import CellSpec, run_cell
 from m6rec_bench.results.store import RecordStore
+from stand_ins import content_stand_ins, fake_text
 
 runner = CliRunner()
 REAL_TEXT = text_plugin.item_text_embeddings  # before any stand-in replaces it
 
 
-def _hashed(texts: list[str], dim: int, salt: str) -> np.ndarray:
-    out = np.zeros((len(texts), dim), dtype=np.float32)
-    for row, text in enumerate(texts):
-        for word in text.replace("|", " ").lower().split():
-            out[row, zlib.crc32((salt + word).encode()) % dim] += 1.0
-    if len(out):
-        out[0] = 0.0
-    return out
-
-
-def fake_text(config, dataset) -> np.ndarray:
-    return _hashed(sideinfo.item_texts(config, dataset), 384, "text:")
-
-
-def fake_kg(config, dataset) -> tuple[np.ndarray, np.ndarray]:
-    emb = _hashed(sideinfo.item_texts(config, dataset), 64, "kg:")
-    linked = emb.any(axis=1)
-    return emb, linked
-
-
 @pytest.fixture(scope="module")
 def stub_content():
     """Cheap, deterministic text (and fusion KG) vectors for the whole module."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(text_plugin, "item_text_embeddings", fake_text)
-        mp.setattr(fusion, "text_vectors", fake_text)
-        mp.setattr(fusion, "kg_vectors", fake_kg)
+    with content_stand_ins():
         yield
 
 

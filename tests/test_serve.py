@@ -8,7 +8,6 @@ constructor, which reads the content vectors again.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
@@ -18,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,41 +26,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import m6rec_plugins.fusion as fusion
-from m6rec_bench import artifacts, sideinfo
+from m6rec_bench import artifacts
 from m6rec_bench.cli import app as cli_app
 from m6rec_bench.engine.cell import CellSpec, run_cell
 from m6rec_bench.results.store import RecordStore
+from stand_ins import content_stand_ins, fake_text
 
 MODELS = ("M6-Fusion", "BPR", "ItemKNN")
 FOLD_IN = ("M6-Fusion", "ItemKNN")
-
-
-def _hashed(texts: list[str], dim: int, salt: str) -> np.ndarray:
-    out = np.zeros((len(texts), dim), dtype=np.float32)
-    for row, text in enumerate(texts):
-        for word in text.replace("|", " ").lower().split():
-            out[row, zlib.crc32((salt + word).encode()) % dim] += 1.0
-    out[0] = 0.0
-    return out
-
-
-def _fake_kg(config: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
-    emb = _hashed(sideinfo.item_texts(config, dataset), 64, "kg:")
-    linked = emb.any(axis=1)
-    return emb, linked
-
-
-def _fake_text(config: Any, dataset: Any) -> np.ndarray:
-    return _hashed(sideinfo.item_texts(config, dataset), 384, "text:")
-
-
-@contextlib.contextmanager
-def _content_stand_ins() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fusion, "kg_vectors", _fake_kg)
-        mp.setattr(fusion, "text_vectors", _fake_text)
-        yield
 
 
 class Server:
@@ -115,7 +86,7 @@ def served(ml100k_slice, tmp_path_factory) -> Iterator[dict[str, tuple[Any, Serv
     torch.set_num_threads(1)
     try:
         for model in MODELS:
-            with _content_stand_ins():
+            with content_stand_ins():
                 rec = run_cell(CellSpec(dataset=str(ml100k_slice.folder), model=model, epochs=2), store=store,
                                resume=False, prepared=ml100k_slice)
                 assert rec.status == "ok", rec.reason
@@ -423,12 +394,10 @@ def test_m6bench_serve_command_answers_like_the_app(served, ml100k_slice):
 @pytest.fixture(scope="module")
 def text_models(ml100k_slice, tmp_path_factory) -> Iterator[dict[str, Any]]:
     """Text-ZeroShot and Text-Tower (2 epochs) with a hashed stand-in for the MiniLM text vectors."""
-    import m6rec_plugins.text as text
 
     store = RecordStore(tmp_path_factory.mktemp("text-runs"))
     out = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(text, "item_text_embeddings", _fake_text)
+    with content_stand_ins():
         for model in ("Text-ZeroShot", "Text-Tower"):
             rec = run_cell(CellSpec(dataset=str(ml100k_slice.folder), model=model, epochs=2), store=store,
                            resume=False, prepared=ml100k_slice)
@@ -449,7 +418,7 @@ def test_text_zeroshot_user_is_the_mean_text_vector_of_history_and_posted_items(
     assert rec.recommend_user(token).items == _reference_top(loaded, uid, 10)[0]
     # a list of the user's whole history is that user
     assert rec.recommend_items([loaded.items[i] for i in history]).items == rec.recommend_user(token).items
-    text = torch.from_numpy(_fake_text(loaded.config, loaded.train_data._dataset))
+    text = torch.from_numpy(fake_text(loaded.config, loaded.train_data._dataset))
     posted = [int(i) for i in loaded.train_history()[12][:5] if int(i) not in set(history)]
     rec.add_interactions(token, [loaded.items[i] for i in posted])
     expected = torch.nn.functional.normalize(text[history + posted].sum(0), dim=0)
