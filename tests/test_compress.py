@@ -25,16 +25,20 @@ def test_parse_methods():
             compress.parse(bad)
 
 
-def _trained_fusion(ml100k_slice, tmp_path):
-    store = RecordStore(tmp_path)
-    rec = run_cell(CellSpec(dataset=str(ml100k_slice.folder), model="M6-Fusion", epochs=2), store=store,
-                   resume=False, prepared=ml100k_slice)
-    assert rec.status == "ok", rec.reason
-    return artifacts.load(store.path_for(rec), prepared=ml100k_slice)
+@pytest.fixture(scope="module")
+def loaded(ml100k_slice, tmp_path_factory):
+    """M6-Fusion trained for 2 epochs on the slice (stand-in content), loaded back from its artifact."""
+    from stand_ins import content_stand_ins
+
+    store = RecordStore(tmp_path_factory.mktemp("runs"))
+    with content_stand_ins():
+        rec = run_cell(CellSpec(dataset=str(ml100k_slice.folder), model="M6-Fusion", epochs=2), store=store,
+                       resume=False, prepared=ml100k_slice)
+        assert rec.status == "ok", rec.reason
+        yield artifacts.load(store.path_for(rec), prepared=ml100k_slice)
 
 
-def test_int8_quantizes_layers_and_tables(ml100k_slice, fusion_content, tmp_path):
-    loaded = _trained_fusion(ml100k_slice, tmp_path)
+def test_int8_quantizes_layers_and_tables(loaded):
     small = compress.apply(loaded.model, compress.parse("int8"))
     qlinear = torch.ao.nn.quantized.dynamic.Linear
     assert not any(isinstance(m, nn.Linear) for m in small.modules())
@@ -55,8 +59,7 @@ def test_int8_quantizes_layers_and_tables(ml100k_slice, fusion_content, tmp_path
     assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.99  # the same ranking function, rounded
 
 
-def test_pruning_zeroes_the_smallest_weights(ml100k_slice, fusion_content, tmp_path):
-    loaded = _trained_fusion(ml100k_slice, tmp_path)
+def test_pruning_zeroes_the_smallest_weights(loaded):
     small = compress.apply(loaded.model, compress.parse("prune:0.7"))
     weights = [m.weight for m in small.modules() if isinstance(m, nn.Linear | nn.Embedding)]
     total = sum(w.numel() for w in weights)
