@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from m6rec_bench import compat
 from m6rec_bench.datasets import DatasetFeatures, PreparedDataset
 from m6rec_bench.engine.cell import CellSpec, build_config_dict, run_cell
 from m6rec_bench.errors import UsageError
 from m6rec_bench.models import registry
 from m6rec_bench.protocols import get_protocol
 from m6rec_bench.results import RecordStore
-
-
-def _raw_recbole(ds: PreparedDataset, model: str, config_dict: dict) -> dict[str, float]:
-    """RecBole's run_recbole sequence, written out with RecBole's API only."""
-    compat.apply()
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_seed
-
-    with compat.shielded_argv():
-        config = Config(model=model, dataset=ds.name, config_dict={**config_dict, "data_path": str(ds.root), "show_progress": False})
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    net = get_model(config["model"])(config, train._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
-    best = compat.keep_best_in_memory(trainer)  # the only difference: best weights kept in memory
-    trainer.fit(train, valid, saved=True, show_progress=False)
-    compat.restore_best(trainer, best)
-    return {k: float(v) for k, v in trainer.evaluate(test, load_best_model=False).items()}
+from raw_recbole import raw_recbole
 
 
 def test_bpr_matches_raw_recbole_on_a_slice(ml100k_slice):
@@ -39,7 +18,7 @@ def test_bpr_matches_raw_recbole_on_a_slice(ml100k_slice):
     rec = run_cell(spec, prepared=ml100k_slice, command="test")
     assert rec.status == "ok", rec.reason
     config = build_config_dict(spec, registry.get("BPR"), get_protocol("default"), ml100k_slice, {})
-    raw = _raw_recbole(ml100k_slice, "BPR", config)
+    raw = raw_recbole(ml100k_slice, "BPR", config)
     assert rec.test == pytest.approx(raw, abs=1e-12)
     assert set(rec.test) >= {"ndcg@10", "recall@20", "mrr@10", "hit@10", "precision@20"}
     assert rec.best_epoch is not None and rec.epochs_run <= 8 and rec.n_params > 0

@@ -19,6 +19,7 @@ from m6rec_bench.errors import UsageError
 from m6rec_bench.evaluation import per_user_metrics
 from m6rec_bench.models import registry
 from m6rec_bench.protocols import get_protocol
+from raw_recbole import raw_recbole
 
 SEQ = get_protocol("sequential")
 
@@ -125,45 +126,24 @@ def test_per_user_metrics_equal_recbole_on_a_sequential_loader(seq_run, ml100k_s
     assert round(sum(per_user["ndcg@10"]) / 150, 4) == pytest.approx(seq_run.test["ndcg@10"], abs=1e-4)
 
 
-def _raw_recbole(ds: PreparedDataset, model: str, config_dict: dict) -> dict[str, float]:
-    """RecBole's run_recbole sequence with RecBole's API only (as tests/test_engine.py)."""
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_seed
-
-    compat.apply()
-    with compat.shielded_argv():
-        config = Config(model=model, dataset=ds.name, config_dict={**config_dict, "data_path": str(ds.root), "show_progress": False})
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    net = get_model(config["model"])(config, train._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
-    best = compat.keep_best_in_memory(trainer)
-    trainer.fit(train, valid, saved=True, show_progress=False)
-    compat.restore_best(trainer, best)
-    return {k: float(v) for k, v in trainer.evaluate(test, load_best_model=False).items()}
-
-
-def _agrees_with_raw_recbole(ds: PreparedDataset, model: str, epochs: int) -> None:
+def _agrees_withraw_recbole(ds: PreparedDataset, model: str, epochs: int) -> None:
     spec = CellSpec(dataset=ds.name, model=model, protocol="sequential", epochs=epochs)
     rec = run_cell(spec, prepared=ds, command="test")
     assert rec.status == "ok", rec.reason
     config = build_config_dict(spec, registry.get(model), SEQ, ds, {})
     assert config["train_neg_sample_args"] is None and config["eval_args"]["split"] == {"LS": "valid_and_test"}
-    assert rec.test == pytest.approx(_raw_recbole(ds, model, config), abs=1e-12)
+    assert rec.test == pytest.approx(raw_recbole(ds, model, config), abs=1e-12)
     assert len(rec.per_user["users"]) == 150 and rec.test["ndcg@10"] > 0
 
 
-def test_stamp_matches_raw_recbole(ml100k_slice):
-    _agrees_with_raw_recbole(ml100k_slice, "STAMP", epochs=1)
+def test_stamp_matchesraw_recbole(ml100k_slice):
+    _agrees_withraw_recbole(ml100k_slice, "STAMP", epochs=1)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["GRU4Rec", "SASRec", "SRGNN"])
-def test_leaderboard_baselines_match_raw_recbole(ml100k_slice, model):
-    _agrees_with_raw_recbole(ml100k_slice, model, epochs=1)
+def test_leaderboard_baselines_matchraw_recbole(ml100k_slice, model):
+    _agrees_withraw_recbole(ml100k_slice, model, epochs=1)
 
 
 @pytest.mark.parametrize("protocol", ["default", "cold-item"])
