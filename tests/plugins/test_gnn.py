@@ -7,7 +7,6 @@ one torch thread (the test machine is shared; results do not depend on it).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,14 +22,6 @@ from m6rec_bench.engine.cell import CellSpec, run_cell
 from m6rec_plugins import gnn
 
 N_USERS = 150
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

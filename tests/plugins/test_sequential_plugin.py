@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -22,14 +21,6 @@ from m6rec_bench.protocols import get_protocol
 from m6rec_plugins.sequential import SeqGNNGRU, SeqGNNGRUConfig, plugin, session_graphs
 
 NAME = "SeqGNN-GRU"
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _one_graph(seq: list[int]) -> Data:
