@@ -126,7 +126,7 @@ def test_per_user_metrics_equal_recbole_on_a_sequential_loader(seq_run, ml100k_s
     assert round(sum(per_user["ndcg@10"]) / 150, 4) == pytest.approx(seq_run.test["ndcg@10"], abs=1e-4)
 
 
-def _agrees_withraw_recbole(ds: PreparedDataset, model: str, epochs: int) -> None:
+def _agrees_with_raw_recbole(ds: PreparedDataset, model: str, epochs: int) -> None:
     spec = CellSpec(dataset=ds.name, model=model, protocol="sequential", epochs=epochs)
     rec = run_cell(spec, prepared=ds, command="test")
     assert rec.status == "ok", rec.reason
@@ -136,14 +136,14 @@ def _agrees_withraw_recbole(ds: PreparedDataset, model: str, epochs: int) -> Non
     assert len(rec.per_user["users"]) == 150 and rec.test["ndcg@10"] > 0
 
 
-def test_stamp_matchesraw_recbole(ml100k_slice):
-    _agrees_withraw_recbole(ml100k_slice, "STAMP", epochs=1)
+def test_stamp_matches_raw_recbole(ml100k_slice):
+    _agrees_with_raw_recbole(ml100k_slice, "STAMP", epochs=1)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["GRU4Rec", "SASRec", "SRGNN"])
-def test_leaderboard_baselines_matchraw_recbole(ml100k_slice, model):
-    _agrees_withraw_recbole(ml100k_slice, model, epochs=1)
+def test_leaderboard_baselines_match_raw_recbole(ml100k_slice, model):
+    _agrees_with_raw_recbole(ml100k_slice, model, epochs=1)
 
 
 @pytest.mark.parametrize("protocol", ["default", "cold-item"])
