@@ -83,7 +83,7 @@ def test_publish_regenerates_the_readme_results_block(site, tmp_path):
     for row in board["rows"]:  # every number comes from the leaderboard file
         stat = row["test"]["ndcg@10"]
         assert f"| {row['label']} | 2 | {stat['mean']:.4f} ± {stat['std']:.4f} |" in text
-    assert "untuned: each model's defaults; seeds 2020, 2021" in text
+    assert "untuned: each model's defaults, at most 3 epochs of training per model (--epochs); seeds 2020, 2021" in text
     readme.write_text("no markers here\n")
     res = runner.invoke(app, ["publish", "--dir", str(site), "--readme", str(readme)])
     assert res.exit_code == 2 and "<!-- leaderboards -->" in res.output and "Traceback" not in res.output

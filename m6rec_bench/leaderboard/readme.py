@@ -44,6 +44,14 @@ def _budget(board: dict[str, Any]) -> str:
             + (f" of ≤ {' / '.join(epochs)} epochs each" if epochs else "") + " on validation NDCG@10")
 
 
+def _epochs(board: dict[str, Any]) -> str:
+    """``", at most 1 epoch per model"`` when the suite capped training (``--epochs``), else nothing."""
+    caps = [e for e in board["settings"].get("epochs", []) if e != "default"]
+    if not caps:
+        return ""
+    return f", at most {' / '.join(caps)} epoch{'' if caps == ['1'] else 's'} of training per model (--epochs)"
+
+
 def board_table(board: dict[str, Any], rel: str) -> list[str]:
     """Markdown lines for one leaderboard.json: heading, budget, and the compact table."""
     # the cold-item protocol's "overall" group is the test metric itself: cold and warm are what it adds
@@ -51,7 +59,7 @@ def board_table(board: dict[str, Any], rel: str) -> list[str]:
     seeds = sorted({s for r in board["rows"] for s in r.get("seeds", [])})
     head = ["#", "Model", "Seeds", "Test NDCG@10", *[f"{g} NDCG@10" for g in groups], "vs best baseline", "Train s"]
     lines = [f"**{board['dataset']} / {title(board['protocol'], board.get('variant', ''))}** "
-             f"([`{rel}`]({rel})) — {_budget(board)}; seeds {', '.join(map(str, seeds)) or '—'}.", "",
+             f"([`{rel}`]({rel})) — {_budget(board)}{_epochs(board)}; seeds {', '.join(map(str, seeds)) or '—'}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, row in enumerate(board["rows"], 1):
         if row["status"].startswith("ok"):
