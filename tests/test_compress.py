@@ -84,6 +84,7 @@ def test_run_compress_adds_rows_and_trains_once(ml100k_slice, fusion_content, tm
             "--compress", "int8,prune:0.5", "--runs-dir", str(runs), "-o", str(out)]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
+    assert "M6-Fusion [int8] seed 2020: test NDCG@10" in res.output  # a label, not rich markup
     store = RecordStore(runs)
     recs = {r.label: r for r in store.records()}
     assert set(recs) == {"M6-Fusion", "M6-Fusion [int8]", "M6-Fusion [prune:0.5]", "BPR"}  # baselines stay as they are

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from m6rec_bench.cli.common import console, friendly_errors, parse_seeds, split_csv
@@ -29,11 +30,11 @@ class _ProgressListener(SuiteListener, TuningListener):
     def cell_started(self, index: int, total: int, spec: CellSpec) -> None:
         self.progress.update(self.cells, total=total, description=f"suite ({spec.dataset}/{spec.protocol})")
         self.progress.update(self.current, completed=0, total=spec.epochs,
-                             description=f"{spec.row} seed {spec.seed}: loading")
+                             description=escape(f"{spec.row} seed {spec.seed}: loading"))
 
     def epoch(self, spec: CellSpec, epoch: int, score: float) -> None:
         self.progress.update(self.current, completed=epoch + 1,
-                             description=f"{spec.row} seed {spec.seed}: epoch {epoch + 1} valid NDCG@10 {score:.4f}")
+                             description=escape(f"{spec.row} seed {spec.seed}: epoch {epoch + 1} valid NDCG@10 {score:.4f}"))
 
     def cell_finished(self, index: int, total: int, spec: CellSpec, record: Record, reused: bool) -> None:
         self.progress.advance(self.cells)
@@ -49,12 +50,12 @@ class _ProgressListener(SuiteListener, TuningListener):
 
 
 def _summary(rec: Record, reused: bool) -> str:
-    name = f"{rec.label or rec.model} seed {rec.seed}"
+    name = escape(f"{rec.label or rec.model} seed {rec.seed}")  # "M6-Fusion [int8]" is not rich markup
     if rec.status == "ok":
         how = "reused" if reused else f"{rec.train_time_s:.1f}s train, best epoch {rec.best_epoch}"
         return f"[green]✓[/green] {name}: test NDCG@10 {rec.test.get('ndcg@10', float('nan')):.4f} ({how})"
     colour = "yellow" if rec.status == "skipped" else "red"
-    return f"[{colour}]{'–' if rec.status == 'skipped' else '✗'}[/{colour}] {name}: {rec.status}: {rec.reason}"
+    return f"[{colour}]{'–' if rec.status == 'skipped' else '✗'}[/{colour}] {name}: {rec.status}: {escape(str(rec.reason))}"
 
 
 @friendly_errors
@@ -115,5 +116,5 @@ def run(
     console.print(f"{done} cells: {done - len(result.failed)} finished ({result.reused} reused), {len(result.failed)} failed")
     if result.failed:
         for rec in result.failed:
-            console.print(f"  [red]✗[/red] {rec.label or rec.model} seed {rec.seed}: {rec.reason}", highlight=False)
+            console.print(f"  [red]✗[/red] {escape(f'{rec.label or rec.model} seed {rec.seed}: {rec.reason}')}", highlight=False)
         raise typer.Exit(1)
