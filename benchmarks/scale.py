@@ -47,8 +47,28 @@ _T_IMPORT = time.perf_counter()
 # ------------------------------------------------------------------ the child: m6bench run, with timers
 
 
-def _child(phases_out: str, argv: list[str]) -> int:
-    """Run ``m6bench <argv>`` in this process with timers around the phases; write them as JSON."""
+class _FirstBatches:
+    """A training loader cut to its first ``n`` batches (everything else is the real loader's)."""
+
+    def __init__(self, loader: Any, n: int) -> None:
+        self._loader, self._n = loader, n
+
+    def __iter__(self) -> Any:
+        return itertools.islice(iter(self._loader), self._n)
+
+    def __len__(self) -> int:
+        return min(self._n, len(self._loader))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+def _child(phases_out: str, argv: list[str], max_batches: int | None = None) -> int:
+    """Run ``m6bench <argv>`` in this process with timers around the phases; write them as JSON.
+
+    With ``max_batches`` the training epoch stops after that many batches (the epoch's batch count
+    and the trained batches are recorded, so the parent reports seconds per batch measured).
+    """
     from m6rec_bench import compat
 
     compat.apply()
@@ -85,7 +105,14 @@ def _child(phases_out: str, argv: list[str]) -> int:
     recbole.data.data_preparation = timed(
         "split", recbole.data.data_preparation, lambda: state.update(split_end=time.perf_counter()))
     evaluation.per_user_metrics = timed("per_user_metrics", evaluation.per_user_metrics)
-    fit, evaluate = Trainer.fit, Trainer.evaluate
+    fit, evaluate, train_epoch = Trainer.fit, Trainer.evaluate, Trainer._train_epoch
+
+    def train_epoch_cut(self: Any, train_data: Any, *a: Any, **kw: Any) -> Any:
+        phases["epoch_batches"] = len(train_data)
+        phases["trained_batches"] = min(max_batches, len(train_data)) if max_batches else len(train_data)
+        return train_epoch(self, _FirstBatches(train_data, max_batches) if max_batches else train_data, *a, **kw)
+
+    Trainer._train_epoch = train_epoch_cut
 
     def fit_timed(self: Any, *a: Any, **kw: Any) -> Any:
         t = time.perf_counter()
@@ -217,6 +244,9 @@ def main() -> None:
                     help="extra RecBole/plugin setting for every model (YAML value), repeatable")
     ap.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per model run before it is killed")
     ap.add_argument("--threads", type=int, default=None, help="torch threads in each run (default: torch's)")
+    ap.add_argument("--max-train-batches", type=int, default=None,
+                    help="train only the first N batches of the epoch (a model whose full epoch takes hours): "
+                         "the table reports seconds per batch measured and the batches of a full epoch")
     ap.add_argument("--workdir", type=Path, default=None, help="keep runs, logs and results here (default: temp)")
     ap.add_argument("--json", type=Path, default=None, help="also write all measurements to this JSON file")
     args = ap.parse_args()
@@ -262,7 +292,8 @@ def main() -> None:
             suite.write_text(yaml.safe_dump({"overrides": {model: overrides}}))
             phases_path = work / f"{tag}.phases.json"
             phases_path.unlink(missing_ok=True)
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", str(phases_path), "--",
+            cut = ["--_max_batches", str(args.max_train_batches)] if args.max_train_batches else []
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", str(phases_path), *cut, "--",
                    "run", "--dataset", folder, "-m", model, "--epochs", "1", "--config", str(suite),
                    "--runs-dir", str(work / f"{tag}.runs"), "--out", str(work / f"{tag}.lb"), "--no-resume"]
             m = Measured(cmd, timeout=args.timeout, env=env, log=work / f"{tag}.log")
@@ -289,20 +320,27 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2))
 
 
+def _batches(p: dict[str, Any]) -> str:
+    done, total = int(p["trained_batches"]), int(p["epoch_batches"])
+    return f"{done}" if done == total else f"{done} of {total}"
+
+
 def print_table(results: list[dict[str, Any]]) -> None:
     """Markdown table of every run, then growth ratios between consecutive sizes of one model."""
     cols = ("resolve", "load", "split", "model_init", "train", "valid_eval", "test_eval", "per_user_metrics", "other")
     print("\n| interactions | users | items | model | status | total s | " + " | ".join(c.replace("_", " ") + " s" for c in cols)
-          + " | peak RSS MB | test NDCG@10 |")
-    print("|" + "---:|" * 3 + "---|---|" + "---:|" * (len(cols) + 3))
+          + " | trained batches | s / batch | peak RSS MB | test NDCG@10 |")
+    print("|" + "---:|" * 3 + "---|---|" + "---:|" * (len(cols) + 5))
     for r in results:
         p = dict(r.get("phases") or {})
         if "total_in_process" in p:  # interpreter start and imports, before the timers existed
             p["other"] = p.get("other", 0.0) + r["wall_s"] - p["total_in_process"]
         ndcg = f"{r['ndcg@10']:.4f}" if r.get("ndcg@10") is not None else ""
+        per_batch = f"{p['train'] / p['trained_batches']:.2f}" if p.get("trained_batches") and "train" in p else ""
+        batches = _batches(p) if p.get("trained_batches") else ""
         print(f"| {r['size']:,} | {r['users']:,} | {r['items']:,} | {r['model']} | {r.get('status', 'ok' if r['rc'] == 0 else 'failed')} "
               f"| {r['wall_s']:.1f} | " + " | ".join(f"{p[c]:.1f}" if c in p else "" for c in cols)
-              + f" | {r['peak_mb']:.0f} | {ndcg} |")
+              + f" | {batches} | {per_batch} | {r['peak_mb']:.0f} | {ndcg} |")
     print("\ngrowth (time ×, memory ×) between consecutive sizes:")
     by_model: dict[str, list[dict[str, Any]]] = {}
     for r in results:
@@ -319,5 +357,6 @@ def print_table(results: list[dict[str, Any]]) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--_child":
         sep = sys.argv.index("--")
-        sys.exit(_child(sys.argv[2], sys.argv[sep + 1:]))
+        cap = int(sys.argv[sys.argv.index("--_max_batches") + 1]) if "--_max_batches" in sys.argv[:sep] else None
+        sys.exit(_child(sys.argv[2], sys.argv[sep + 1:], cap))
     main()
