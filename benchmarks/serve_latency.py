@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import tempfile
 import time
 from pathlib import Path
 
@@ -147,7 +148,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--serve-args", default="", help="extra `m6bench serve` options, e.g. '--no-access-log'")
-    ap.add_argument("--log", type=Path, default=Path("serve_latency.server.log"), help="the server's output")
+    ap.add_argument("--log", type=Path, default=Path(tempfile.gettempdir()) / "m6bench-serve-latency.server.log",
+                    help="the server's output (default: in the temp folder)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
