@@ -23,8 +23,8 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import tempfile
+import threading
 import time
 from pathlib import Path
 
