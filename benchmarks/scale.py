@@ -212,6 +212,9 @@ class Measured:
         self.rc = proc.returncode
         self.timed_out = self.wall >= timeout
         self.peak_mb = usage.ru_maxrss / 1024  # Linux: KiB
+        # CPU seconds of the child and its waited-for descendants: on a shared machine the wall time
+        # is an upper bound, the CPU time is what the run itself cost
+        self.cpu_s = usage.ru_utime + usage.ru_stime
         self.log = log
 
 
@@ -277,7 +280,7 @@ def main() -> None:
                        timeout=args.timeout, env=env, log=work / f"{name}.synth.log")
         out = (work / f"{name}.synth.log").read_text()
         folder = next((ln.split(": ", 1)[1].split("  (")[0].strip() for ln in out.splitlines() if ln.startswith(f"{name}: ")), None)
-        row = {"size": n, "users": users, "items": items, "model": "(synth)", "rc": gen.rc, "wall_s": gen.wall,
+        row = {"size": n, "users": users, "items": items, "model": "(synth)", "rc": gen.rc, "wall_s": gen.wall, "cpu_s": gen.cpu_s,
                "peak_mb": gen.peak_mb, "tree_peak_mb": gen.tree_peak_mb, "reused": "already generated" in out}
         results.append(row)
         print(f"{n:>10,} interactions, {users:,} users, {items:,} items: synth {gen.wall:.1f}s, peak {gen.peak_mb:.0f} MB"
@@ -302,7 +305,7 @@ def main() -> None:
                 if (work / f"{tag}.runs").is_dir() else {}
             status = "timeout" if m.timed_out else ("ok" if m.rc == 0 and rec.get("status") == "ok" else "failed")
             row = {"size": n, "users": users, "items": items, "model": model, "rc": m.rc, "status": status,
-                   "wall_s": m.wall, "peak_mb": m.peak_mb, "tree_peak_mb": m.tree_peak_mb, "phases": phases,
+                   "wall_s": m.wall, "cpu_s": m.cpu_s, "peak_mb": m.peak_mb, "tree_peak_mb": m.tree_peak_mb, "phases": phases,
                    "record_peak_mb": rec.get("peak_mem_mb"), "ndcg@10": (rec.get("test") or {}).get("ndcg@10"),
                    "reason": rec.get("reason") or (None if status == "ok" else _tail(m.log))}
             results.append(row)
@@ -328,9 +331,9 @@ def _batches(p: dict[str, Any]) -> str:
 def print_table(results: list[dict[str, Any]]) -> None:
     """Markdown table of every run, then growth ratios between consecutive sizes of one model."""
     cols = ("resolve", "load", "split", "model_init", "train", "valid_eval", "test_eval", "per_user_metrics", "other")
-    print("\n| interactions | users | items | model | status | total s | " + " | ".join(c.replace("_", " ") + " s" for c in cols)
+    print("\n| interactions | users | items | model | status | total s | CPU s | " + " | ".join(c.replace("_", " ") + " s" for c in cols)
           + " | trained batches | s / batch | peak RSS MB | test NDCG@10 |")
-    print("|" + "---:|" * 3 + "---|---|" + "---:|" * (len(cols) + 5))
+    print("|" + "---:|" * 3 + "---|---|" + "---:|" * (len(cols) + 6))
     for r in results:
         p = dict(r.get("phases") or {})
         if "total_in_process" in p:  # interpreter start and imports, before the timers existed
@@ -339,7 +342,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
         per_batch = f"{p['train'] / p['trained_batches']:.2f}" if p.get("trained_batches") and "train" in p else ""
         batches = _batches(p) if p.get("trained_batches") else ""
         print(f"| {r['size']:,} | {r['users']:,} | {r['items']:,} | {r['model']} | {r.get('status', 'ok' if r['rc'] == 0 else 'failed')} "
-              f"| {r['wall_s']:.1f} | " + " | ".join(f"{p[c]:.1f}" if c in p else "" for c in cols)
+              f"| {r['wall_s']:.1f} | " + (f"{r['cpu_s']:.1f}" if "cpu_s" in r else "") + " | "
+              + " | ".join(f"{p[c]:.1f}" if c in p else "" for c in cols)
               + f" | {batches} | {per_batch} | {r['peak_mb']:.0f} | {ndcg} |")
     print("\ngrowth (time ×, memory ×) between consecutive sizes:")
     by_model: dict[str, list[dict[str, Any]]] = {}
