@@ -89,6 +89,26 @@ def _abandon(pool: ProcessPoolExecutor) -> None:
             proc.terminate()
     for proc in workers:
         proc.join(timeout=10)
+    _forget_wakeup(pool)
+
+
+def _forget_wakeup(pool: ProcessPoolExecutor) -> None:
+    """Let the pool's manager thread finish, then keep the interpreter's exit hook away from it.
+
+    CPython < 3.12.8 / 3.13.1 checks ``_ThreadWakeup._closed`` and writes to the pipe without a lock
+    (python/cpython#125451): when the manager thread closes the pipe while ``_python_exit`` wakes
+    it at interpreter exit, a Ctrl-C'd ``--jobs`` run prints an ``OSError: Bad file descriptor``
+    traceback after its clean message (seen about once in five runs of
+    ``tests/test_faults.py::test_ctrl_c_with_jobs_stops_the_workers_too``).
+    """
+    import concurrent.futures.process as cf_process
+
+    thread = getattr(pool, "_executor_manager_thread", None)
+    if thread is None:
+        return
+    thread.join(timeout=10)
+    if not thread.is_alive():
+        getattr(cf_process, "_threads_wakeups", {}).pop(thread, None)
 
 
 def connect(address: str, timeout: float | None = None) -> Client:
