@@ -176,6 +176,12 @@ def per_user_test_metrics(run: CellRun) -> dict[str, list[Any]]:
     return out
 
 
+def plugin_metrics(entry: ModelEntry, run: CellRun) -> dict[str, dict[str, float]]:
+    """The plugin's own extra metric groups of a finished run (``Plugin.extra_metrics``), if it has any."""
+    hook = entry.plugin.extra_metrics if entry.plugin is not None else None
+    return {str(g): {str(k): float(v) for k, v in vals.items()} for g, vals in (hook(run) or {}).items()} if hook else {}
+
+
 def _metrics(result: Any) -> dict[str, float]:
     return {str(k): float(v) for k, v in (result or {}).items()}
 
@@ -342,7 +348,7 @@ def run_cell(
     try:
         with environment.PeakMemory() as mem:
             run = train_and_evaluate(entry, split_ds, config_dict, on_epoch=on_epoch)
-            extra_metrics = protocol.extra_metrics(run)
+            extra_metrics = {**protocol.extra_metrics(run), **plugin_metrics(entry, run)}
             per_user = per_user_test_metrics(run)
         rec = Record(
             cell_id=cid, status="ok", config=config_dict, resolved_config=_jsonable(run.config), valid=run.valid,

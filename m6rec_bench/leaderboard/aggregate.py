@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from m6rec_bench.leaderboard.columns import COLUMN_SETS
 from m6rec_bench.leaderboard.stats import Comparison, significance
 from m6rec_bench.results.record import Record
 
@@ -21,7 +22,7 @@ PRIMARY = "ndcg@10"
 COLUMNS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "precision@10", "ndcg@20", "recall@20")
 #: Metrics shown per extra group (cold / warm / overall items).
 GROUP_COLUMNS = ("ndcg@10", "recall@20")
-#: The extra-metrics group of compressed cells (size, speed, change): columns of their own, not a group.
+#: The extra-metrics group of compressed cells (size, speed, change): a column set, not a metric group.
 COMPRESSION = "compression"
 
 
@@ -56,8 +57,9 @@ class Row:
     valid: dict[str, Stat] = field(default_factory=dict)
     groups: dict[str, dict[str, Stat]] = field(default_factory=dict)
     cost: dict[str, Stat] = field(default_factory=dict)
-    #: size_mb, users_per_s (and for a compressed row ndcg@10_delta, …): see m6rec_bench.compress
-    compression: dict[str, Stat] = field(default_factory=dict)
+    #: column-set groups (m6rec_bench.leaderboard.columns): ``compression`` (size_mb, users_per_s,
+    #: ndcg@10_delta), ``beyond`` (coverage@10, …), ``rating`` (rmse, mae), ``adaptation``, ``rerank``
+    extras: dict[str, dict[str, Stat]] = field(default_factory=dict)
     reproduce: dict[str, Any] = field(default_factory=dict)
     significance: Comparison | None = None
     is_reference: bool = False
@@ -193,10 +195,11 @@ def _row(label: str, recs: list[Record]) -> Row:
     if ok:
         row.test = _stats([r.test for r in ok])
         row.valid = _stats([r.valid for r in ok])
-        groups = sorted({g for r in ok for g in r.extra_metrics} - {COMPRESSION})
-        packed = [r.extra_metrics[COMPRESSION] for r in ok if COMPRESSION in r.extra_metrics]
-        row.compression = _stats(packed) if packed else {}
-        row.groups = {g: _stats([r.extra_metrics[g] for r in ok if g in r.extra_metrics]) for g in groups}
+        present = {g for r in ok for g in r.extra_metrics}
+        row.extras = {g: _stats([r.extra_metrics[g] for r in ok if g in r.extra_metrics])
+                      for g in sorted(present & set(COLUMN_SETS))}
+        row.groups = {g: _stats([r.extra_metrics[g] for r in ok if g in r.extra_metrics])
+                      for g in sorted(present - set(COLUMN_SETS))}
         costs = [{k: float(v) for k, v in (("train_time_s", r.train_time_s), ("eval_time_s", r.eval_time_s),
                                             ("peak_mem_mb", r.peak_mem_mb), ("n_params", r.n_params),
                                             ("best_epoch", r.best_epoch)) if v is not None} for r in ok]
@@ -210,8 +213,8 @@ def _twin_sizes(rows: list[Row], records: dict[str, list[Record]]) -> None:
     for label, recs in records.items():
         twin = next((r.label.removesuffix(f" [{r.config['m6_compress']}]") for r in recs if "m6_compress" in r.config), None)
         base = by_label.get(twin) if twin else None
-        if base is None or base.compression:
+        if base is None or base.extras.get(COMPRESSION):
             continue
         packed = [r.extra_metrics[COMPRESSION] for r in recs if r.status == "ok" and COMPRESSION in r.extra_metrics]
         if packed:
-            base.compression = _stats([{"size_mb": p["base_size_mb"], "users_per_s": p["base_users_per_s"]} for p in packed])
+            base.extras[COMPRESSION] = _stats([{"size_mb": p["base_size_mb"], "users_per_s": p["base_users_per_s"]} for p in packed])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from m6rec_bench.io import atomic_write_text, sweep_stale_parts
 from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Leaderboard, Row
+from m6rec_bench.leaderboard.columns import COLUMN_SETS, Column, ColumnSet, shown
 from m6rec_bench.results.record import Record
 
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
@@ -60,29 +61,22 @@ def significance_cell(row: Row) -> str:
     return f"{c.delta:+.4f}{(' ' + c.mark) if c.mark else ''} (p={c.p_holm:.3g})"
 
 
-#: Columns of a board with compressed rows: (heading, key in Row.compression, digits).
-COMPRESSION_COLUMNS = (("Size MB", "size_mb", 2), ("Users/s", "users_per_s", 0),
-                       ("ΔNDCG@10 vs uncompressed", "ndcg@10_delta", 4))
+def _column_sets(lb: Leaderboard) -> list[ColumnSet]:
+    """The column sets (compression, beyond accuracy, rating, …) some row of this board has."""
+    return [cs for cs in COLUMN_SETS.values() if shown(lb.rows, cs.group)]
 
 
-def _has_compression(lb: Leaderboard) -> bool:
-    return any(row.compression for row in lb.rows)
-
-
-def _compression_cell(row: Row, key: str, digits: int) -> str:
-    stat = row.compression.get(key)
-    if stat is None:
-        return "—"
-    return f"{stat.mean:+.{digits}f}" if key.endswith("_delta") else f"{stat.mean:,.{digits}f}"
+def _extra_cell(row: Row, cs: ColumnSet, col: Column) -> str:
+    stat = row.extras.get(cs.group, {}).get(col.key)
+    return "—" if stat is None else col.fmt(stat.mean)
 
 
 def to_markdown(lb: Leaderboard) -> str:
     groups = lb.groups
     head = ["#", "Model", "Kind", "Seeds", *[f"Test {metric_label(m)}" for m in COLUMNS]]
     head += [f"{g} {metric_label(m)}" for g in groups for m in GROUP_COLUMNS]
-    compressed = _has_compression(lb)
-    if compressed:
-        head += [h for h, _, _ in COMPRESSION_COLUMNS]
+    sets = _column_sets(lb)
+    head += [col.heading for cs in sets for col in cs.columns]
     head += ["vs best baseline", "Best epoch", "Train s", "Params", "Status"]
     lines = [
         f"# Leaderboard — {lb.dataset} / {title(lb.protocol, lb.variant)}",
@@ -97,15 +91,8 @@ def to_markdown(lb: Leaderboard) -> str:
         "▲/▼ = significantly better/worse at α = 0.05.",
         "",
     ]
-    if compressed:
-        lines += [
-            "*[int8]* / *[prune:r]* rows are the uncompressed row's own trained models, compressed without retraining "
-            "(`--compress`; m6rec_bench/compress.py). *Size MB*: the model's dense tensors serialized as the method stores "
-            "them; *Users/s*: full-ranking scoring throughput on the test users, each compressed model measured right "
-            "after its uncompressed twin in one process; *ΔNDCG@10*: compressed minus uncompressed test NDCG@10, seed by "
-            "seed; *Params*: non-zero parameters.",
-            "",
-        ]
+    for cs in sets:
+        lines += [cs.note, ""]
     lines += [
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
@@ -114,8 +101,7 @@ def to_markdown(lb: Leaderboard) -> str:
         cells = [str(i) if row.status.startswith("ok") else "", row.label, row.kind, str(len(row.seeds))]
         cells += [_cell(row, m) for m in COLUMNS]
         cells += [_cell(row, m, g) for g in groups for m in GROUP_COLUMNS]
-        if compressed:
-            cells += [_compression_cell(row, key, digits) for _, key, digits in COMPRESSION_COLUMNS]
+        cells += [_extra_cell(row, cs, col) for cs in sets for col in cs.columns]
         params = row.cost.get("n_params")
         cells += [significance_cell(row), _cost(row, "best_epoch", 0), _cost(row, "train_time_s"),
                   f"{params.mean:,.0f}" if params else "—",
@@ -134,9 +120,8 @@ def to_csv(lb: Leaderboard) -> str:
     for g in groups:
         for m in GROUP_COLUMNS:
             header += [f"{g}_{m}_mean", f"{g}_{m}_std"]
-    compressed = _has_compression(lb)
-    if compressed:
-        header += [key for _, key, _ in COMPRESSION_COLUMNS]
+    sets = _column_sets(lb)
+    header += [col.key if cs.group == "compression" else f"{cs.group}_{col.key}" for cs in sets for col in cs.columns]
     header += ["delta_vs_reference", "p_holm", "significant", "valid_ndcg@10_mean", "best_epoch_mean", "train_time_s_mean", "eval_time_s_mean",
                "peak_mem_mb_mean", "n_params", "command"]
     writer.writerow(header)
@@ -150,8 +135,8 @@ def to_csv(lb: Leaderboard) -> str:
             for m in GROUP_COLUMNS:
                 s = row.groups.get(g, {}).get(m)
                 out += [f"{s.mean:.6f}", f"{s.std:.6f}"] if s else ["", ""]
-        if compressed:
-            out += [f"{row.compression[key].mean:.6g}" if key in row.compression else "" for _, key, _ in COMPRESSION_COLUMNS]
+        out += [f"{row.extras[cs.group][col.key].mean:.6g}" if col.key in row.extras.get(cs.group, {}) else ""
+                for cs in sets for col in cs.columns]
         c = row.significance
         out += ["reference", "", ""] if row.is_reference else (
             [f"{c.delta:.6f}", f"{c.p_holm:.6g}", c.mark] if c else ["", "", ""])

@@ -77,6 +77,10 @@ class Plugin:
             item after a user's item sequence; runs only under ``--protocol sequential``). ``None``
             (the default) reads it from the RecBole class: a ``SequentialRecommender`` is
             ``sequential``, anything else ``general``.
+        extra_metrics: ``run -> {group: {name: value}}``, called after test evaluation with the
+            cell's finished run (``model``, ``dataset``, ``test_data``, ``config``…); the groups
+            join the record's ``extra_metrics`` (e.g. ``{"rating": {"rmse": …, "mae": …}}``), and
+            those named in :mod:`m6rec_bench.leaderboard.columns` become leaderboard columns.
     """
 
     name: str
@@ -90,6 +94,7 @@ class Plugin:
     in_default_suite: bool = True
     ablations: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_type: str | None = None
+    extra_metrics: Callable[[Any], dict[str, dict[str, float]]] | None = None
 
     def __post_init__(self) -> None:
         if self.model_type is None:  # frozen: set the derived default once, here
