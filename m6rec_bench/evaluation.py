@@ -39,11 +39,14 @@ class PerUserMetrics:
         user_ids: internal RecBole user ids, in evaluation order.
         values: ``"ndcg@10" -> array`` aligned with ``user_ids`` (RecBole's lowercase names).
         n_positives: number of ground-truth items of each user inside the group.
+        top_items: with ``evaluate_groups(top_items=k)``, each user's ranked top-``k`` internal item
+            ids ``(n_users, k)`` (the evaluator's own lists, for :mod:`m6rec_bench.beyond`).
     """
 
     user_ids: np.ndarray
     values: dict[str, np.ndarray] = field(default_factory=dict)
     n_positives: np.ndarray | None = None
+    top_items: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -138,6 +141,7 @@ def evaluate_groups(
     *,
     metrics: Iterable[str] = METRICS,
     topk: Sequence[int] | int = TOPK,
+    top_items: int | None = None,
 ) -> dict[str, PerUserMetrics]:
     """Per-user metrics of ``model`` on a RecBole full-sort dataloader, for several item groups.
 
@@ -148,6 +152,7 @@ def evaluate_groups(
             internal item ids keeps only the positives inside it. Scores are computed once.
         metrics: RecBole metric names (case-insensitive) among Recall, MRR, NDCG, Hit, Precision.
         topk: cut-offs.
+        top_items: also keep each user's top-``top_items`` item ids (``PerUserMetrics.top_items``).
 
     Returns:
         ``name -> PerUserMetrics`` whose values are keyed like RecBole's results (``"ndcg@10"``).
@@ -159,6 +164,7 @@ def evaluate_groups(
     names = [m.lower() for m in metrics]
     ks = [topk] if isinstance(topk, int) else [int(k) for k in topk]
     max_k = max(ks)
+    n_top = max(max_k, top_items or 0)
     dataset = eval_data._dataset
     n_items = dataset.item_num
     uid_field = dataset.uid_field
@@ -178,6 +184,7 @@ def evaluate_groups(
     hits: dict[str, list[np.ndarray]] = {g: [] for g in filters}
     lens: dict[str, list[np.ndarray]] = {g: [] for g in filters}
     users: dict[str, list[np.ndarray]] = {g: [] for g in filters}
+    tops: dict[str, list[np.ndarray]] = {g: [] for g in filters}
     try:
         for batched in eval_data:
             interaction, _, positive_u, positive_i = batched
@@ -187,7 +194,8 @@ def evaluate_groups(
                 except Exception:  # noqa: BLE001 - only needed by models without full_sort_predict
                     item_tensor = None
             scores = _score_batch(model, batched, eval_data, device, n_items, item_tensor)
-            topk_idx = torch.topk(scores, max_k, dim=-1)[1].cpu()
+            ranked = torch.topk(scores, n_top, dim=-1)[1].cpu()
+            topk_idx = ranked[:, :max_k]
             scores = scores.cpu()
             uids = interaction[uid_field].cpu().numpy()
             for g, mask in filters.items():
@@ -200,6 +208,8 @@ def evaluate_groups(
                 hits[g].append(hit.to(torch.bool).numpy())
                 lens[g].append(pos_len[rows].numpy())
                 users[g].append(uids[rows.numpy()])
+                if top_items:
+                    tops[g].append(ranked[rows, :top_items].numpy())
     finally:
         model.train(was_training)
 
@@ -215,6 +225,7 @@ def evaluate_groups(
         out[g] = PerUserMetrics(
             user_ids=np.concatenate(users[g]) if users[g] else np.zeros(0, dtype=np.int64),
             values=values, n_positives=pos_len,
+            top_items=(np.concatenate(tops[g]) if tops[g] else np.zeros((0, top_items), dtype=np.int64)) if top_items else None,
         )
     return out
 

@@ -164,16 +164,24 @@ def _jsonable(config: Any) -> dict[str, Any]:
 PER_USER_METRICS = ("ndcg@10", "recall@10")
 
 
-def per_user_test_metrics(run: CellRun) -> dict[str, list[Any]]:
-    """Per-user test metrics of a finished run, keyed by external user id."""
-    from m6rec_bench.evaluation import per_user_metrics
+def per_user_and_beyond(run: CellRun) -> tuple[dict[str, list[Any]], dict[str, float]]:
+    """Per-user test metrics of a finished run (keyed by external user id) and, from the same
+    evaluator pass's top-10 lists, its beyond-accuracy group (:mod:`m6rec_bench.beyond`)."""
+    from m6rec_bench import beyond
+    from m6rec_bench.evaluation import evaluate_groups
 
-    pu = per_user_metrics(run.model, run.test_data, metrics=("NDCG", "Recall"), topk=(10,))
+    pu = evaluate_groups(run.model, run.test_data, {"all": None}, metrics=("NDCG", "Recall"), topk=(10,),
+                         top_items=beyond.K)["all"]
     tokens = run.dataset.field2id_token[run.dataset.uid_field]
     out: dict[str, list[Any]] = {"users": [str(tokens[u]) for u in pu.user_ids]}
     for name in PER_USER_METRICS:
         out[name] = [round(float(v), 6) for v in pu.values[name]]
-    return out
+    return out, beyond.metrics(run, pu.top_items)
+
+
+def per_user_test_metrics(run: CellRun) -> dict[str, list[Any]]:
+    """Per-user test metrics of a finished run, keyed by external user id."""
+    return per_user_and_beyond(run)[0]
 
 
 def plugin_metrics(entry: ModelEntry, run: CellRun) -> dict[str, dict[str, float]]:
@@ -260,7 +268,7 @@ def train_and_evaluate(
         eval_time = time.perf_counter() - t1
     return CellRun(
         config=config, dataset=b.dataset, model=model, trainer=trainer, test_data=b.test_data,
-        valid=_metrics(valid_result), test=_metrics(test_result), best_epoch=best.get("epoch"),
+        train_data=b.train_data, valid_data=b.valid_data, valid=_metrics(valid_result), test=_metrics(test_result), best_epoch=best.get("epoch"),
         epochs_run=(max(epochs_seen) + 1) if epochs_seen else None, train_time=train_time, eval_time=eval_time,
         n_params=sum(p.numel() for p in model.parameters()),
     )
@@ -348,8 +356,8 @@ def run_cell(
     try:
         with environment.PeakMemory() as mem:
             run = train_and_evaluate(entry, split_ds, config_dict, on_epoch=on_epoch)
-            extra_metrics = {**protocol.extra_metrics(run), **plugin_metrics(entry, run)}
-            per_user = per_user_test_metrics(run)
+            per_user, beyond_group = per_user_and_beyond(run)
+            extra_metrics = {**protocol.extra_metrics(run), "beyond": beyond_group, **plugin_metrics(entry, run)}
         rec = Record(
             cell_id=cid, status="ok", config=config_dict, resolved_config=_jsonable(run.config), valid=run.valid,
             test=run.test, extra_metrics=extra_metrics, per_user=per_user, best_epoch=run.best_epoch, epochs_run=run.epochs_run,

@@ -48,7 +48,7 @@ def measure(loaded: Any, method: Any, protocol: Protocol) -> dict[str, Any]:
     from recbole.utils import get_trainer
 
     from m6rec_bench import compress
-    from m6rec_bench.engine.cell import CellRun, _metrics, per_user_test_metrics
+    from m6rec_bench.engine.cell import CellRun, _metrics, per_user_and_beyond
 
     import torch
 
@@ -67,9 +67,11 @@ def measure(loaded: Any, method: Any, protocol: Protocol) -> dict[str, Any]:
     eval_s = time.perf_counter() - t1
     size = compress.model_bytes(small)
     speed = compress.scoring_speed(small, loaded.test_data)
-    run = CellRun(model=small, dataset=loaded.dataset, test_data=loaded.test_data, config=config)
+    run = CellRun(model=small, dataset=loaded.dataset, test_data=loaded.test_data, config=config,
+                  train_data=loaded.train_data, valid_data=loaded.valid_data)
+    per_user, beyond_group = per_user_and_beyond(run)
     return {
-        "test": test, "eval_s": eval_s, "extra": protocol.extra_metrics(run), "per_user": per_user_test_metrics(run),
+        "test": test, "eval_s": eval_s, "extra": {**protocol.extra_metrics(run), "beyond": beyond_group}, "per_user": per_user,
         "n_params": compress.nonzero_params(small),
         "numbers": {"size_mb": size / 2**20, "base_size_mb": base_bytes / 2**20, "size_ratio": size / base_bytes,
                     "users_per_s": speed, "base_users_per_s": base_speed, "compress_s": compress_s},
