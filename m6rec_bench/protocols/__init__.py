@@ -41,3 +41,4 @@ def home_protocol(model_type: str) -> Protocol:
 __all__ = ["PROTOCOLS", "Protocol", "get_protocol", "home_protocol", "protocols_for", "register"]
 from m6rec_bench.protocols import cold_item as _cold_item  # noqa: F401, E402
 from m6rec_bench.protocols import sequential as _sequential  # noqa: F401, E402
+from m6rec_bench.protocols import user_group as _user_group  # noqa: F401, E402
