@@ -68,7 +68,8 @@ def run(
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda.")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Suite YAML: datasets, protocols, models, seeds, epochs, device, ablation, overrides (per-model settings). Command-line options win.", exists=False)] = None,
     ablation: Annotated[bool | None, typer.Option("--ablation/--no-ablation", help="Add each plugin's ablation rows (e.g. M6-Fusion w/o KG, w/o text, w/o graph).")] = None,
-    compress: Annotated[str | None, typer.Option("--compress", help="Comma-separated post-training compressions of every plugin's trained model: int8 (dynamic quantization of Linear/GRU layers, int8 embedding and content tables) and/or prune:<ratio> (global magnitude pruning, e.g. prune:0.5). Each adds a row such as 'M6-Fusion [int8]' with model size, full-ranking users/s and the NDCG@10 change against the uncompressed model; the model is trained once.")] = None,
+    compress: Annotated[str | None, typer.Option("--compress", help="Comma-separated post-training compressions of every plugin's trained model: int8 (dynamic quantization of Linear/GRU layers, int8 embedding and content tables) and/or prune:<ratio> (global magnitude pruning, e.g. prune:0.5). Each adds a row such as 'M6-Fusion \\[int8]' with model size, full-ranking users/s and the NDCG@10 change against the uncompressed model; the model is trained once.")] = None,
+    rerank: Annotated[str | None, typer.Option("--rerank", help="Comma-separated re-rankers applied to every model's trained top-50 per test user, each adding a row such as 'BPR \\[linucb]' with the re-ranked top-10's metrics, coverage, novelty and intra-list diversity (the model is trained once): linucb (a LinUCB contextual bandit over relevance, novelty and diversity, learned offline by replay on simulated logs of the validation split; linucb:<w> sets the novelty weight of its reward, default 1) and/or mmr (maximal marginal relevance; mmr:<lambda>, default 0.5).")] = None,
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where per-cell records are kept (default ./runs).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Leaderboard root (default ./leaderboards): writes <out>/<dataset>/<protocol>/leaderboard.{md,csv,json}.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Run this many cells (and, with --tune-budget, model studies) at once in worker processes on this machine (each gets cores/jobs torch threads). RecBole's trainer is Python-bound, so 2 jobs on 2 cores finish a suite sooner than 1.")] = None,
@@ -89,7 +90,7 @@ def run(
     cli = {
         "datasets": dataset or None, "protocols": protocol or None, "models": split_csv(models),
         "seeds": parse_seeds(seeds), "epochs": epochs, "device": device, "ablation": ablation,
-        "compress": split_csv(compress),
+        "compress": split_csv(compress), "rerank": split_csv(rerank),
         "runs_dir": runs_dir, "leaderboard_dir": out, "resume": resume, "jobs": jobs,
         "tune_budget": tune_budget, "tune_timeout": tune_timeout, "tune_epochs": tune_epochs,
         "tune_storage": tune_storage, "executor": executor, "scheduler": scheduler,

@@ -53,12 +53,14 @@ class CellSpec(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
     label: str | None = Field(None, description="leaderboard row name (default: the model name)")
     compress: str | None = Field(None, description="post-training compression of the trained model: int8 or prune:<ratio>")
+    rerank: str | None = Field(None, description="re-ranking of the trained model's top-50 into its top-10: linucb or mmr")
 
     @property
     def row(self) -> str:
-        """The leaderboard row: the label (or model), plus ``[int8]`` etc. for a compressed cell."""
+        """The leaderboard row: the label (or model), plus ``[int8]``, ``[linucb]`` etc. for a post-training cell."""
         base = self.label or self.model
-        return f"{base} [{self.compress}]" if self.compress else base
+        variant = self.compress or self.rerank
+        return f"{base} [{variant}]" if variant else base
 
 
 def check_device(device: str) -> None:
@@ -103,6 +105,12 @@ def validate_spec(spec: CellSpec) -> ModelEntry:
         from m6rec_bench import compress
 
         compress.parse(spec.compress)
+    if spec.rerank is not None:
+        from m6rec_bench import rerank
+
+        rerank.parse(spec.rerank)
+        if spec.compress is not None:
+            raise UsageError(f"cell {spec.row}: a cell is either compressed or re-ranked, not both — drop one")
     return entry
 
 
@@ -146,6 +154,10 @@ def cell_id(spec: CellSpec, entry: ModelEntry, ds: PreparedDataset, config: dict
         from m6rec_bench import compress
 
         payload["compress"] = compress.parse(spec.compress).name
+    if spec.rerank is not None:  # likewise: only re-ranked cells carry the method
+        from m6rec_bench import rerank
+
+        payload["rerank"] = rerank.parse(spec.rerank).name
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -352,6 +364,10 @@ def run_cell(
         from m6rec_bench.engine.compressed import run_compressed
 
         return run_compressed(spec, protocol, ds, config_dict, cid, base, store=store, command=command)
+    if spec.rerank is not None:
+        from m6rec_bench.engine.reranked import run_reranked
+
+        return run_reranked(spec, protocol, ds, config_dict, cid, base, store=store, command=command)
 
     try:
         with environment.PeakMemory() as mem:

@@ -19,6 +19,7 @@ from typing import Any
 from m6rec_bench import artifacts
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.engine import environment
+from m6rec_bench.engine.twin import trained_twin
 from m6rec_bench.errors import M6BenchError
 from m6rec_bench.protocols import Protocol
 from m6rec_bench.results.record import Record
@@ -26,17 +27,6 @@ from m6rec_bench.results.store import RecordStore
 
 #: The extra-metrics group of a compressed cell's record.
 GROUP = "compression"
-
-
-def _twin(spec: Any, store: RecordStore, command: str | None, ds: PreparedDataset) -> tuple[Record, Any]:
-    """The uncompressed twin's record and its artifact path, training it when needed."""
-    from m6rec_bench.engine.cell import run_cell
-
-    twin = spec.model_copy(update={"compress": None})
-    rec = run_cell(twin, store=store, resume=True, command=command, prepared=ds)
-    if rec.status == "ok" and not artifacts.folder_for(store.path_for(rec)).is_dir():
-        rec = run_cell(twin, store=store, resume=False, command=command, prepared=ds)  # older record: no artifact
-    return rec, store.path_for(rec)
 
 
 def _on_cpu(model: Any) -> bool:
@@ -87,7 +77,7 @@ def run_compressed(spec: Any, protocol: Protocol, ds: PreparedDataset, config_di
     config = {**config_dict, "m6_compress": method.name}
     with tempfile.TemporaryDirectory(prefix="m6bench-compress-") as tmp:
         twin_store = store if store is not None else RecordStore(tmp)
-        twin, twin_path = _twin(spec, twin_store, command, ds)
+        twin, twin_path = trained_twin(spec, twin_store, command, ds)
         if twin.status != "ok":
             rec = Record(cell_id=cid, status=twin.status, config=config, **base,
                          reason=f"the uncompressed model is {twin.status}: {twin.reason}")

@@ -43,6 +43,9 @@ class SuiteConfig(BaseModel):
     compress: list[str] = Field(
         default_factory=list, description="also evaluate each plugin's trained model compressed: int8, prune:<ratio>"
     )
+    rerank: list[str] = Field(
+        default_factory=list, description="also evaluate every model's trained top-50 re-ranked into its top-10: linucb, mmr"
+    )
     overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per model name: RecBole settings or plugin config fields"
     )
@@ -65,6 +68,13 @@ class SuiteConfig(BaseModel):
         from m6rec_bench import compress
 
         return [compress.parse(m).name for m in v]
+
+    @field_validator("rerank")
+    @classmethod
+    def _rerankers(cls, v: list[str]) -> list[str]:
+        from m6rec_bench import rerank
+
+        return [rerank.parse(m).name for m in v]
 
     @field_validator("seeds")
     @classmethod
@@ -137,6 +147,13 @@ def plan(cfg: SuiteConfig) -> list[CellSpec]:
                                          epochs=cfg.epochs, device=cfg.device, label=label, compress=method,
                                          overrides={**cfg.overrides.get(entry.name, {}), **extra})
                             )
+            # re-ranked rows: every model's own trained model, its top-50 re-ranked after training (no retraining)
+            for entry in suites[protocol]:
+                for method in cfg.rerank:
+                    for seed in cfg.seed_list():
+                        cells.append(CellSpec(dataset=dataset, protocol=protocol, model=entry.name, seed=seed,
+                                              epochs=cfg.epochs, device=cfg.device, rerank=method,
+                                              overrides=dict(cfg.overrides.get(entry.name, {}))))
     for spec in cells:  # bad input stops the suite before anything runs, not halfway through
         validate_spec(spec)
     return cells
@@ -184,11 +201,11 @@ def run_suite(cfg: SuiteConfig, listener: SuiteListener | None = None, command: 
             from m6rec_bench.tuning import tune_suite
 
             cells, result.tuning = tune_suite(cfg, cells, prepared, listener, pool=pool)
-        # compressed cells go last: each reuses its uncompressed twin's record and artifact (trained once)
-        cells = [c for c in cells if c.compress is None] + [c for c in cells if c.compress is not None]
+        # compressed and re-ranked cells go last: each reuses its plain twin's record and artifact (trained once)
+        cells = [c for c in cells if not _post_training(c)] + [c for c in cells if _post_training(c)]
         if pool is not None:
             records = []
-            for phase in ([c for c in cells if c.compress is None], [c for c in cells if c.compress is not None]):
+            for phase in ([c for c in cells if not _post_training(c)], [c for c in cells if _post_training(c)]):
                 if phase:
                     records += _run_parallel(cfg, pool, phase, prepared, store, listener, command)
         else:
@@ -271,6 +288,11 @@ def _run_parallel(cfg: SuiteConfig, pool: Pool, cells: list[CellSpec], prepared:
             future.cancel()
         raise
     return [r for r in out if r is not None]
+
+
+def _post_training(spec: CellSpec) -> bool:
+    """A compressed or re-ranked cell: it loads its twin's trained artifact, so it runs after the twins."""
+    return spec.compress is not None or spec.rerank is not None
 
 
 def _bind(fn: Callable[[CellSpec, int, float], None], spec: CellSpec) -> EpochCallback:

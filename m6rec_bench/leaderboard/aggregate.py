@@ -129,6 +129,8 @@ def _reproduce(records: list[Record]) -> dict[str, Any]:
         cmd.append(f"--epochs {epochs}")
     if "m6_compress" in first.config:
         cmd.append(f"--compress {first.config['m6_compress']}")
+    elif "m6_rerank" in first.config:
+        cmd.append(f"--rerank {first.config['m6_rerank']}")
     elif first.label != first.model:
         cmd.append("--ablation")
     for key, flag in (("m6_tune_budget", "--tune-budget"), ("m6_tune_epochs", "--tune-epochs"),
@@ -163,7 +165,10 @@ def aggregate(records: Iterable[Record]) -> list[Leaderboard]:
         out = [_row(label, recs) for label, recs in rows.items()]
         _twin_sizes(out, rows)
         out.sort(key=lambda r: (not r.status.startswith("ok"), -r.primary(), r.label))
-        reference = next((r.label for r in out if r.kind == "baseline" and r.status.startswith("ok")), None)
+        # the reference is a plain baseline, never a re-ranked variant of one ("BPR [linucb]")
+        reranked = {label for label, recs in rows.items() if any("m6_rerank" in r.config for r in recs)}
+        reference = next((r.label for r in out if r.kind == "baseline" and r.status.startswith("ok")
+                          and r.label not in reranked), None)
         if reference is not None:
             tests = significance(rows, reference, PRIMARY)
             for r in out:
