@@ -14,13 +14,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from recbole.data.interaction import Interaction
 
 import m6rec_plugins.multitask as multitask
 from m6rec_bench.datasets.atomic import checksum_of
-from m6rec_bench.engine.cell import CellSpec, build, build_config_dict, run_cell, train_and_evaluate
+from m6rec_bench.engine.cell import CellRun, CellSpec, build, build_config_dict, run_cell, train_and_evaluate
 from m6rec_bench.errors import DataError, UsageError
 from m6rec_bench.models import registry
 from m6rec_bench.protocols import get_protocol
+from m6rec_plugins.fusion import M6Fusion
 
 NAME = "M6-Fusion-MTL"
 DEFAULT = get_protocol("default")
@@ -56,7 +58,8 @@ def test_plugin_declaration():
 
 
 def test_no_task_is_a_usage_error(ml100k_slice):
-    spec = CellSpec(dataset=ml100k_slice.name, model=NAME, epochs=1, overrides={"rank_weight": 0.0, "rating_weight": 0.0})
+    spec = CellSpec(dataset=ml100k_slice.name, model=NAME, epochs=1,
+                    overrides={"rank_weight": 0.0, "rating_weight": 0.0})
     with pytest.raises(UsageError, match="at least one task"):
         run_cell(spec, prepared=ml100k_slice)
 
@@ -153,21 +156,16 @@ def test_rating_only_ranks_by_predicted_rating(ml100k_slice, fusion_content):
         pairs_i = torch.arange(n_items).repeat(len(users))
         ratings = model.predict_rating(pairs_u, pairs_i, clip=False).view(len(users), -1)
         torch.testing.assert_close(scores, ratings, rtol=1e-5, atol=1e-5)
-        point = model.predict(batch.__class__({model.USER_ID: pairs_u[:50], model.ITEM_ID: pairs_i[:50]}))
+        point = model.predict(Interaction({model.USER_ID: pairs_u[:50], model.ITEM_ID: pairs_i[:50]}))
         torch.testing.assert_close(point, ratings.view(-1)[:50], rtol=1e-5, atol=1e-5)
-        cosine = M6FusionScores(model, batch)
+        cosine = M6Fusion.full_sort_predict(model, batch).view(len(users), -1)  # the ranking head's scores
     assert not torch.allclose(scores, cosine)  # not the ranking head's cosine
     assert scores[:, 1:].std(dim=1).min() > 1e-3  # items are told apart by rating
     rating = multitask.rating_metrics(run)["rating"]
     assert math.isfinite(rating["rmse"]) and math.isfinite(rating["mae"])
     # a ranking-only row (rating weight 0) has an untrained head: it reports no RMSE
     ranking_only = _built(ml100k_slice, rating_weight=0.0)
-    assert multitask.rating_metrics(type("Run", (), {"model": ranking_only.model, "test_data": ranking_only.test_data})) == {}
-
-
-def M6FusionScores(model, batch) -> torch.Tensor:  # noqa: N802 - names what it returns
-    """The ranking head's scores (M6-Fusion's full_sort_predict) of the same model."""
-    return multitask.M6Fusion.full_sort_predict(model, batch).view(len(batch[model.USER_ID]), -1)
+    assert multitask.rating_metrics(CellRun(model=ranking_only.model, test_data=ranking_only.test_data)) == {}
 
 
 def test_dataset_without_ratings_is_a_clear_error(ml100k_slice, tmp_path, fusion_content):
@@ -180,8 +178,8 @@ def test_dataset_without_ratings_is_a_clear_error(ml100k_slice, tmp_path, fusion
     inter = folder / f"{name}.inter"
     lines = inter.read_text(encoding="utf-8").splitlines()
     col = [h.split(":")[0] for h in lines[0].split("\t")].index("rating")
-    inter.write_text("\n".join("\t".join(f for k, f in enumerate(line.split("\t")) if k != col) for line in lines) + "\n",
-                     encoding="utf-8")
+    kept = ["\t".join(f for k, f in enumerate(line.split("\t")) if k != col) for line in lines]
+    inter.write_text("\n".join(kept) + "\n", encoding="utf-8")
     ds = replace(ml100k_slice, name=name, root=tmp_path, checksum=checksum_of(folder, name))
     with pytest.raises(DataError, match="no rating column 'rating'.*use M6-Fusion"):
         run_cell(CellSpec(dataset=name, model=NAME, epochs=1), prepared=ds)
