@@ -55,6 +55,7 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -235,8 +236,6 @@ def history_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items: 
     coo = torch.sparse_coo_tensor(torch.from_numpy(pairs), torch.ones(pairs.shape[1]), (n_users, n_items),
                                   check_invariants=True).coalesce()
     counts = torch.from_numpy(np.bincount(pairs[0], minlength=n_users).astype(np.float32))
-    import warnings
-
     with warnings.catch_warnings():  # "sparse CSR support is in beta": products and their grads are stable
         warnings.simplefilter("ignore", UserWarning)
         return coo.to_sparse_csr().to(device), counts.to(device)
@@ -350,9 +349,12 @@ def pretrained_path(key: dict[str, Any]) -> Path:
     return cache_dir("pretrained") / f"m6-adapt-{digest}.safetensors"
 
 
-def load_or_pretrain(key: dict[str, Any], train: Callable[[], dict[str, torch.Tensor]]
-                     ) -> tuple[dict[str, torch.Tensor], dict[str, str], bool]:
-    """The cached backbone state for ``key`` (training and caching it on a miss): (state, metadata, reused)."""
+def load_or_pretrain(key: dict[str, Any], train: Callable[[], dict[str, torch.Tensor]],
+                     info: dict[str, Any] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str], bool]:
+    """The cached backbone state for ``key`` (training and caching it on a miss): (state, metadata, reused).
+
+    The metadata holds the key, the measured ``pretrain_time_s`` and ``info`` (written on a miss).
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open, save_file
 
@@ -368,7 +370,8 @@ def load_or_pretrain(key: dict[str, Any], train: Callable[[], dict[str, torch.Te
             log.warning("pretrained cache %s unreadable (%s); retraining", path, exc)
     t0 = time.perf_counter()
     state = train()
-    meta = {"key": json.dumps(key, sort_keys=True), "pretrain_time_s": f"{time.perf_counter() - t0:.3f}"}
+    meta = {**{k: str(v) for k, v in (info or {}).items()},
+            "key": json.dumps(key, sort_keys=True), "pretrain_time_s": f"{time.perf_counter() - t0:.3f}"}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
     return state, meta, False
@@ -423,6 +426,8 @@ class M6Adapt(GeneralRecommender):
         self.pretrain_time_s = 0.0
         self.pretrained_reused = False
         self.pretrained_path: Path | None = None
+        self.n_source_interactions: int | None = None
+        self.n_source_dropped: int | None = None
         source_deg = np.zeros(self.n_items, dtype=np.int64)
         if self.mode in ("adapter", "full"):
             source_file = Path(config["data_path"]) / self.marker.get("source_file", "source.inter")
@@ -442,7 +447,9 @@ class M6Adapt(GeneralRecommender):
             }
             state, meta, reused = load_or_pretrain(
                 key, lambda: pretrain_backbone(make, s_users, s_items, n_src_users, cfg, int(config["seed"]),
-                                               config["device"]))
+                                               config["device"]),
+                info={"n_source_interactions": len(s_users), "n_source_users": n_src_users,
+                      "n_source_dropped_unknown_items": dropped})
             self.backbone.load_state_dict(state)
             self.pretrain_time_s = float(meta.get("pretrain_time_s", 0.0))
             self.pretrained_reused = reused
