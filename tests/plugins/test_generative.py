@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from recbole.data.interaction import Interaction
 
 import m6rec_plugins.generative as generative
 from m6rec_bench import artifacts
@@ -127,7 +128,7 @@ def test_constrained_beam_search_never_yields_an_invalid_item(ml100k_slice, fusi
         hist = torch.randint(1, b.model.n_items, (n_users, width), generator=gen)
         hist = hist.masked_fill(torch.arange(width) >= count.unsqueeze(1), 0)
         exclude = torch.rand(n_users, b.model.n_items, generator=gen) < 0.3
-        items, logp = core.beam_search(hist, count, exclude, beam_size=25)
+        items, logp, prefix, prefix_logp = core.beam_search(hist, count, exclude, beam_size=25)
         assert items.shape == logp.shape == (n_users, 25)
         assert torch.isfinite(logp).all() and (items > 0).all() and (items < b.model.n_items).all()
         for row, user_items in enumerate(items.tolist()):
@@ -136,6 +137,10 @@ def test_constrained_beam_search_never_yields_an_invalid_item(ml100k_slice, fusi
                 assert core.trie.item(ids.codes[item]) == item
             assert not exclude[row, user_items].any()
         assert (logp[:, :-1] >= logp[:, 1:] - 1e-6).all()
+        assert (prefix_logp >= logp - 1e-5).all()  # a prefix is at least as probable as any of its items
+        depth = ids.n_levels
+        paths = core.trie.path_nodes(torch.from_numpy(ids.codes)[items.reshape(-1)])
+        assert torch.equal(paths[:, depth - 1], prefix.reshape(-1)), "prefix = node of all codes but the collision index"
         some = slice(0, 40)  # the cached-key decoding scores exactly what a full teacher-forced pass scores
         with torch.no_grad():
             exact = core.item_logprob(hist[some].repeat_interleave(25, 0), count[some].repeat_interleave(25),
@@ -155,7 +160,8 @@ def _finite(rec) -> bool:
 
 
 def test_sequential_training_gives_finite_metrics(ml100k_slice, fusion_content):
-    rec = run_cell(CellSpec(dataset=ml100k_slice.name, model=SEQ, protocol="sequential", epochs=2),
+    fast = {"train_batch_size": 2048, "train_share": 0.125}  # fewer optimiser steps than the default recipe
+    rec = run_cell(CellSpec(dataset=ml100k_slice.name, model=SEQ, protocol="sequential", epochs=2, overrides=fast),
                    prepared=ml100k_slice)
     assert rec.status == "ok", rec.reason
     assert _finite(rec) and rec.test["hit@20"] > 0
@@ -188,7 +194,17 @@ def test_cold_item_training_generates_cold_items(ml100k_slice, fusion_content, t
     assert model.core.in_trie[torch.from_numpy(cold)].all(), "cold items have semantic IDs in the trie"
     users = torch.arange(1, model.n_users)
     model.eval()
-    items, logp = model.core.beam_search(*model.histories(users), model.seen(users))
+    items, logp, _, _ = model.core.beam_search(*model.histories(users), model.seen(users))
     found = items[torch.isfinite(logp)]
     assert torch.from_numpy(cold)[found].any(), "no cold item was ever generated"
     assert not model.seen(users).gather(1, items).any(), "a training item came back from the beam"
+    # TIGER's cold-start retrieval adds unseen items that share a generated prefix, at most cold_share of the beam
+    with torch.no_grad():
+        scores = model.full_sort_predict(Interaction({"user_id": users})).view(len(users), -1)
+    listed = scores > generative.OUTSIDE_BEAM
+    generated = torch.zeros_like(listed).scatter_(1, items, torch.isfinite(logp))
+    generated[:, 0] = False
+    added = listed & ~generated
+    assert torch.equal(listed & generated, generated), "every generated item keeps its place in the list"
+    assert model.n_unseen == 4 and added.any() and (added.sum(1) <= model.n_unseen).all()
+    assert model.unseen[added.nonzero()[:, 1]].all(), "only unseen items are added"
