@@ -104,7 +104,8 @@ def _child(phases_out: str, argv: list[str], max_batches: int | None = None) -> 
     recbole.data.create_dataset = timed("load", recbole.data.create_dataset)
     recbole.data.data_preparation = timed(
         "split", recbole.data.data_preparation, lambda: state.update(split_end=time.perf_counter()))
-    evaluation.per_user_metrics = timed("per_user_metrics", evaluation.per_user_metrics)
+    # the engine scores test users for per-user metrics and beyond-accuracy lists through evaluate_groups
+    evaluation.evaluate_groups = timed("per_user_metrics", evaluation.evaluate_groups)
     fit, evaluate, train_epoch = Trainer.fit, Trainer.evaluate, Trainer._train_epoch
 
     def train_epoch_cut(self: Any, train_data: Any, *a: Any, **kw: Any) -> Any:
