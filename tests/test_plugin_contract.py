@@ -18,7 +18,7 @@ import torch
 from m6rec_bench.engine.cell import CellSpec, build_config_dict, train_and_evaluate
 from m6rec_bench.models import registry
 from m6rec_bench.models.plugin import MODEL_TYPES
-from m6rec_bench.protocols import home_protocol, protocols_for
+from m6rec_bench.protocols import get_protocol, home_protocol, protocols_for
 
 PLUGINS = sorted(registry.plugins())
 TESTS = Path(__file__).parent
@@ -30,9 +30,11 @@ def test_plugins_are_installed():
 
 
 def _scores(name: str, ds, seed: int) -> tuple[torch.Tensor, int]:
-    """Scores after one epoch under the plugin's own protocol (``default``; ``sequential`` for sequential models)."""
+    """Scores after one epoch under the plugin's own protocol (``default``; ``sequential`` for sequential
+    models; the first of ``Plugin.protocols`` for a plugin restricted to some)."""
     entry = registry.get(name)
-    protocol = home_protocol(entry.model_type)
+    only = entry.plugin.protocols if entry.plugin is not None else None
+    protocol = get_protocol(only[0]) if only else home_protocol(entry.model_type)
     spec = CellSpec(dataset=ds.name, model=name, protocol=protocol.name, seed=seed, epochs=1)
     split, extra = protocol.prepare(ds, seed)
     config = build_config_dict(spec, entry, protocol, ds, extra)
@@ -58,6 +60,7 @@ def test_contract(name, ml100k_slice):
     assert torch.equal(scores, again), "same seed must give the same scores"
 
     assert plugin.model_type in MODEL_TYPES and home_protocol(plugin.model_type).name in protocols_for(plugin.model_type)
+    assert all(p in protocols_for(plugin.model_type) for p in plugin.protocols or ())
     cfg = plugin.default_config()
     assert plugin.config_cls.model_validate(json.loads(cfg.model_dump_json())) == cfg
     if plugin.search_space is not None:

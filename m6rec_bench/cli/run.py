@@ -61,7 +61,7 @@ def _summary(rec: Record, reused: bool) -> str:
 @friendly_errors
 def run(
     dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Dataset name or alias from datasets.yaml (e.g. movielens), or a folder of RecBole atomic files. Repeat for several.")] = None,
-    protocol: Annotated[list[str] | None, typer.Option("--protocol", "-p", help="Evaluation protocol: default (random 8:1:1, full ranking), cold-item, or sequential (leave-one-out in time order; runs sequential models such as GRU4Rec, SASRec, SRGNN and general references). Repeat for several.")] = None,
+    protocol: Annotated[list[str] | None, typer.Option("--protocol", "-p", help="Evaluation protocol: default (random 8:1:1, full ranking), cold-item, sequential (leave-one-out in time order; runs sequential models such as GRU4Rec, SASRec, SRGNN and general references), or user-group (target users of seeded occupation groups split 8:1:1, the other users kept aside as a source task for M6-Adapt). Repeat for several.")] = None,
     models: Annotated[str | None, typer.Option("--models", "-m", help="Comma-separated model names (m6bench models list). Default: the RecBole baselines Pop, ItemKNN, BPR, NeuMF, LightGCN, MultiVAE plus every installed default plugin; under --protocol sequential Pop, BPR, GRU4Rec, SASRec, SRGNN plus the default sequential plugins.")] = None,
     seeds: Annotated[str | None, typer.Option("--seeds", "-s", help="Number of seeds (3 → 2020, 2021, 2022) or an explicit list (2020,2025). Rows report mean ± std.")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Max training epochs for every model (RecBole default 300, with early stopping after 10 epochs without validation gain).")] = None,

@@ -95,10 +95,19 @@ def _plugin_settings(entry: ModelEntry, overrides: dict[str, Any]) -> tuple[dict
         raise UsageError(f"bad config for plugin '{entry.name}': {exc}") from None
 
 
+def check_protocol(entry: ModelEntry, protocol: Protocol) -> None:
+    """Refuse a model the protocol cannot evaluate, or a plugin restricted to other protocols."""
+    protocol.check_model(entry.name, entry.model_type)
+    allowed = entry.plugin.protocols if entry.plugin is not None else None
+    if allowed and protocol.name not in allowed:
+        raise UsageError(f"plugin '{entry.name}' runs only under {' or '.join(f'--protocol {p}' for p in allowed)}, "
+                         f"not '{protocol.name}' — run it there, or drop it from --models")
+
+
 def validate_spec(spec: CellSpec) -> ModelEntry:
     """Check a cell's model, protocol, device and plugin config (UsageError) without running it."""
     entry = registry.get(spec.model)
-    get_protocol(spec.protocol).check_model(entry.name, entry.model_type)
+    check_protocol(entry, get_protocol(spec.protocol))
     check_device(spec.device)
     _plugin_settings(entry, spec.overrides)
     if spec.compress is not None:
@@ -333,7 +342,7 @@ def run_cell(
 
     entry = registry.get(spec.model)
     protocol = get_protocol(spec.protocol)
-    protocol.check_model(entry.name, entry.model_type)
+    check_protocol(entry, protocol)
     check_device(spec.device)
     ds = prepared or datasets.resolve(spec.dataset)
     base = {

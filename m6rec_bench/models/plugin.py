@@ -77,6 +77,9 @@ class Plugin:
             item after a user's item sequence; runs only under ``--protocol sequential``). ``None``
             (the default) reads it from the RecBole class: a ``SequentialRecommender`` is
             ``sequential``, anything else ``general``.
+        protocols: the only protocols the plugin can run under (e.g. ``("user-group",)`` for a model
+            that pretrains on that protocol's source users); ``None`` (the default): every protocol
+            that evaluates its ``model_type``. The first is where its contract test runs.
         extra_metrics: ``run -> {group: {name: value}}``, called after test evaluation with the
             cell's finished run (``model``, ``dataset``, ``test_data``, ``config``…); the groups
             join the record's ``extra_metrics`` (e.g. ``{"rating": {"rmse": …, "mae": …}}``), and
@@ -95,6 +98,7 @@ class Plugin:
     ablations: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_type: str | None = None
     extra_metrics: Callable[[Any], dict[str, dict[str, float]]] | None = None
+    protocols: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.model_type is None:  # frozen: set the derived default once, here

@@ -556,4 +556,5 @@ plugin = Plugin(
     in_default_suite=False,
     ablations={"full fine-tune": {"mode": "full"}, "scratch": {"mode": "scratch"}},
     extra_metrics=adaptation_metrics,
+    protocols=("user-group",),
 )
