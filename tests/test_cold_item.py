@@ -137,7 +137,7 @@ def test_run_cell_reports_cold_warm_and_overall(ml100k_slice):
     rec = run_cell(CellSpec(dataset=ml100k_slice.name, model="Pop", protocol="cold-item", epochs=1),
                    prepared=ml100k_slice)
     assert rec.status == "ok", rec.reason
-    assert set(rec.extra_metrics) == {"cold", "warm", "overall"}
+    assert set(rec.extra_metrics) == {"cold", "warm", "overall", "beyond"}  # beyond accuracy: every record
     assert rec.extra_metrics["overall"] == rec.test
     # popularity knows nothing of items without training interactions: they are never recommended
     assert rec.extra_metrics["cold"]["hit@20"] == 0.0

@@ -88,7 +88,7 @@ def test_cold_item_protocol_groups_for_fusion(ml100k_slice, fusion_content):
     rec = run_cell(CellSpec(dataset=ml100k_slice.name, model=NAME, protocol="cold-item", epochs=2,
                             overrides={"fusion": "attention"}), prepared=ml100k_slice)
     assert rec.status == "ok", rec.reason
-    assert set(rec.extra_metrics) == {"cold", "warm", "overall"}
+    assert set(rec.extra_metrics) == {"cold", "warm", "overall", "beyond"}  # beyond accuracy: every record
     assert all(math.isfinite(v) for g in rec.extra_metrics.values() for v in g.values())
 
 
