@@ -365,3 +365,22 @@ def test_plugins_come_only_from_allowed_entry_points(monkeypatch, prior):
     finally:
         monkeypatch.delenv("M6BENCH_PLUGINS")
         registry.refresh()
+
+
+def test_models_option_narrows_a_suite_file_and_its_overrides(tmp_path):
+    """--models picks some models of a suite file: the file's overrides of the others are dropped;
+    an override naming no known model is still a typo."""
+    from m6rec_bench.engine.suite import SuiteConfig, plan
+    from m6rec_bench.errors import UsageError
+
+    path = tmp_path / "suite.yaml"
+    path.write_text("datasets: [movielens]\nprotocols: [sequential]\nseeds: 1\n"
+                    "overrides:\n  GRU4Rec: {MAX_ITEM_LIST_LENGTH: 20}\n  SASRec: {MAX_ITEM_LIST_LENGTH: 20}\n")
+    cfg = SuiteConfig.from_yaml(path, models=["Pop", "gru4rec"])
+    assert set(cfg.overrides) == {"GRU4Rec"}
+    cells = plan(cfg)
+    assert [c.model for c in cells] == ["Pop", "GRU4Rec"]
+    assert cells[1].overrides == {"MAX_ITEM_LIST_LENGTH": 20}
+    path.write_text("datasets: [movielens]\noverrides:\n  BRP: {embedding_size: 8}\n")
+    with pytest.raises(UsageError, match=r"not in the suite: \['BRP'\]"):
+        plan(SuiteConfig.from_yaml(path, models=["BPR"]))

@@ -109,6 +109,11 @@ class SuiteConfig(BaseModel):
             raise UsageError(f"suite config {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
         if not isinstance(data, dict):
             raise UsageError(f"suite config {path} must be a mapping of settings, got {type(data).__name__}")
+        if cli.get("models") is not None and isinstance(data.get("overrides"), dict):
+            # --models narrows the file's suite: its overrides of the models left out no longer apply
+            # (a name no registry knows stays, so plan() still reports the typo)
+            chosen = {registry.get(n).name for n in cli["models"]}
+            data["overrides"] = {m: o for m, o in data["overrides"].items() if _canonical(m) in chosen | {None}}
         data.update({k: v for k, v in cli.items() if v is not None})
         return cls.validated(**data)
 
@@ -121,6 +126,14 @@ class SuiteConfig(BaseModel):
             msgs = "; ".join(f"{'.'.join(map(str, e['loc'])) + ': ' if e['loc'] else ''}{e['msg'].removeprefix('Value error, ')}"
                              for e in exc.errors())
             raise UsageError(f"bad suite settings: {msgs}") from None
+
+
+def _canonical(name: Any) -> str | None:
+    """A model's registered spelling, or None for a name no registry knows."""
+    try:
+        return registry.get(str(name)).name
+    except UsageError:
+        return None
 
 
 def plan(cfg: SuiteConfig) -> list[CellSpec]:
