@@ -39,6 +39,13 @@ def test_pages_tables_plots_and_record_links(site, ml100k_slice):
     assert not re.search(r"(src|href)=[\"']https?://", html), "the page must not load anything from the network"
     links = re.findall(r"href='(records/[^']+\.json)'", html)
     assert len(links) == 6
+    # beyond-accuracy columns for every row, with the values of the board's JSON
+    board = json.loads((page.parent / "leaderboard.json").read_text())
+    for heading in ("Coverage@10", "Novelty@10", "ILD@10"):
+        assert f"<th>{heading}</th>" in html
+    for row in board["rows"]:
+        cov = row["extras"]["beyond"]["coverage@10"]["mean"]
+        assert f"data-sort='{cov:.6g}'" in html
     for link in links:
         rec = json.loads((page.parent / link).read_text())
         assert rec["command"] and rec["dataset_checksum"] and rec["versions"]["recbole"] == "1.2.1"
@@ -95,3 +102,15 @@ def test_publishing_twice_gives_the_same_bytes(site):
     res = runner.invoke(app, ["publish", "--dir", str(site)])
     assert res.exit_code == 0, res.output
     assert {p: p.read_bytes() for p in pages} == before  # a republished site diffs only where a number changed
+
+
+def test_index_links_other_published_roots(site, tmp_path):
+    """A root published inside another (leaderboards/components/) is linked from the outer index."""
+    inner = tmp_path / "lb"
+    shutil.copytree(site, inner)
+    shutil.copytree(site, inner / "components")
+    assert runner.invoke(app, ["publish", "--dir", str(inner / "components")]).exit_code == 0
+    assert runner.invoke(app, ["publish", "--dir", str(inner)]).exit_code == 0
+    index = (inner / "index.html").read_text()
+    assert "<ul id='roots'><li><a href='components/index.html'>components</a></li></ul>" in index
+    assert "id='roots'" not in (inner / "components" / "index.html").read_text()
