@@ -35,8 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +43,11 @@ import numpy as np
 
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.errors import DataError, UsageError
-from m6rec_bench.io import atomic_path, atomic_write_json
+from m6rec_bench.io import atomic_write_json
 from m6rec_bench.paths import cache_dir
 from m6rec_bench.protocols import register
 from m6rec_bench.protocols.base import Protocol
+from m6rec_bench.protocols.split_files import link_side_files, materialize, read_inter, write_rows
 
 #: Bump when the split algorithm changes: it is part of the split folder's hash.
 SPLIT_VERSION = 1
@@ -120,13 +119,6 @@ def split_lines(header: str, lines: list[str], seed: int, cold_fraction: float =
     return ColdSplit(out[0], out[1], out[2], cold_valid, cold_test)
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 def split_name(ds: PreparedDataset, seed: int) -> str:
     """The RecBole dataset name of the cold split of ``ds`` with ``seed``."""
     return f"{ds.name}-cold-s{seed}"
@@ -141,19 +133,11 @@ def split_root(ds: PreparedDataset, seed: int) -> Path:
 
 
 def _write_split(ds: PreparedDataset, folder: Path, name: str, seed: int) -> dict[str, Any]:
-    with open(ds.atomic_file("inter"), encoding="utf-8", newline="") as fh:
-        header = fh.readline()
-        lines = [line if line.endswith("\n") else line + "\n" for line in fh if line.strip()]
+    header, lines = read_inter(ds)
     split = split_lines(header, lines, seed)
     for part, rows in zip(BENCHMARK_FILES, (split.train, split.valid, split.test), strict=True):
-        with atomic_path(folder / f"{name}.{part}.inter") as tmp:
-            with open(tmp, "w", encoding="utf-8", newline="") as out:
-                out.write(header)
-                out.writelines(rows)
-    for suffix in SIDE_SUFFIXES:
-        src = ds.atomic_file(suffix)
-        if src.is_file():
-            _link_or_copy(src, folder / f"{name}.{suffix}")
+        write_rows(folder / f"{name}.{part}.inter", header, rows)
+    link_side_files(ds, folder, name, SIDE_SUFFIXES)
     meta = {
         "source": ds.name, "source_checksum": ds.checksum, "seed": seed, "version": SPLIT_VERSION,
         "cold_fraction": COLD_FRACTION, "warm_ratios": list(WARM_RATIOS),
@@ -174,30 +158,7 @@ def prepare_split(ds: PreparedDataset, seed: int) -> PreparedDataset:
     if not ds.atomic_file("inter").is_file():
         raise DataError(f"{ds.atomic_file('inter')} not found — cannot build the cold-item split")
     root, name = split_root(ds, seed), split_name(ds, seed)
-    folder = root / name
-    marker = folder / MARKER
-
-    def _ready() -> bool:
-        try:
-            meta = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return meta.get("source_checksum") == ds.checksum and meta.get("seed") == seed
-
-    if not _ready():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.split-", dir=root))
-        try:
-            _write_split(ds, tmp, name, seed)
-            if folder.exists():
-                shutil.rmtree(folder)
-            try:
-                os.replace(tmp, folder)
-            except OSError:  # a concurrent writer got there first
-                if not _ready():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    materialize(ds, seed, root, name, MARKER, lambda folder: _write_split(ds, folder, name, seed))
     return PreparedDataset(
         name=name, root=root, checksum=ds.checksum, features=ds.features,
         source=f"cold-item split of {ds.name} ({ds.checksum[:19]}), seed {seed}",

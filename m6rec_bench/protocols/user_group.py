@@ -34,8 +34,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,11 +42,12 @@ import numpy as np
 
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.errors import DataError, UsageError
-from m6rec_bench.io import atomic_path, atomic_write_json
+from m6rec_bench.io import atomic_write_json
 from m6rec_bench.paths import cache_dir
 from m6rec_bench.protocols import register
 from m6rec_bench.protocols.base import Protocol
 from m6rec_bench.protocols.default import DEFAULT
+from m6rec_bench.protocols.split_files import link_side_files, materialize, read_inter, write_rows
 
 #: Bump when the split algorithm changes: it is part of the split folder's hash.
 SPLIT_VERSION = 1
@@ -133,17 +132,8 @@ def split_root(ds: PreparedDataset, seed: int) -> Path:
     return cache_dir("splits") / f"{ds.name}-user-group-seed{seed}-{digest}"
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 def _write_split(ds: PreparedDataset, folder: Path, name: str, seed: int) -> dict[str, Any]:
-    with open(ds.atomic_file("inter"), encoding="utf-8", newline="") as fh:
-        header = fh.readline()
-        lines = [line if line.endswith("\n") else line + "\n" for line in fh if line.strip()]
+    header, lines = read_inter(ds)
     names = _columns(header)
     if "user_id" not in names:
         raise DataError(f"an .inter file needs a user_id column; header is {header.strip()!r}")
@@ -154,22 +144,13 @@ def _write_split(ds: PreparedDataset, folder: Path, name: str, seed: int) -> dic
     target = [line for line, u in zip(lines, row_users, strict=True) if u in groups.target_users]
     source = [line for line, u in zip(lines, row_users, strict=True) if u not in groups.target_users]
     for fname, rows in ((f"{name}.inter", target), (SOURCE_FILE, source)):
-        with atomic_path(folder / fname) as tmp:
-            with open(tmp, "w", encoding="utf-8", newline="") as out:
-                out.write(header)
-                out.writelines(rows)
+        write_rows(folder / fname, header, rows)
     with open(ds.atomic_file("user"), encoding="utf-8", newline="") as fh:  # target users' rows only
         u_header = fh.readline()
         u_idx = _columns(u_header).index("user_id")
         kept = [line for line in fh if line.rstrip("\r\n").split("\t")[u_idx] in groups.target_users]
-    with atomic_path(folder / f"{name}.user") as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as out:
-            out.write(u_header)
-            out.writelines(kept)
-    for suffix in LINKED_SUFFIXES:
-        src = ds.atomic_file(suffix)
-        if src.is_file():
-            _link_or_copy(src, folder / f"{name}.{suffix}")
+    write_rows(folder / f"{name}.user", u_header, kept)
+    link_side_files(ds, folder, name, LINKED_SUFFIXES)
     meta = {
         "source": ds.name, "source_checksum": ds.checksum, "seed": seed, "version": SPLIT_VERSION,
         "attribute": ATTRIBUTE, "target_fraction": TARGET_FRACTION, "source_file": SOURCE_FILE,
@@ -192,30 +173,7 @@ def prepare_split(ds: PreparedDataset, seed: int) -> PreparedDataset:
         raise DataError(f"{ds.atomic_file('inter')} not found — cannot build the user-group split")
     occupations_of(ds.atomic_file("user"))  # the column check, before anything is written
     root, name = split_root(ds, seed), split_name(ds, seed)
-    folder = root / name
-    marker = folder / MARKER
-
-    def _ready() -> bool:
-        try:
-            meta = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return meta.get("source_checksum") == ds.checksum and meta.get("seed") == seed
-
-    if not _ready():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.split-", dir=root))
-        try:
-            _write_split(ds, tmp, name, seed)
-            if folder.exists():
-                shutil.rmtree(folder)
-            try:
-                os.replace(tmp, folder)
-            except OSError:  # a concurrent writer got there first
-                if not _ready():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    materialize(ds, seed, root, name, MARKER, lambda folder: _write_split(ds, folder, name, seed))
     return PreparedDataset(
         name=name, root=root, checksum=ds.checksum, features=ds.features,
         source=f"user-group split of {ds.name} ({ds.checksum[:19]}), seed {seed}: target users only",
