@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 from typer.testing import CliRunner
 
 from m6rec_bench import rerank

@@ -39,6 +39,10 @@ _VOLATILE = {"data_path", "checkpoint_dir", "show_progress", "benchmark_filename
 _UNPICKLED = frozenset({"dataset_save_path", "dataloaders_save_path"})
 
 
+#: CellSpec fields that make a cell a post-training variant of its plain twin (m6rec_bench.engine.twin).
+POST_TRAINING = ("compress", "rerank")
+
+
 class CellSpec(BaseModel):
     """One cell of a suite. ``overrides`` are RecBole settings or plugin config fields."""
 
@@ -61,6 +65,11 @@ class CellSpec(BaseModel):
         base = self.label or self.model
         variant = self.compress or self.rerank
         return f"{base} [{variant}]" if variant else base
+
+    @property
+    def post_training(self) -> bool:
+        """A compressed or re-ranked cell: it loads its twin's trained artifact instead of training."""
+        return any(getattr(self, name) is not None for name in POST_TRAINING)
 
 
 def check_device(device: str) -> None:
@@ -338,7 +347,7 @@ def run_cell(
     ``skipped`` record exists in ``store`` is not run again. With ``save_artifact`` (and a store) the
     trained model is saved beside its record (:mod:`m6rec_bench.artifacts`).
     """
-    from m6rec_bench import datasets
+    from m6rec_bench import beyond, datasets
 
     entry = registry.get(spec.model)
     protocol = get_protocol(spec.protocol)
@@ -382,7 +391,7 @@ def run_cell(
         with environment.PeakMemory() as mem:
             run = train_and_evaluate(entry, split_ds, config_dict, on_epoch=on_epoch)
             per_user, beyond_group = per_user_and_beyond(run)
-            extra_metrics = {**protocol.extra_metrics(run), "beyond": beyond_group, **plugin_metrics(entry, run)}
+            extra_metrics = {**protocol.extra_metrics(run), beyond.GROUP: beyond_group, **plugin_metrics(entry, run)}
         rec = Record(
             cell_id=cid, status="ok", config=config_dict, resolved_config=_jsonable(run.config), valid=run.valid,
             test=run.test, extra_metrics=extra_metrics, per_user=per_user, best_epoch=run.best_epoch, epochs_run=run.epochs_run,

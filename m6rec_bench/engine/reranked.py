@@ -12,16 +12,12 @@ weights). Validation metrics, epochs and training time are the twin's: nothing i
 
 from __future__ import annotations
 
-import tempfile
-import time
-import traceback
+from pathlib import Path
 from typing import Any
 
 from m6rec_bench import artifacts
 from m6rec_bench.datasets.base import PreparedDataset
-from m6rec_bench.engine import environment
-from m6rec_bench.engine.twin import trained_twin
-from m6rec_bench.errors import M6BenchError
+from m6rec_bench.engine.twin import evaluate_model, run_post_training
 from m6rec_bench.protocols import Protocol
 from m6rec_bench.results.record import Record
 from m6rec_bench.results.store import RecordStore
@@ -29,24 +25,13 @@ from m6rec_bench.results.store import RecordStore
 
 def measure(loaded: artifacts.Loaded, method: Any, protocol: Protocol, seed: int) -> dict[str, Any]:
     """Re-rank a loaded model's test users and evaluate it like any model (see the module doc)."""
-    from recbole.utils import get_trainer
-
     from m6rec_bench import rerank
-    from m6rec_bench.engine.cell import CellRun, _metrics, per_user_and_beyond
 
     out = rerank.fit_and_wrap(method, loaded.model, loaded.train_data, loaded.valid_data, loaded.test_data, seed=seed)
-    config = loaded.config
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, out.model)
-    t0 = time.perf_counter()
-    test = _metrics(trainer.evaluate(loaded.test_data, load_best_model=False, show_progress=False))
-    eval_s = time.perf_counter() - t0
-    run = CellRun(model=out.model, dataset=loaded.dataset, test_data=loaded.test_data, config=config,
-                  train_data=loaded.train_data, valid_data=loaded.valid_data)
-    per_user, beyond_group = per_user_and_beyond(run)
-    extra = {**protocol.extra_metrics(run), "beyond": beyond_group}
+    m = evaluate_model(loaded, out.model, protocol)
     if method.kind == "linucb":
-        extra[rerank.GROUP] = out.group
-    return {"test": test, "eval_s": eval_s + out.group["rerank_s"], "extra": extra, "per_user": per_user}
+        m["extra"][rerank.GROUP] = out.group
+    return {**m, "eval_s": m["eval_s"] + out.group["rerank_s"]}
 
 
 def run_reranked(spec: Any, protocol: Protocol, ds: PreparedDataset, config_dict: dict[str, Any], cid: str,
@@ -55,31 +40,14 @@ def run_reranked(spec: Any, protocol: Protocol, ds: PreparedDataset, config_dict
     from m6rec_bench import rerank
 
     method = rerank.parse(spec.rerank)
-    config = {**config_dict, "m6_rerank": method.name}
-    with tempfile.TemporaryDirectory(prefix="m6bench-rerank-") as tmp:
-        twin_store = store if store is not None else RecordStore(tmp)
-        twin, twin_path = trained_twin(spec, twin_store, command, ds)
-        if twin.status != "ok":
-            rec = Record(cell_id=cid, status=twin.status, config=config, **base,
-                         reason=f"the model without re-ranking is {twin.status}: {twin.reason}")
-        else:
-            try:
-                with environment.PeakMemory() as mem:
-                    m = measure(artifacts.load(twin_path, device=spec.device, prepared=ds), method, protocol, spec.seed)
-                rec = Record(
-                    cell_id=cid, status="ok", config=config, valid=twin.valid, test=m["test"],
-                    extra_metrics=m["extra"], per_user=m["per_user"], best_epoch=twin.best_epoch,
-                    epochs_run=twin.epochs_run, n_params=twin.n_params, train_time_s=twin.train_time_s,
-                    eval_time_s=round(m["eval_s"], 3), peak_mem_mb=round(mem.peak_mb, 1), **base,
-                )
-            except M6BenchError as exc:
-                rec = Record(cell_id=cid, status="skipped", reason=str(exc), config=config, **base)
-            except Exception as exc:  # noqa: BLE001 - failure isolation, as for any cell
-                last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-                rec = Record(cell_id=cid, status="failed", reason=last, config=config, **base)
-    if store is not None:
-        store.put(rec)
-    return rec
+
+    def _measure(twin: Record, twin_path: Path) -> dict[str, Any]:
+        m = measure(artifacts.load(twin_path, device=spec.device, prepared=ds), method, protocol, spec.seed)
+        return {"test": m["test"], "extra_metrics": m["extra"], "per_user": m["per_user"], "n_params": twin.n_params,
+                "eval_time_s": round(m["eval_s"], 3)}
+
+    return run_post_training(spec, cid, base, {**config_dict, "m6_rerank": method.name}, ds, store=store,
+                             command=command, what="the model without re-ranking", measure=_measure)
 
 
 __all__ = ["measure", "run_reranked"]

@@ -215,10 +215,10 @@ def run_suite(cfg: SuiteConfig, listener: SuiteListener | None = None, command: 
 
             cells, result.tuning = tune_suite(cfg, cells, prepared, listener, pool=pool)
         # compressed and re-ranked cells go last: each reuses its plain twin's record and artifact (trained once)
-        cells = [c for c in cells if not _post_training(c)] + [c for c in cells if _post_training(c)]
+        cells = [c for c in cells if not c.post_training] + [c for c in cells if c.post_training]
         if pool is not None:
             records = []
-            for phase in ([c for c in cells if not _post_training(c)], [c for c in cells if _post_training(c)]):
+            for phase in ([c for c in cells if not c.post_training], [c for c in cells if c.post_training]):
                 if phase:
                     records += _run_parallel(cfg, pool, phase, prepared, store, listener, command)
         else:
@@ -301,11 +301,6 @@ def _run_parallel(cfg: SuiteConfig, pool: Pool, cells: list[CellSpec], prepared:
             future.cancel()
         raise
     return [r for r in out if r is not None]
-
-
-def _post_training(spec: CellSpec) -> bool:
-    """A compressed or re-ranked cell: it loads its twin's trained artifact, so it runs after the twins."""
-    return spec.compress is not None or spec.rerank is not None
 
 
 def _bind(fn: Callable[[CellSpec, int, float], None], spec: CellSpec) -> EpochCallback:
