@@ -12,7 +12,9 @@ a model only writes numbers under these keys.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,11 @@ class ColumnSet:
     group: str
     columns: tuple[Column, ...]
     note: str
+    #: CSV headers ``<group>_<key>``; the compression set keeps the bare keys it always had
+    csv_prefix: bool = True
+
+    def csv_key(self, col: Column) -> str:
+        return f"{self.group}_{col.key}" if self.csv_prefix else col.key
 
 
 COLUMN_SETS: dict[str, ColumnSet] = {}
@@ -58,6 +65,7 @@ COMPRESSION = register(ColumnSet(
     "them; *Users/s*: full-ranking scoring throughput on the test users, each compressed model measured right "
     "after its uncompressed twin in one process; *ΔNDCG@10*: compressed minus uncompressed test NDCG@10, seed by "
     "seed; *Params*: non-zero parameters.",
+    csv_prefix=False,
 ))
 
 BEYOND = register(ColumnSet(
@@ -93,9 +101,10 @@ RERANK = register(ColumnSet(
 ))
 
 
-def shown(rows: list, group: str) -> bool:
-    """Whether any row of a board has this column set."""
-    return any(row.extras.get(group) for row in rows)
+def present(extras: Iterable[Mapping[str, Any]]) -> list[ColumnSet]:
+    """The column sets, in registry order, that at least one of these rows' ``extras`` has."""
+    rows = list(extras)
+    return [cs for cs in COLUMN_SETS.values() if any(row.get(cs.group) for row in rows)]
 
 
-__all__ = ["COLUMN_SETS", "Column", "ColumnSet", "register", "shown"]
+__all__ = ["COLUMN_SETS", "Column", "ColumnSet", "present", "register"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from m6rec_bench.io import atomic_write_text
-from m6rec_bench.leaderboard.columns import COLUMN_SETS
+from m6rec_bench.leaderboard.columns import present
 from m6rec_bench.leaderboard.writers import metric_label, title
 
 PLOT_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@10")
@@ -122,7 +122,7 @@ def table(board: dict[str, Any]) -> str:
     """The leaderboard as a sortable HTML table; each row links its records."""
     groups = sorted({g for r in board["rows"] for g in r.get("groups", {})})
     # column sets (compression, beyond accuracy, rating, adaptation, rerank) some row has
-    sets = [cs for cs in COLUMN_SETS.values() if any(r.get("extras", {}).get(cs.group) for r in board["rows"])]
+    sets = present(r.get("extras", {}) for r in board["rows"])
     cols = ["#", "Model", "Kind", "Seeds", *[f"Test {metric_label(m)}" for m in PLOT_METRICS],
             *[f"{g} NDCG@10" for g in groups], *[c.heading for cs in sets for c in cs.columns],
             "vs best baseline", "Train s", "Params", "Status", "Reproduce"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from m6rec_bench.io import atomic_write_text, sweep_stale_parts
 from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Leaderboard, Row
-from m6rec_bench.leaderboard.columns import COLUMN_SETS, Column, ColumnSet, shown
+from m6rec_bench.leaderboard.columns import Column, ColumnSet, present
 from m6rec_bench.results.record import Record
 
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
@@ -63,7 +63,7 @@ def significance_cell(row: Row) -> str:
 
 def _column_sets(lb: Leaderboard) -> list[ColumnSet]:
     """The column sets (compression, beyond accuracy, rating, …) some row of this board has."""
-    return [cs for cs in COLUMN_SETS.values() if shown(lb.rows, cs.group)]
+    return present(row.extras for row in lb.rows)
 
 
 def _extra_cell(row: Row, cs: ColumnSet, col: Column) -> str:
@@ -121,7 +121,7 @@ def to_csv(lb: Leaderboard) -> str:
         for m in GROUP_COLUMNS:
             header += [f"{g}_{m}_mean", f"{g}_{m}_std"]
     sets = _column_sets(lb)
-    header += [col.key if cs.group == "compression" else f"{cs.group}_{col.key}" for cs in sets for col in cs.columns]
+    header += [cs.csv_key(col) for cs in sets for col in cs.columns]
     header += ["delta_vs_reference", "p_holm", "significant", "valid_ndcg@10_mean", "best_epoch_mean", "train_time_s_mean", "eval_time_s_mean",
                "peak_mem_mb_mean", "n_params", "command"]
     writer.writerow(header)
