@@ -69,6 +69,7 @@ from recbole.utils import InputType
 from torch import nn
 from torch.nn import functional as F
 
+from m6rec_bench.datasets.fetch import file_checksum
 from m6rec_bench.errors import DataError, UsageError
 from m6rec_bench.io import atomic_path
 from m6rec_bench.models.plugin import Plugin, PluginConfig
@@ -203,7 +204,6 @@ class Backbone(nn.Module):
 
     def items(self, drop: bool, cold_dropout: float = 0.0, content_dropout: float = 0.0) -> torch.Tensor:
         """Fused vectors of every item, ``[n_items, d]`` (M6-Fusion's gate, Eq. in its module doc)."""
-        idx = torch.arange(self.n_items, device=self.log_deg.device)
         vecs = {"id": self.item_embedding.weight}
         avail = {"id": self.has_id}
         for name, tower in self.towers.items():
@@ -211,22 +211,9 @@ class Backbone(nn.Module):
             avail[name] = getattr(self, f"avail_{name}")
         log_deg = self.log_deg
         if drop:  # modality dropout (DropoutNet-style), as M6-Fusion
-            cold = torch.rand(idx.shape, device=idx.device) < cold_dropout
-            avail["id"] = avail["id"] & ~cold
-            log_deg = torch.where(cold, torch.zeros_like(log_deg), log_deg)
-            for name in self.towers:
-                keep = torch.rand(idx.shape, device=idx.device) >= content_dropout
-                avail[name] = avail[name] & (keep | cold)
-        a = torch.stack([avail[m] for m in self.modalities], dim=1).float()
-        none = a.sum(dim=1) == 0
-        if none.any():  # an item with no modality keeps its (untrained) ID vector
-            a = a.clone()
-            a[none, 0] = 1.0
-        h = torch.stack([vecs[m] for m in self.modalities], dim=1)  # [I, M, d]
-        feat = torch.cat([log_deg.unsqueeze(1), a], dim=1).unsqueeze(1).expand(-1, len(self.modalities), -1)
-        z = torch.cat([h, feat], dim=2)
-        g = torch.cat([torch.sigmoid(self.gate[m](z[:, i])) for i, m in enumerate(self.modalities)], dim=1)
-        return ((g * a).unsqueeze(2) * h).sum(dim=1)
+            log_deg = fusion.drop_modalities(avail, log_deg, ["id"], list(self.towers), cold_dropout, content_dropout)
+        a, h, z = fusion.modality_inputs(self.modalities, vecs, avail, log_deg)
+        return (fusion.gate_weights(self.gate, self.modalities, z, a).unsqueeze(2) * h).sum(dim=1)
 
 
 def history_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
@@ -335,14 +322,6 @@ def _digest(*arrays: np.ndarray | None) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def pretrained_path(key: dict[str, Any]) -> Path:
     """The cache file of one pretraining (``key``: what determines its result)."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
@@ -440,7 +419,7 @@ class M6Adapt(GeneralRecommender):
             source_deg = np.bincount(s_items, minlength=self.n_items)
             tokens = np.asarray(dataset.field2id_token[dataset.iid_field]).astype(str)
             key = {
-                "version": PRETRAIN_VERSION, "source_sha256": file_sha256(source_file),
+                "version": PRETRAIN_VERSION, "source_sha256": file_checksum(source_file).partition(":")[2],
                 "items": _digest(tokens), "content": _digest(kg, linked, text),
                 "backbone": {k: cfg[k] for k in BACKBONE_FIELDS}, "pretrain": {k: cfg[k] for k in PRETRAIN_FIELDS},
                 "seed": int(config["seed"]),

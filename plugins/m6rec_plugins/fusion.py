@@ -170,6 +170,42 @@ def softmax_loss(u_n: torch.Tensor, pos_n: torch.Tensor, cand_n: torch.Tensor, p
     return total / len(pos)
 
 
+def drop_modalities(avail: dict[str, torch.Tensor], log_deg: torch.Tensor, collaborative: list[str],
+                    content: list[str], cold_dropout: float, content_dropout: float) -> torch.Tensor:
+    """Modality dropout (DropoutNet), updating ``avail`` in place; returns the degree feature.
+
+    A ``cold_dropout`` share of the items loses its ``collaborative`` modalities (ID, graph) and its
+    degree, as if it had no training interactions; each ``content`` modality is dropped for a
+    ``content_dropout`` share, never for a simulated cold item (it must rank from content).
+    """
+    cold = torch.rand(log_deg.shape, device=log_deg.device) < cold_dropout
+    for name in collaborative:
+        avail[name] = avail[name] & ~cold
+    log_deg = torch.where(cold, torch.zeros_like(log_deg), log_deg)
+    for name in content:
+        keep = torch.rand(log_deg.shape, device=log_deg.device) >= content_dropout
+        avail[name] = avail[name] & (keep | cold)
+    return log_deg
+
+
+def modality_inputs(modalities: list[str], vecs: dict[str, torch.Tensor], avail: dict[str, torch.Tensor],
+                    log_deg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Availability ``a`` [B, M], modality vectors ``h`` [B, M, d] and the gate/attention input
+    ``z = [h; log degree; a]`` [B, M, d + 1 + M]. An item with no modality keeps its ID vector."""
+    a = torch.stack([avail[m] for m in modalities], dim=1).float()
+    none = a.sum(dim=1) == 0
+    if none.any():  # an item with no modality at all keeps its (untrained) ID vector
+        a[none, 0] = 1.0
+    h = torch.stack([vecs[m] for m in modalities], dim=1)
+    feat = torch.cat([log_deg.unsqueeze(1), a], dim=1).unsqueeze(1).expand(-1, len(modalities), -1)
+    return a, h, torch.cat([h, feat], dim=2)
+
+
+def gate_weights(gate: nn.ModuleDict, modalities: list[str], z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """The gate's weight of each modality, :math:`a_{j,m}\\,\\sigma(w_m^\\top[h_{j,m};\\phi_j] + b_m)`."""
+    return torch.cat([torch.sigmoid(gate[m](z[:, i])) for i, m in enumerate(modalities)], dim=1) * a
+
+
 class M6Fusion(GeneralRecommender):
     """Gated (or attention) fusion of ID, LightGCN graph, KG and text item vectors; see the module doc."""
 
@@ -301,26 +337,11 @@ class M6Fusion(GeneralRecommender):
             avail[name] = getattr(self, f"avail_{name}")[idx]
         log_deg = self.log_deg[idx]
         if drop:
-            gen = torch.rand(idx.shape, device=idx.device)
-            cold = gen < self.cold_dropout
-            avail["id"] = avail["id"] & ~cold
-            if self.use_graph:
-                avail["graph"] = avail["graph"] & ~cold
-            log_deg = torch.where(cold, torch.zeros_like(log_deg), log_deg)
-            for name in self.towers:
-                keep = torch.rand(idx.shape, device=idx.device) >= self.content_dropout
-                avail[name] = avail[name] & (keep | cold)  # never drop content of a simulated cold item
-        a = torch.stack([avail[m] for m in self.modalities], dim=1).float()  # [B, M]
-        none = a.sum(dim=1) == 0
-        if none.any():  # an item with no modality at all keeps its (untrained) ID vector
-            a[none, 0] = 1.0
-        h = torch.stack([vecs[m] for m in self.modalities], dim=1)  # [B, M, d]
-        feat = torch.cat([log_deg.unsqueeze(1), a], dim=1)  # [B, 1 + M]
-        feat = feat.unsqueeze(1).expand(-1, len(self.modalities), -1)
-        z = torch.cat([h, feat], dim=2)  # [B, M, d + 1 + M]
+            log_deg = drop_modalities(avail, log_deg, ["id", "graph"] if self.use_graph else ["id"], list(self.towers),
+                                      self.cold_dropout, self.content_dropout)
+        a, h, z = modality_inputs(self.modalities, vecs, avail, log_deg)
         if self.fusion == "gate":
-            g = torch.cat([torch.sigmoid(self.gate[m](z[:, i])) for i, m in enumerate(self.modalities)], dim=1)
-            w = g * a
+            w = gate_weights(self.gate, self.modalities, z, a)
         else:
             score = torch.tanh(self.att_proj(z)) @ self.att_query + self.modality_bias
             w = torch.softmax(score.masked_fill(a == 0, float("-inf")), dim=1)
