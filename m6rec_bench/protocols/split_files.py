@@ -20,6 +20,11 @@ from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.io import atomic_path
 
 
+def columns(header: str) -> list[str]:
+    """Column names of an atomic file's header line, types stripped (``user_id:token`` → ``user_id``)."""
+    return [c.rpartition(":")[0] or c for c in header.rstrip("\r\n").split("\t")]
+
+
 def read_inter(ds: PreparedDataset) -> tuple[str, list[str]]:
     """The ``.inter`` header line and its non-blank data lines, each ending with a newline."""
     with open(ds.atomic_file("inter"), encoding="utf-8", newline="") as fh:
@@ -82,4 +87,4 @@ def materialize(ds: PreparedDataset, seed: int, root: Path, name: str, marker: s
     return folder
 
 
-__all__ = ["link_side_files", "materialize", "read_inter", "write_rows"]
+__all__ = ["columns", "link_side_files", "materialize", "read_inter", "write_rows"]

@@ -47,7 +47,7 @@ from m6rec_bench.paths import cache_dir
 from m6rec_bench.protocols import register
 from m6rec_bench.protocols.base import Protocol
 from m6rec_bench.protocols.default import DEFAULT
-from m6rec_bench.protocols.split_files import link_side_files, materialize, read_inter, write_rows
+from m6rec_bench.protocols.split_files import columns, link_side_files, materialize, read_inter, write_rows
 
 #: Bump when the split algorithm changes: it is part of the split folder's hash.
 SPLIT_VERSION = 1
@@ -58,10 +58,6 @@ MARKER = "user_groups.json"
 #: The source users' interactions, beside the target's ``.inter`` (RecBole does not read it).
 SOURCE_FILE = "source.inter"
 LINKED_SUFFIXES = ("item", "kg", "link", "net")
-
-
-def _columns(header: str) -> list[str]:
-    return [c.rpartition(":")[0] or c for c in header.rstrip("\r\n").split("\t")]
 
 
 @dataclass(frozen=True)
@@ -77,7 +73,7 @@ class UserGroups:
 def occupations_of(user_file: Path) -> dict[str, str]:
     """``user token -> occupation`` from a ``.user`` file; UsageError when there is no occupation column."""
     with open(user_file, encoding="utf-8", newline="") as fh:
-        names = _columns(fh.readline())
+        names = columns(fh.readline())
         if "user_id" not in names or ATTRIBUTE not in names:
             raise UsageError(
                 f"protocol 'user-group' splits users by their '{ATTRIBUTE}', and {user_file.name} has columns "
@@ -134,7 +130,7 @@ def split_root(ds: PreparedDataset, seed: int) -> Path:
 
 def _write_split(ds: PreparedDataset, folder: Path, name: str, seed: int) -> dict[str, Any]:
     header, lines = read_inter(ds)
-    names = _columns(header)
+    names = columns(header)
     if "user_id" not in names:
         raise DataError(f"an .inter file needs a user_id column; header is {header.strip()!r}")
     u_col = names.index("user_id")
@@ -147,7 +143,7 @@ def _write_split(ds: PreparedDataset, folder: Path, name: str, seed: int) -> dic
         write_rows(folder / fname, header, rows)
     with open(ds.atomic_file("user"), encoding="utf-8", newline="") as fh:  # target users' rows only
         u_header = fh.readline()
-        u_idx = _columns(u_header).index("user_id")
+        u_idx = columns(u_header).index("user_id")
         kept = [line for line in fh if line.rstrip("\r\n").split("\t")[u_idx] in groups.target_users]
     write_rows(folder / f"{name}.user", u_header, kept)
     link_side_files(ds, folder, name, LINKED_SUFFIXES)

@@ -74,6 +74,7 @@ from m6rec_bench.errors import DataError, UsageError
 from m6rec_bench.io import atomic_path
 from m6rec_bench.models.plugin import Plugin, PluginConfig
 from m6rec_bench.paths import cache_dir
+from m6rec_bench.protocols.split_files import columns
 from m6rec_bench.protocols.user_group import read_marker
 from m6rec_plugins import fusion
 from m6rec_plugins.kg import isolated_rng
@@ -253,7 +254,7 @@ def ranking_loss(item_vecs: torch.Tensor, user_vecs: torch.Tensor, pos: torch.Te
 def read_source(path: Path, item_ids: dict[str, int]) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Source interactions as (local user ids, target item ids, n users, n dropped for unknown items)."""
     with open(path, encoding="utf-8") as fh:
-        names = [c.rpartition(":")[0] or c for c in fh.readline().rstrip("\r\n").split("\t")]
+        names = columns(fh.readline())
         try:
             u_col, i_col = names.index("user_id"), names.index("item_id")
         except ValueError:
