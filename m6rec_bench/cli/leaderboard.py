@@ -1,4 +1,4 @@
-"""``m6bench leaderboard``: show a written leaderboard, or rebuild leaderboards from records."""
+"""``m6bench leaderboard``: show a written leaderboard, rebuild leaderboards from records, prune rows."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.errors import UsageError
 from m6rec_bench.leaderboard import aggregate, write
 from m6rec_bench.leaderboard.aggregate import board_slug
+from m6rec_bench.leaderboard.board import Selection, prune as prune_board, row_label
 from m6rec_bench.leaderboard.writers import board_dir, metric_label, title
 from m6rec_bench.results.store import RecordStore
 
-app = typer.Typer(help="Show or rebuild leaderboards.", no_args_is_help=True)
+app = typer.Typer(help="Show, rebuild or prune leaderboards.", no_args_is_help=True)
 
 
 def _canonical(dataset: str) -> str:
@@ -75,10 +76,64 @@ def build(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Only this protocol.")] = None,
 ) -> None:
-    """Rebuild leaderboards from every record under --runs-dir (newest record per row and seed)."""
+    """Rebuild leaderboards from every record under --runs-dir (newest record per row and seed).
+
+    A board folder that already holds a board keeps its other rows: the records are merged into it
+    (m6bench leaderboard prune removes rows).
+    """
     records = list(RecordStore(runs_dir).records(_canonical(dataset) if dataset else None, protocol))
     if not records:
         raise UsageError(f"no records under {runs_dir}; run m6bench run first")
     for board in aggregate(records):
         paths = write(board, out, records)
         console.print(f"leaderboard {board.dataset}/{board.slug}: {paths['md']}")
+
+
+#: One line per paragraph: Typer keeps a docstring's line breaks, so --help would wrap it twice.
+_PRUNE_HELP = "\n\n".join([
+    "Remove rows (or some seeds of rows) from a board and rewrite it from the records left.",
+    "A board only grows when m6bench run or leaderboard build write into it: this is the one way a row leaves it. "
+    "The selection must be explicit: at least one of --label, --model, --seed, --cell-id. A record goes when it "
+    "matches every option given (any value of a repeated one): --label BPR --seed 2021 removes BPR's seed 2021 "
+    "only. The removed records' records/<cell_id>.json go too.",
+    "Nothing is asked (safe in CI); --dry-run lists what would go and changes nothing. The paired tests of the rows "
+    "left are kept, unless the reference row is pruned (then they read '—' until those rows are rerun). Run "
+    "m6bench publish afterwards to refresh the HTML pages.",
+])
+
+
+@app.command("prune", help=_PRUNE_HELP)
+@friendly_errors
+def prune(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset of the board (name or alias: movielens → ml-100k).")],
+    protocol: Annotated[str, typer.Option("--protocol", "-p", help="Protocol of the board.")],
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="Remove the row with this label, e.g. 'M6-Fusion w/o KG' or 'BPR \\[int8]' (repeat for several).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Remove every row of this model: its plain row and its variants (ablations, compressed, re-ranked). Repeat for several.")] = None,
+    seed: Annotated[list[int] | None, typer.Option("--seed", "-s", help="Remove only this seed's records (repeat for several); the row keeps its other seeds.")] = None,
+    cell_id: Annotated[list[str] | None, typer.Option("--cell-id", help="Remove the record of this cell (the name of its records/<cell_id>.json). Repeat for several.")] = None,
+    out: Annotated[Path, typer.Option("--dir", help="Leaderboard root directory.")] = Path("leaderboards"),
+    tuned: Annotated[bool, typer.Option("--tuned", help="Prune the board of tuned runs (<dataset>/<protocol>-tuned).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed; change nothing.")] = False,
+) -> None:
+    """Remove rows (or some seeds of rows) from a board and rewrite it from the records left (see _PRUNE_HELP)."""
+    select = Selection(labels=label or [], models=model or [], seeds=seed or [], cell_ids=cell_id or [])
+    if not select:
+        raise UsageError("say which rows to prune: --label, --model, --seed and/or --cell-id "
+                         "(m6bench leaderboard show lists the rows)")
+    name = _canonical(dataset)
+    result = prune_board(out, name, protocol, "tuned" if tuned else "", select, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    by_row: dict[str, list[str]] = {}
+    for rec in sorted(result.removed, key=lambda r: (row_label(r), r.seed)):
+        by_row.setdefault(row_label(rec), []).append(f"seed {rec.seed} ({rec.cell_id})")
+    for row, seeds in by_row.items():
+        console.print(f"{verb} {row}: {', '.join(seeds)}", highlight=False, markup=False)
+    left = [row.label for row in result.board.rows] if result.board else []
+    where = result.directory
+    if dry_run:
+        console.print(f"dry run: {where} unchanged; {len(left)} rows would remain", highlight=False, markup=False)
+    elif left:
+        console.print(f"rewrote {where}: {len(left)} rows left ({', '.join(left)}); "
+                      "run m6bench publish to refresh the HTML", highlight=False, markup=False)
+    else:
+        console.print(f"removed every row: the board files under {where} are gone", highlight=False, markup=False)

@@ -1,6 +1,7 @@
-"""Leaderboards: aggregate records, write md / csv / json."""
+"""Leaderboards: aggregate records, write md / csv / json into board folders that only grow."""
 
 from m6rec_bench.leaderboard.aggregate import Leaderboard, Row, aggregate
-from m6rec_bench.leaderboard.writers import WRITERS, write
+from m6rec_bench.leaderboard.board import prune, write
+from m6rec_bench.leaderboard.writers import WRITERS
 
-__all__ = ["WRITERS", "Leaderboard", "Row", "aggregate", "write"]
+__all__ = ["WRITERS", "Leaderboard", "Row", "aggregate", "prune", "write"]

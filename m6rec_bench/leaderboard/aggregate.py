@@ -1,6 +1,7 @@
 """Records → leaderboard rows: mean ± std over seeds, sorted by test NDCG@10.
 
-A writer never re-runs a model: everything here is computed from records alone.
+A writer never re-runs a model: everything here is computed from records alone (plus, for a board
+rebuilt from its own published records, the raw paired tests it published: see ``stats.Published``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from m6rec_bench.leaderboard.columns import COLUMN_SETS
-from m6rec_bench.leaderboard.stats import Comparison, significance
+from m6rec_bench.leaderboard.stats import Comparison, Published, significance
 from m6rec_bench.results.record import Record
 
 #: The metric a leaderboard is sorted by (the default protocol's validation metric, on test).
@@ -86,6 +87,9 @@ class Leaderboard:
     reference: str | None = None
     variant: str = ""
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    #: rows whose earlier records a newer configuration replaced (m6rec_bench.leaderboard.board):
+    #: ``{"label", "seeds", "cell_ids", "replaced_at"}`` each; left out of the JSON while empty
+    superseded: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def groups(self) -> list[str]:
@@ -101,7 +105,10 @@ class Leaderboard:
         return board_slug(self.protocol, self.variant)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.superseded:  # a board that never replaced a row reads as it always did
+            del out["superseded"]
+        return out
 
 
 def board_slug(protocol: str, variant: str = "") -> str:
@@ -149,8 +156,12 @@ def _reproduce(records: list[Record]) -> dict[str, Any]:
     }
 
 
-def aggregate(records: Iterable[Record]) -> list[Leaderboard]:
-    """Group records by (dataset, protocol, variant) and by row label; newest record wins per (label, seed)."""
+def aggregate(records: Iterable[Record], published: Published | None = None) -> list[Leaderboard]:
+    """Group records by (dataset, protocol, variant) and by row label; newest record wins per (label, seed).
+
+    ``published``: the raw paired tests a board published, for rows whose records lack per-user
+    metrics (records read back from a board folder); only used for one board's records.
+    """
     latest: dict[tuple[str, str, str, str, int], Record] = {}
     for rec in records:
         key = (rec.dataset, rec.protocol, variant_of(rec), rec.label or rec.model, rec.seed)
@@ -170,7 +181,7 @@ def aggregate(records: Iterable[Record]) -> list[Leaderboard]:
         reference = next((r.label for r in out if r.kind == "baseline" and r.status.startswith("ok")
                           and r.label not in reranked), None)
         if reference is not None:
-            tests = significance(rows, reference, PRIMARY)
+            tests = significance(rows, reference, PRIMARY, published)
             for r in out:
                 r.significance = tests.get(r.label)
                 r.is_reference = r.label == reference

@@ -6,6 +6,12 @@ paired differences are tested with the Wilcoxon signed-rank test (two-sided). Th
 compared rows are corrected together with Holm's step-down method (Holm 1979), controlling the
 family-wise error rate at ``alpha``. A row is marked ``▲`` (significantly better) or ``▼``
 (significantly worse) only when its corrected p-value is below ``alpha``.
+
+Records published beside a board are kept without their per-user arrays, so a board rebuilt from
+them cannot pair users again. What it can do exactly is carry each row's published *raw* test
+(:class:`Published`): the Wilcoxon test of a row depends only on that row's records and the
+reference's, so while both are the very same cells its raw p-value still holds, and Holm's
+correction is recomputed over the board's rows as they are now.
 """
 
 from __future__ import annotations
@@ -79,14 +85,46 @@ def holm(comparisons: dict[str, Comparison], alpha: float = ALPHA) -> dict[str, 
     return out
 
 
-def significance(rows: dict[str, list[Record]], reference: str, metric: str = "ndcg@10") -> dict[str, Comparison]:
-    """Compare every row with ``reference`` and Holm-correct across rows."""
+@dataclass(frozen=True)
+class Published:
+    """The raw comparisons a written board published, and the cells each was computed from.
+
+    ``rows`` maps a row label to the cell ids of its records and its raw comparison against
+    ``reference`` (whose records were ``reference_cells``).
+    """
+
+    reference: str
+    reference_cells: frozenset[str]
+    rows: dict[str, tuple[frozenset[str], Comparison]]
+
+    def raw(self, label: str, cells: frozenset[str], reference: str, reference_cells: frozenset[str],
+            metric: str) -> Comparison | None:
+        """The published raw test of ``label``, if it was run on exactly these cells of row and reference."""
+        if (reference, reference_cells) != (self.reference, self.reference_cells):
+            return None
+        held = self.rows.get(label)
+        if held is None or held[0] != cells or held[1].metric != metric:
+            return None
+        c = held[1]
+        return Comparison(c.reference, c.metric, c.n_users, c.delta, c.p_value)
+
+
+def significance(rows: dict[str, list[Record]], reference: str, metric: str = "ndcg@10",
+                 published: Published | None = None) -> dict[str, Comparison]:
+    """Compare every row with ``reference`` and Holm-correct across rows.
+
+    A row whose records (or the reference's) carry no per-user metrics takes its raw test from
+    ``published`` when that was computed on the same cells (see the module docstring).
+    """
     ref = rows[reference]
+    ref_cells = frozenset(r.cell_id for r in ref)
     raw = {}
     for label, recs in rows.items():
         if label == reference:
             continue
         c = paired([r for r in recs if r.status == "ok"], ref, metric, reference)
+        if c is None and published is not None:
+            c = published.raw(label, frozenset(r.cell_id for r in recs), reference, ref_cells, metric)
         if c is not None:
             raw[label] = c
     return holm(raw)

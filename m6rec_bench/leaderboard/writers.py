@@ -1,23 +1,20 @@
-"""Leaderboard writers: Markdown, CSV and JSON, one registry, every file written atomically.
+"""Leaderboard renderers: Markdown, CSV and JSON, one registry.
 
-Output: ``<out>/<dataset>/<protocol>/leaderboard.{md,csv,json}``. Writes of one leaderboard hold an
-exclusive lock on ``<dir>/.lock`` so two ``m6bench run`` processes never interleave.
+Output: ``<out>/<dataset>/<protocol>/leaderboard.{md,csv,json}``. Writing them into a board folder
+(merged with what it already holds, atomically, under the folder's lock) is
+:mod:`m6rec_bench.leaderboard.board`'s job.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import fcntl
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-from m6rec_bench.io import atomic_write_text, sweep_stale_parts
 from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Leaderboard, Row
 from m6rec_bench.leaderboard.columns import Column, ColumnSet, present
-from m6rec_bench.results.record import Record
 
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
 
@@ -61,6 +58,14 @@ def significance_cell(row: Row) -> str:
     return f"{c.delta:+.4f}{(' ' + c.mark) if c.mark else ''} (p={c.p_holm:.3g})"
 
 
+def superseded_note(lb: Leaderboard) -> str:
+    """The header line naming rows whose earlier records a newer configuration replaced."""
+    items = [f"**{s['label']}** (seeds {', '.join(map(str, s['seeds']))}; cells {', '.join(f'`{c}`' for c in s['cell_ids'])}; "
+             f"replaced {s['replaced_at']})" for s in lb.superseded]
+    return ("*Replaced rows*: a run of another configuration (settings, epochs, overrides or code version) "
+            "replaces a row's earlier records; replaced here: " + "; ".join(items) + ".")
+
+
 def _column_sets(lb: Leaderboard) -> list[ColumnSet]:
     """The column sets (compression, beyond accuracy, rating, …) some row of this board has."""
     return present(row.extras for row in lb.rows)
@@ -91,6 +96,8 @@ def to_markdown(lb: Leaderboard) -> str:
         "▲/▼ = significantly better/worse at α = 0.05.",
         "",
     ]
+    if lb.superseded:
+        lines += [superseded_note(lb), ""]
     for cs in sets:
         lines += [cs.note, ""]
     lines += [
@@ -158,18 +165,6 @@ def to_json(lb: Leaderboard) -> str:
 WRITERS: dict[str, Callable[[Leaderboard], str]] = {"md": to_markdown, "csv": to_csv, "json": to_json}
 
 
-@contextlib.contextmanager
-def locked(directory: Path) -> Iterator[None]:
-    """Exclusive advisory lock on ``directory/.lock`` for the duration of a write."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def board_dir(out: Path, dataset: str, slug: str) -> Path:
     """``<out>/<dataset>/<slug>``; the slug is the protocol, plus ``-tuned`` for a tuned board."""
     return Path(out) / dataset / slug
@@ -178,31 +173,3 @@ def board_dir(out: Path, dataset: str, slug: str) -> Path:
 def title(protocol: str, variant: str = "") -> str:
     """How a board is named to a reader: ``default`` or ``default (tuned)``."""
     return f"{protocol} ({variant})" if variant else protocol
-
-
-def write(lb: Leaderboard, out: Path, records: Iterable[Record] = ()) -> dict[str, Path]:
-    """Write every format of ``lb`` under ``out`` and its rows' records; return the paths by suffix.
-
-    The records (minus their per-user arrays) go to ``records/<cell_id>.json`` beside the
-    leaderboard, so every published row links the exact settings, versions, dataset checksum,
-    hardware and command that produced it (``m6bench reproduce`` reruns one).
-    """
-    directory = board_dir(out, lb.dataset, lb.slug)
-    wanted = {cid for row in lb.rows for cid in row.reproduce.get("cell_ids", [])}
-    paths = {}
-    with locked(directory):
-        sweep_stale_parts(directory)  # left by a writer killed mid-write
-        rec_dir = directory / "records"
-        for rec in records:
-            if rec.cell_id in wanted:
-                slim = rec.model_copy(update={"per_user": {}})
-                atomic_write_text(rec_dir / f"{rec.cell_id}.json", slim.model_dump_json(indent=2) + "\n")
-        if rec_dir.exists() and records:
-            for stale in rec_dir.glob("*.json"):
-                if stale.stem not in wanted:
-                    stale.unlink()
-        for suffix, render in WRITERS.items():
-            path = directory / f"leaderboard.{suffix}"
-            atomic_write_text(path, render(lb))
-            paths[suffix] = path
-    return paths

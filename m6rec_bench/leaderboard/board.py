@@ -1,0 +1,283 @@
+"""A board folder is the union of what it holds and what a run adds; rows leave it only by ``prune``.
+
+A board folder, ``<out>/<dataset>/<protocol>[-tuned]/``, holds ``leaderboard.{md,csv,json}`` and
+the records of its rows (``records/<cell_id>.json``, without their per-user arrays). Writing a
+board into a folder that already holds one (``m6bench run``, ``m6bench leaderboard build``) never
+drops a row:
+
+* The folder's records are read back and merged with the new ones. A record of the same cell id
+  is replaced by the new one (the same configuration and seed, run again).
+* A row (same dataset, protocol, variant and label) that the new records bring in *another
+  configuration* — other settings, overrides, epochs, device, dataset checksum or code version,
+  i.e. everything the cell id hashes except the seed — is replaced as a whole by the new
+  configuration: one row never mixes seeds of two configurations, and the newer run is what the
+  user asked for. The replaced records' files are removed, and the board's header names the row,
+  its old seeds and cells and when they were replaced (kept while the row is on the board).
+  A row of the same configuration gains the new seeds beside its old ones.
+* Rows the new records do not mention stay as they are, with their record files; a new row is
+  added. A row leaves the board only by ``m6bench leaderboard prune`` (:func:`prune`).
+* Records on another dataset checksum than the board's are refused: rows computed on different
+  data are not ranked in one table.
+* Records kept on a board have no per-user metrics, so the paired test of a row read back from
+  the folder is carried from the board's ``leaderboard.json`` while the row and the reference are
+  the very same cells (``stats.Published``); Holm's correction is recomputed over the rows.
+
+Read, merge and write of one folder happen under an exclusive ``fcntl.flock`` on ``<dir>/.lock``,
+so two suites writing one board at once end with both suites' rows; every file is written
+atomically (:mod:`m6rec_bench.io`), so a reader never sees half a file. A folder that holds no
+board is written exactly as before: the same records give the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from m6rec_bench.errors import DataError, M6BenchError, UsageError
+from m6rec_bench.io import atomic_write_text, sweep_stale_parts
+from m6rec_bench.leaderboard.aggregate import Leaderboard, aggregate, board_slug, variant_of
+from m6rec_bench.leaderboard.stats import Comparison, Published
+from m6rec_bench.leaderboard.writers import WRITERS, board_dir
+from m6rec_bench.results.record import Record
+from m6rec_bench.results.store import load_record
+
+#: Config keys that do not change a cell's identity (engine.cell._VOLATILE) plus the seed: what is
+#: left is one row's configuration.
+_NOT_CONFIGURATION = {"seed", "data_path", "checkpoint_dir", "show_progress", "benchmark_filename"}
+#: Versions recorded for the reader but not hashed into a cell id (engine.cell.cell_id).
+_ENVIRONMENT_ONLY = {"python", "numpy", "scipy", "pandas"}
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Exclusive advisory lock on ``directory/.lock`` for a read-merge-write of the board there."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def row_label(rec: Record) -> str:
+    return rec.label or rec.model
+
+
+def configuration(rec: Record) -> str:
+    """A hash of what a cell id hashes except the seed: records of one row and one configuration share it."""
+    payload = {
+        "model": rec.model,
+        "protocol": rec.protocol,
+        "dataset_checksum": rec.dataset_checksum,
+        "device": rec.spec.get("device"),
+        "config": {k: v for k, v in rec.config.items() if k not in _NOT_CONFIGURATION},
+        "versions": {k: v for k, v in rec.versions.items() if k not in _ENVIRONMENT_ONLY},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Held:
+    """What a board folder holds: its readable records of this board and what its JSON published."""
+
+    records: list[Record] = field(default_factory=list)
+    published: Published | None = None
+    superseded: list[dict[str, Any]] = field(default_factory=list)
+
+
+def read_board(directory: Path, dataset: str, protocol: str, variant: str) -> Held:
+    """The records under ``directory/records`` that belong to this board, and its published tests.
+
+    An unreadable record file, or one of another board, is ignored and left in place (never deleted).
+    """
+    held = Held()
+    for path in sorted((directory / "records").glob("*.json")):
+        rec = load_record(path)
+        if rec is not None and path.stem == rec.cell_id and (rec.dataset, rec.protocol, variant_of(rec)) == (dataset, protocol, variant):
+            held.records.append(rec)
+    try:
+        data = json.loads((directory / "leaderboard.json").read_text())
+    except (OSError, ValueError):
+        return held
+    if isinstance(data, dict):
+        held.published = _published(data)
+        notes = data.get("superseded")
+        if isinstance(notes, list):
+            held.superseded = [n for n in notes if isinstance(n, dict) and isinstance(n.get("label"), str)]
+    return held
+
+
+def _published(data: dict[str, Any]) -> Published | None:
+    """The raw paired tests of a ``leaderboard.json``, keyed by the cells each was computed on."""
+    try:
+        cells = {row["label"]: frozenset(row["reproduce"]["cell_ids"]) for row in data["rows"]}
+        reference = data["reference"]
+        if reference not in cells:
+            return None
+        rows = {}
+        for row in data["rows"]:
+            sig = row.get("significance")
+            if isinstance(sig, dict):
+                c = Comparison(str(sig["reference"]), str(sig["metric"]), int(sig["n_users"]), float(sig["delta"]),
+                               float(sig["p_value"]))
+                rows[row["label"]] = (cells[row["label"]], c)
+        return Published(reference, cells[reference], rows)
+    except (KeyError, TypeError, ValueError):
+        return None  # an older or hand-edited board: its rows are kept, their tests not carried
+
+
+def merge(held: Iterable[Record], new: Iterable[Record]) -> list[Record]:
+    """The board's records after adding ``new`` to ``held`` (the rules of the module docstring)."""
+    new = list(new)
+    new_ids = {r.cell_id for r in new}
+    configs: dict[str, set[str]] = defaultdict(set)
+    for rec in new:
+        configs[row_label(rec)].add(configuration(rec))
+    kept = [r for r in held if r.cell_id not in new_ids
+            and (row_label(r) not in configs or configuration(r) in configs[row_label(r)])]
+    return kept + new
+
+
+def _check_same_data(directory: Path, held: list[Record], new: list[Record]) -> None:
+    have = {r.dataset_checksum for r in held if r.dataset_checksum}
+    got = {r.dataset_checksum for r in new if r.dataset_checksum}
+    if have and got and not have & got:
+        raise DataError(
+            f"the board at {directory} holds rows computed on dataset checksum {', '.join(sorted(have))}, "
+            f"but the new records are on {', '.join(sorted(got))}: rows on different data are not ranked together "
+            f"— write to another --out, or move that board folder away first")
+
+
+def _one_board(records: list[Record], published: Published | None) -> Leaderboard:
+    [lb] = aggregate(records, published)
+    return lb
+
+
+def _notes(lb: Leaderboard, earlier: list[dict[str, Any]], gone: list[Record], when: str) -> list[dict[str, Any]]:
+    """Replacement notes of rows still on ``lb``: the earlier ones plus one per row that lost records now."""
+    on_board = {row.label for row in lb.rows}
+    notes = [n for n in earlier if n["label"] in on_board]
+    by_label: dict[str, list[Record]] = defaultdict(list)
+    for rec in gone:
+        by_label[row_label(rec)].append(rec)
+    for label, recs in sorted(by_label.items()):
+        recs.sort(key=lambda r: (r.seed, r.cell_id))
+        notes.append({"label": label, "seeds": [r.seed for r in recs], "cell_ids": [r.cell_id for r in recs],
+                      "replaced_at": when})
+    return notes
+
+
+def _write_files(directory: Path, lb: Leaderboard, records: Iterable[Record], gone: Iterable[Record]) -> dict[str, Path]:
+    """Write ``records`` (slim) and every format of ``lb`` into ``directory``; remove the files of ``gone``."""
+    rec_dir = directory / "records"
+    for rec in records:
+        slim = rec.model_copy(update={"per_user": {}})
+        atomic_write_text(rec_dir / f"{rec.cell_id}.json", slim.model_dump_json(indent=2) + "\n")
+    paths = {}
+    for suffix, render in WRITERS.items():
+        path = directory / f"leaderboard.{suffix}"
+        atomic_write_text(path, render(lb))
+        paths[suffix] = path
+    for rec in gone:  # after the board that no longer lists them is in place
+        (rec_dir / f"{rec.cell_id}.json").unlink(missing_ok=True)
+    return paths
+
+
+def write(lb: Leaderboard, out: Path, records: Iterable[Record] = ()) -> dict[str, Path]:
+    """Write ``lb`` into its folder under ``out``, merged with the board already there; return the paths by suffix.
+
+    ``records`` are (at least) the records of ``lb``'s rows: they go to ``records/<cell_id>.json``
+    (minus their per-user arrays), so every published row links the exact settings, versions,
+    dataset checksum, hardware and command that produced it (``m6bench reproduce`` reruns one).
+    Where the folder already holds a board, the board written is the merge of both (module docstring).
+    """
+    directory = board_dir(out, lb.dataset, lb.slug)
+    wanted = {cid for row in lb.rows for cid in row.reproduce.get("cell_ids", [])}
+    new = [rec for rec in records if rec.cell_id in wanted]
+    with locked(directory):
+        sweep_stale_parts(directory)  # left by a writer killed mid-write
+        held = read_board(directory, lb.dataset, lb.protocol, lb.variant)
+        gone: list[Record] = []
+        if held.records:
+            if {r.cell_id for r in new} != wanted:
+                raise M6BenchError(f"cannot merge the leaderboard into the board at {directory} without the "
+                                   "records of its rows: pass them to write()")
+            _check_same_data(directory, held.records, new)
+            lb = _one_board(merge(held.records, new), held.published)
+            on_board = {cid for row in lb.rows for cid in row.reproduce.get("cell_ids", [])}
+            gone = [r for r in held.records if r.cell_id not in on_board]
+            lb.superseded = _notes(lb, held.superseded, gone, lb.created_at)
+        return _write_files(directory, lb, new, gone)
+
+
+@dataclass
+class Selection:
+    """Which records ``prune`` removes: those matching every given criterion (any value of each)."""
+
+    labels: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    cell_ids: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.labels or self.models or self.seeds or self.cell_ids)
+
+    def __call__(self, rec: Record) -> bool:
+        return ((not self.labels or row_label(rec) in self.labels) and (not self.models or rec.model in self.models)
+                and (not self.seeds or rec.seed in self.seeds) and (not self.cell_ids or rec.cell_id in self.cell_ids))
+
+    def describe(self) -> str:
+        parts = [f"{name} {', '.join(map(str, values))}" for name, values in
+                 (("label", self.labels), ("model", self.models), ("seed", self.seeds), ("cell id", self.cell_ids)) if values]
+        return " and ".join(parts)
+
+
+@dataclass
+class Pruned:
+    """What ``prune`` removed (or would remove, ``dry_run``) and the board that is left (None: none)."""
+
+    directory: Path
+    removed: list[Record]
+    board: Leaderboard | None
+
+
+def prune(out: Path, dataset: str, protocol: str, variant: str, select: Selection | Callable[[Record], bool],
+          dry_run: bool = False) -> Pruned:
+    """Remove the selected records (rows, or seeds of rows) from a board and rewrite it from the rest.
+
+    Holds the folder's lock like :func:`write`. With nothing left, the board's files are removed
+    (its folder and any records of other boards stay).
+    """
+    directory = board_dir(out, dataset, board_slug(protocol, variant))
+    if not (directory / "leaderboard.json").is_file() and not (directory / "records").is_dir():
+        raise UsageError(f"no leaderboard at {directory}; check --dir, --dataset, --protocol and --tuned")
+    with locked(directory):
+        sweep_stale_parts(directory)
+        held = read_board(directory, dataset, protocol, variant)
+        removed = [r for r in held.records if select(r)]
+        if not removed:
+            what = select.describe() if isinstance(select, Selection) else "the selection"
+            rows = sorted({row_label(r) for r in held.records})
+            raise UsageError(f"no record of the board at {directory} matches {what}; its rows: "
+                             f"{', '.join(rows) or 'none'} (m6bench leaderboard show)")
+        rest = [r for r in held.records if not select(r)]
+        lb = _one_board(rest, held.published) if rest else None
+        if dry_run:
+            return Pruned(directory, removed, lb)
+        if lb is None:
+            for suffix in (*WRITERS, "html"):
+                (directory / ("index.html" if suffix == "html" else f"leaderboard.{suffix}")).unlink(missing_ok=True)
+            for rec in removed:
+                (directory / "records" / f"{rec.cell_id}.json").unlink(missing_ok=True)
+        else:
+            lb.superseded = _notes(lb, held.superseded, [], lb.created_at)
+            _write_files(directory, lb, [], removed)
+        return Pruned(directory, removed, lb)
