@@ -132,7 +132,7 @@ def test_two_runs_write_one_leaderboard_concurrently(ml100k_slice, tmp_path):
 
     js, cs, md, cids = _board_rows(lb / ml100k_slice.name / "default")
     assert js == cs == md  # the three formats come from one writer (the last), never a mix
-    assert js in ({"Pop"}, {"ItemKNN", "Pop"})
+    assert js == {"ItemKNN", "Pop"}  # each run merges its rows into the board under its lock: both runs' rows
     store = RecordStore(runs)
     assert all(store.find(cid) is not None for cid in cids)
     assert sorted(r.model for r in store.records()) == ["ItemKNN", "Pop"]  # Pop: one cell, one file
@@ -153,7 +153,7 @@ def _write_many(out: str, labels: list[str], n: int) -> None:
 
 
 def test_concurrent_leaderboard_writers_never_corrupt_it(tmp_path):
-    """Processes hammering one leaderboard: a reader always parses it; at the end all formats agree."""
+    """Processes hammering one leaderboard: a reader always parses it; at the end all formats agree on every row."""
     ctx = multiprocessing.get_context("fork")
     writers = [ctx.Process(target=_write_many, args=(str(tmp_path), labels, 25))
                for labels in (["A", "B", "C"], ["X", "Y"], ["A", "Y"])]
@@ -170,7 +170,7 @@ def test_concurrent_leaderboard_writers_never_corrupt_it(tmp_path):
         w.join()
         assert w.exitcode == 0
     js, cs, md, _ = _board_rows(board)
-    assert js == cs == md and js in ({"A", "B", "C"}, {"X", "Y"}, {"A", "Y"})
+    assert js == cs == md == {"A", "B", "C", "X", "Y"}  # a board is the union of what every writer added
     assert _parts(tmp_path) == []
     assert reads > 0
 
