@@ -210,3 +210,25 @@ def test_two_suites_writing_one_board_at_once_end_with_both(tmp_path, round_):
     assert _labels_everywhere(board) == {"BPR", "Pop", "ItemKNN", "MultiVAE", "LightGCN", "NeuMF"}
     assert set(_files(board)) == {f"{r.cell_id}.json" for r in ours + theirs}
     assert not list(board.rglob("*.part"))
+
+
+def test_a_failed_rerun_never_costs_the_board_a_published_result(board):
+    [same_cell] = _by("BPR", 2020)
+    failed_same = same_cell.model_copy(update={"status": "failed", "reason": "RuntimeError: OOM", "test": {}, "valid": {}})
+    [pop] = _by("Pop", 2020)
+    failed_other = pop.model_copy(update={"cell_id": "f0f0f0f0f0f0f0f0", "status": "failed", "reason": "boom", "test": {},
+                                          "valid": {}, "config": {**pop.config, "epochs": 1}})
+    files = _files(board)
+    _write([failed_same], board.parent.parent)
+    _write([failed_other], board.parent.parent)
+    rows = _rows(board)
+    assert rows["BPR"]["status"] == "ok" and rows["BPR"]["seeds"] == [2020, 2021, 2022]
+    assert rows["Pop"]["status"] == "ok" and rows["Pop"]["seeds"] == [2020, 2021, 2022]
+    assert _files(board) == files and "superseded" not in json.loads((board / "leaderboard.json").read_text())
+
+    # a failure on a new seed of the same configuration is shown beside the row's results
+    [bpr22] = _by("BPR", 2022)
+    new_seed = bpr22.model_copy(update={"cell_id": "b2b2b2b2b2b2b2b2", "seed": 2023, "config": {**bpr22.config, "seed": 2023},
+                                        "status": "failed", "reason": "RuntimeError: OOM", "test": {}, "valid": {}})
+    _write([new_seed], board.parent.parent)
+    assert _rows(board)["BPR"]["status"] == "ok (1 failed)" and (board / "records" / "b2b2b2b2b2b2b2b2.json").exists()

@@ -14,6 +14,9 @@ drops a row:
   user asked for. The replaced records' files are removed, and the board's header names the row,
   its old seeds and cells and when they were replaced (kept while the row is on the board).
   A row of the same configuration gains the new seeds beside its old ones.
+* Only finished (``ok``) records replace or supersede finished ones: a failed or skipped record
+  joins the board only where it takes no finished record's place (a new row, a new seed), so a
+  failed rerun never costs a published result (the run itself reports the failure and exits 1).
 * Rows the new records do not mention stay as they are, with their record files; a new row is
   added. A row leaves the board only by ``m6bench leaderboard prune`` (:func:`prune`).
 * Records on another dataset checksum than the board's are refused: rows computed on different
@@ -135,15 +138,32 @@ def _published(data: dict[str, Any]) -> Published | None:
 
 
 def merge(held: Iterable[Record], new: Iterable[Record]) -> list[Record]:
-    """The board's records after adding ``new`` to ``held`` (the rules of the module docstring)."""
-    new = list(new)
-    new_ids = {r.cell_id for r in new}
-    configs: dict[str, set[str]] = defaultdict(set)
-    for rec in new:
-        configs[row_label(rec)].add(configuration(rec))
-    kept = [r for r in held if r.cell_id not in new_ids
-            and (row_label(r) not in configs or configuration(r) in configs[row_label(r)])]
-    return kept + new
+    """The board's records after adding ``new`` to ``held`` (the rules of the module docstring).
+
+    Per row: the configurations that stay are those of the new finished (``ok``) records; without
+    any, those of the held finished records; without either, the new records'. A record of another
+    configuration leaves (superseded) or, if new, is not taken. Of two records of one cell the new
+    one stays, unless it is unfinished and the held one finished: a failed rerun never costs the
+    board a published result (the run reports the failure itself).
+    """
+    held, new = list(held), list(new)
+    labels = {row_label(r): None for r in held + new}
+    keep: list[Record] = []
+    take: list[Record] = []
+    for label in labels:
+        old = [r for r in held if row_label(r) == label]
+        add = [r for r in new if row_label(r) == label]
+        stays = ({configuration(r) for r in add if r.status == "ok"} or {configuration(r) for r in old if r.status == "ok"}
+                 or {configuration(r) for r in add} or {configuration(r) for r in old})
+        old = [r for r in old if configuration(r) in stays]
+        add = [r for r in add if configuration(r) in stays]
+        finished = {r.cell_id for r in old if r.status == "ok"}
+        add = [r for r in add if r.status == "ok" or r.cell_id not in finished]
+        replaced = {r.cell_id for r in add}
+        keep += [r for r in old if r.cell_id not in replaced]
+        take += add
+    kept, taken = {id(r) for r in keep}, {id(r) for r in take}
+    return [r for r in held if id(r) in kept] + [r for r in new if id(r) in taken]
 
 
 def _check_same_data(directory: Path, held: list[Record], new: list[Record]) -> None:
@@ -211,8 +231,11 @@ def write(lb: Leaderboard, out: Path, records: Iterable[Record] = ()) -> dict[st
                 raise M6BenchError(f"cannot merge the leaderboard into the board at {directory} without the "
                                    "records of its rows: pass them to write()")
             _check_same_data(directory, held.records, new)
-            lb = _one_board(merge(held.records, new), held.published)
+            merged = merge(held.records, new)
+            lb = _one_board(merged, held.published)
             on_board = {cid for row in lb.rows for cid in row.reproduce.get("cell_ids", [])}
+            fresh = {id(r) for r in new}
+            new = [r for r in merged if id(r) in fresh and r.cell_id in on_board]
             gone = [r for r in held.records if r.cell_id not in on_board]
             lb.superseded = _notes(lb, held.superseded, gone, lb.created_at)
         return _write_files(directory, lb, new, gone)
