@@ -232,3 +232,13 @@ def test_a_failed_rerun_never_costs_the_board_a_published_result(board):
                                         "status": "failed", "reason": "RuntimeError: OOM", "test": {}, "valid": {}})
     _write([new_seed], board.parent.parent)
     assert _rows(board)["BPR"]["status"] == "ok (1 failed)" and (board / "records" / "b2b2b2b2b2b2b2b2.json").exists()
+
+
+def test_the_site_names_replaced_rows(board):
+    from m6rec_bench.leaderboard.site import build_site
+
+    [pop] = _by("Pop", 2020)
+    _write([pop.model_copy(update={"cell_id": "e1e1e1e1e1e1e1e1", "config": {**pop.config, "epochs": 1}})], board.parent.parent)
+    build_site(board.parent.parent)
+    page = (board / "index.html").read_text()
+    assert "id='replaced'" in page and "<b>Pop</b> (seeds 2020, 2021, 2022" in page

@@ -72,7 +72,7 @@ def show(
 @friendly_errors
 def build(
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Directory of records written by m6bench run.")] = Path("runs"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Leaderboard root directory.")] = Path("leaderboards"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Leaderboard root directory; boards already there are merged into, never emptied.")] = Path("leaderboards"),
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Only this protocol.")] = None,
 ) -> None:

@@ -175,10 +175,22 @@ def board_page(board: dict[str, Any]) -> str:
         f"generated {html.escape(board['created_at'])}. "
         f"<em>vs best baseline</em>: per-user paired Wilcoxon test against <b>{html.escape(str(board.get('reference')))}</b>, "
         f"Holm-corrected; ▲/▼ significant at α = 0.05. Blue: RecBole baselines, orange: plugins.</p>"
-        f"{table(board)}<h2>Metrics</h2><div class='plots' id='bars'>{plots}</div>"
+        f"{_replaced(board)}{table(board)}<h2>Metrics</h2><div class='plots' id='bars'>{plots}</div>"
         f"<h2>Quality vs training time</h2><div class='plots' id='scatter'><figure>{quality_vs_time(board)}</figure></div>"
     )
     return _page(f"{board['dataset']} / {_name(board)} — m6rec-bench", body)
+
+
+def _replaced(board: dict[str, Any]) -> str:
+    """The rows whose earlier records a newer configuration replaced (m6rec_bench.leaderboard.board)."""
+    notes = [n for n in board.get("superseded", []) if isinstance(n, dict)]
+    if not notes:
+        return ""
+    items = "; ".join(f"<b>{html.escape(str(n.get('label')))}</b> (seeds {html.escape(', '.join(map(str, n.get('seeds', []))))}; "
+                      f"cells {html.escape(', '.join(map(str, n.get('cell_ids', []))))}; replaced {html.escape(str(n.get('replaced_at')))})"
+                      for n in notes)
+    return (f"<p id='replaced'><em>Replaced rows</em>: a run of another configuration (settings, epochs, overrides or "
+            f"code version) replaces a row's earlier records; replaced here: {items}.</p>")
 
 
 def _name(board: dict[str, Any]) -> str:
