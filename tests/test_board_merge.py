@@ -242,3 +242,15 @@ def test_the_site_names_replaced_rows(board):
     build_site(board.parent.parent)
     page = (board / "index.html").read_text()
     assert "id='replaced'" in page and "<b>Pop</b> (seeds 2020, 2021, 2022" in page
+
+
+def test_leaderboard_build_merges_into_a_committed_board(board, tmp_path):
+    from m6rec_bench.results.store import RecordStore
+
+    runs = tmp_path / "runs"
+    RecordStore(runs).put(_new_row("EASE", 2021, 0.2))
+    before = _files(board)
+    res = CliRunner().invoke(app, ["leaderboard", "build", "--runs-dir", str(runs), "--out", str(board.parent.parent)])
+    assert res.exit_code == 0, res.output
+    assert len(_labels_everywhere(board)) == 15 and "EASE" in _rows(board)
+    assert {k: v for k, v in _files(board).items() if k in before} == before and len(_files(board)) == 43
