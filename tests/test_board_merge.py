@@ -254,3 +254,15 @@ def test_leaderboard_build_merges_into_a_committed_board(board, tmp_path):
     assert res.exit_code == 0, res.output
     assert len(_labels_everywhere(board)) == 15 and "EASE" in _rows(board)
     assert {k: v for k, v in _files(board).items() if k in before} == before and len(_files(board)) == 43
+
+
+def test_a_cell_rerun_with_other_results_drops_its_rows_published_test(board):
+    before = _rows(board)
+    [old] = _by("BPR", 2020)
+    _write([old.model_copy(update={"test": {**old.test, "ndcg@10": 0.2}})], board.parent.parent)
+    rows = _rows(board)
+    assert rows["BPR"]["significance"] is None  # its records are slim: nothing to pair, and the old test is stale
+    assert rows["Pop"]["significance"]["p_value"] == before["Pop"]["significance"]["p_value"]
+    [ref] = _by("MultiVAE", 2020)
+    _write([ref.model_copy(update={"test": {**ref.test, "ndcg@10": 0.31}})], board.parent.parent)
+    assert not any(r["significance"] for r in _rows(board).values())  # the reference changed: no test carries

@@ -8,7 +8,7 @@ drops a row:
 * The folder's records are read back and merged with the new ones. A record of the same cell id
   is replaced by the new one (the same configuration and seed, run again).
 * A row (same dataset, protocol, variant and label) that the new records bring in *another
-  configuration* — other settings, overrides, epochs, device, dataset checksum or code version,
+  configuration* — other settings, overrides, epochs, device or code version,
   i.e. everything the cell id hashes except the seed — is replaced as a whole by the new
   configuration: one row never mixes seeds of two configurations, and the newer run is what the
   user asked for. The replaced records' files are removed, and the board's header names the row,
@@ -23,7 +23,9 @@ drops a row:
   data are not ranked in one table.
 * Records kept on a board have no per-user metrics, so the paired test of a row read back from
   the folder is carried from the board's ``leaderboard.json`` while the row and the reference are
-  the very same cells (``stats.Published``); Holm's correction is recomputed over the rows.
+  the very same cells with the same results (``stats.Published``); Holm's correction is
+  recomputed over the rows. A new row is tested where its records and the reference's both carry
+  per-user metrics, else it reads '—'.
 
 Read, merge and write of one folder happen under an exclusive ``fcntl.flock`` on ``<dir>/.lock``,
 so two suites writing one board at once end with both suites' rows; every file is written
@@ -176,6 +178,19 @@ def _check_same_data(directory: Path, held: list[Record], new: list[Record]) -> 
             f"— write to another --out, or move that board folder away first")
 
 
+def _still_published(held: Held, merged: list[Record]) -> Published | None:
+    """The board's published tests minus those of rows where a rerun of a cell changed its results.
+
+    A test is carried only for the very same cells (``Published.raw``); a cell run again with the
+    same id but other numbers (a nondeterministic device) makes its row's published test stale.
+    """
+    if held.published is None:
+        return None
+    before = {r.cell_id: (r.status, r.test) for r in held.records}
+    changed = {row_label(r) for r in merged if r.cell_id in before and before[r.cell_id] != (r.status, r.test)}
+    return held.published.excluding(changed)
+
+
 def _one_board(records: list[Record], published: Published | None) -> Leaderboard:
     [lb] = aggregate(records, published)
     return lb
@@ -232,7 +247,7 @@ def write(lb: Leaderboard, out: Path, records: Iterable[Record] = ()) -> dict[st
                                    "records of its rows: pass them to write()")
             _check_same_data(directory, held.records, new)
             merged = merge(held.records, new)
-            lb = _one_board(merged, held.published)
+            lb = _one_board(merged, _still_published(held, merged))
             on_board = {cid for row in lb.rows for cid in row.reproduce.get("cell_ids", [])}
             fresh = {id(r) for r in new}
             new = [r for r in merged if id(r) in fresh and r.cell_id in on_board]

@@ -97,6 +97,12 @@ class Published:
     reference_cells: frozenset[str]
     rows: dict[str, tuple[frozenset[str], Comparison]]
 
+    def excluding(self, labels: set[str]) -> Published | None:
+        """Without the tests of ``labels`` (rows whose records changed); None when the reference changed."""
+        if self.reference in labels:
+            return None
+        return Published(self.reference, self.reference_cells, {k: v for k, v in self.rows.items() if k not in labels})
+
     def raw(self, label: str, cells: frozenset[str], reference: str, reference_cells: frozenset[str],
             metric: str) -> Comparison | None:
         """The published raw test of ``label``, if it was run on exactly these cells of row and reference."""
