@@ -266,3 +266,20 @@ def test_a_cell_rerun_with_other_results_drops_its_rows_published_test(board):
     [ref] = _by("MultiVAE", 2020)
     _write([ref.model_copy(update={"test": {**ref.test, "ndcg@10": 0.31}})], board.parent.parent)
     assert not any(r["significance"] for r in _rows(board).values())  # the reference changed: no test carries
+
+
+def test_prune_explains_itself():
+    res = CliRunner().invoke(app, ["leaderboard", "prune", "--help"])
+    assert res.exit_code == 0
+    assert "the one way a row leaves it" in res.output and "--dry-run" in res.output and "--cell-id" in res.output
+
+
+def test_record_files_the_board_does_not_list_are_ignored_not_revived(board):
+    """A writer killed between the board and removing replaced records leaves files the JSON no longer lists."""
+    [pop] = _by("Pop", 2020)
+    _write([pop.model_copy(update={"cell_id": "e1e1e1e1e1e1e1e1", "config": {**pop.config, "epochs": 1}})], board.parent.parent)
+    for old in _by("Pop"):  # as if the removal had not happened
+        shutil.copy(COMMITTED / "records" / f"{old.cell_id}.json", board / "records")
+    _write([_new_row("EASE", 2020, 0.25)], board.parent.parent)
+    assert _rows(board)["Pop"]["reproduce"]["cell_ids"] == ["e1e1e1e1e1e1e1e1"]
+    assert all((board / "records" / f"{old.cell_id}.json").exists() for old in _by("Pop"))  # ignored, not deleted

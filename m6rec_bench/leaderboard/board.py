@@ -99,25 +99,50 @@ class Held:
 
 
 def read_board(directory: Path, dataset: str, protocol: str, variant: str) -> Held:
-    """The records under ``directory/records`` that belong to this board, and its published tests.
+    """The records of the board in ``directory``, and what its ``leaderboard.json`` published.
 
-    An unreadable record file, or one of another board, is ignored and left in place (never deleted).
+    The JSON is the authority on which rows the board has: a record file it does not list (left by
+    a writer killed between writing records and the board, or between the board and removing
+    replaced records) is ignored, as is an unreadable one or one of another board; none is deleted.
+    Without a readable JSON, every readable record of this board in ``records/`` counts.
     """
     held = Held()
-    for path in sorted((directory / "records").glob("*.json")):
-        rec = load_record(path)
-        if rec is not None and path.stem == rec.cell_id and (rec.dataset, rec.protocol, variant_of(rec)) == (dataset, protocol, variant):
-            held.records.append(rec)
     try:
         data = json.loads((directory / "leaderboard.json").read_text())
     except (OSError, ValueError):
-        return held
+        data = None
+    listed: set[str] | None = None
     if isinstance(data, dict):
         held.published = _published(data)
         notes = data.get("superseded")
-        if isinstance(notes, list):
-            held.superseded = [n for n in notes if isinstance(n, dict) and isinstance(n.get("label"), str)]
+        held.superseded = [n for n in map(_note, notes) if n] if isinstance(notes, list) else []
+        listed = _listed(data)
+    for path in sorted((directory / "records").glob("*.json")):
+        if listed is not None and path.stem not in listed:
+            continue
+        rec = load_record(path)
+        if rec is not None and path.stem == rec.cell_id and (rec.dataset, rec.protocol, variant_of(rec)) == (dataset, protocol, variant):
+            held.records.append(rec)
     return held
+
+
+def _listed(data: dict[str, Any]) -> set[str] | None:
+    """The cell ids a ``leaderboard.json`` lists (rows[].reproduce.cell_ids), or None if it lists none readably."""
+    try:
+        return {str(cid) for row in data["rows"] for cid in row["reproduce"]["cell_ids"]}
+    except (KeyError, TypeError):
+        return None
+
+
+def _note(raw: Any) -> dict[str, Any] | None:
+    """One replacement note of a ``leaderboard.json`` in its written shape, or None if it is not one."""
+    if not isinstance(raw, dict):
+        return None
+    label, seeds, cells, when = raw.get("label"), raw.get("seeds"), raw.get("cell_ids"), raw.get("replaced_at")
+    if not (isinstance(label, str) and isinstance(seeds, list) and all(isinstance(x, int) for x in seeds)
+            and isinstance(cells, list) and all(isinstance(x, str) for x in cells) and isinstance(when, str)):
+        return None
+    return {"label": label, "seeds": seeds, "cell_ids": cells, "replaced_at": when}
 
 
 def _published(data: dict[str, Any]) -> Published | None:
@@ -311,8 +336,8 @@ def prune(out: Path, dataset: str, protocol: str, variant: str, select: Selectio
         if dry_run:
             return Pruned(directory, removed, lb)
         if lb is None:
-            for suffix in (*WRITERS, "html"):
-                (directory / ("index.html" if suffix == "html" else f"leaderboard.{suffix}")).unlink(missing_ok=True)
+            for name in [*(f"leaderboard.{suffix}" for suffix in WRITERS), "index.html"]:
+                (directory / name).unlink(missing_ok=True)
             for rec in removed:
                 (directory / "records" / f"{rec.cell_id}.json").unlink(missing_ok=True)
         else:
