@@ -22,7 +22,8 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task
+from rich.table import Column
 from rich.text import Text
 
 from m6rec_bench.engine.cell import CellSpec
@@ -187,49 +188,63 @@ class PlainListener(RunListener):
 
 
 class _Live(ProgressColumn):
-    """A column computed when the display refreshes (a live ETA), not only when an epoch ends."""
+    """A task's whole line, computed at each refresh (the ETAs count down between epochs).
+
+    One folding column rather than bar + elapsed + ETA columns: on an 80-column terminal the
+    epoch text alone takes most of a line, and rich would squeeze the other columns to ``…``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(overflow="fold", ratio=1))
 
     def render(self, task: Task) -> Text:
-        fn = task.fields.get("live")
-        return Text(fn() if fn else "")
+        fn = task.fields.get("line")
+        return Text(fn() if fn else task.description)
 
 
 class RichListener(RunListener):
-    """Rich progress on a terminal: the suite (cells done, ETA) and the running cell (epoch, ETA)."""
+    """Rich progress on a terminal: the suite (cells done, elapsed, ETA) and the running cell (epoch, ETA)."""
 
     def __init__(self, forecast: Forecast, out: Path, progress: Progress) -> None:
         super().__init__(forecast, out)
         self.progress = progress
-        self.cells = progress.add_task("cells", total=len(forecast.planned), live=lambda: f"ETA {self.suite_eta()}")
-        self.current = progress.add_task("", total=None, live=lambda: "")
+        self.where = ""
+        self.cell_line = ""
+        self.cells = progress.add_task("suite", total=len(forecast.planned), line=self._suite_line)
+        self.current = progress.add_task("", total=None, line=lambda: "")
 
     @staticmethod
     def columns() -> tuple[ProgressColumn, ...]:
-        return (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=12),
-                TimeElapsedColumn(), _Live())
+        return (SpinnerColumn(), _Live())
+
+    def _suite_line(self) -> str:
+        return (f"suite {self.counter()}{self.where} · {fmt_duration(self.forecast.elapsed())} elapsed · "
+                f"ETA {self.suite_eta()}")
+
+    def _show(self, spec: CellSpec, text: str) -> None:
+        self.cell_line = text
+        self.progress.update(self.current, line=lambda: f"{self.cell_line} · ETA {self.cell_eta(spec)}")
 
     def cell_started(self, index: int, total: int, spec: CellSpec) -> None:
         super().cell_started(index, total, spec)
-        self.progress.update(self.cells, description=f"suite {self.counter()} ({spec.protocol})")
-        self.progress.update(self.current, completed=0, total=max_epochs(spec),
-                             description=escape(f"{spec.row} seed {spec.seed}: loading"),
-                             live=lambda: f"ETA {self.cell_eta(spec)}")
+        self.where = f" ({spec.protocol})"
+        self._show(spec, f"{self.counter(spec)} {spec.row} seed {spec.seed}: loading")
 
     def epoch(self, spec: CellSpec, epoch: int, score: float) -> None:
         super().epoch(spec, epoch, score)
-        self.progress.update(self.current, completed=epoch + 1, description=escape(
-            f"{spec.row} s{spec.seed} {epoch_text(spec, epoch + 1)} NDCG@10 {score:.4f}"))
+        self._show(spec, f"{self.counter(spec)} {spec.row} seed {spec.seed} · {epoch_text(spec, epoch + 1)} · "
+                         f"valid NDCG@10 {score:.4f}")
 
     def cell_finished(self, index: int, total: int, spec: CellSpec, record: Record, reused: bool) -> None:
         super().cell_finished(index, total, spec, record, reused)
-        self.progress.update(self.cells, completed=len(self.forecast.done),
-                             description=f"suite {self.counter()} ({spec.protocol})")
+        self.progress.update(self.cells, completed=len(self.forecast.done))
         self.progress.console.print(rich_summary(record, reused), highlight=False)
 
     def tuning_started(self, result: TuningResult, to_run: int) -> None:
-        self.progress.update(self.cells, description=f"tuning {result.model} ({result.dataset}/{result.protocol})")
-        self.progress.update(self.current, completed=0, total=to_run, live=lambda: "",
-                             description=f"{result.model}: {result.n_trials} of {result.budget} trials done")
+        self.where = f" · tuning {result.model} ({result.protocol})"
+        text = f"{result.model}: {result.n_trials} of {result.budget} trials done, {to_run} to run"
+        self.progress.update(self.current, line=lambda: text)
 
     def trial_finished(self, model: str, trial: Any) -> None:
-        self.progress.update(self.current, advance=1, description=f"{model}: trial {trial.number} {trial.state.name.lower()}")
+        text = f"{model}: trial {trial.number} {trial.state.name.lower()}"
+        self.progress.update(self.current, line=lambda: text)
