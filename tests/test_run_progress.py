@@ -147,10 +147,11 @@ def test_board_is_written_as_cells_finish_and_marked_partial_until_the_suite_com
     assert res.exit_code == 0, res.output
     [(mid_json, mid_md)] = seen
     assert mid_json["partial"] is True and [r["label"] for r in mid_json["rows"]] == ["Pop"]
-    assert mid_md.splitlines()[0] == f"# Leaderboard — {ml100k_slice.name} / default (partial: suite still running or interrupted)"
+    title = f"# Leaderboard — {ml100k_slice.name} / default"
+    assert mid_md.splitlines()[0] == f"{title} (partial: suite still running or interrupted)"
     final = json.loads((board / "leaderboard.json").read_text())
     assert final["partial"] is False and {r["label"] for r in final["rows"]} == {"Pop", "ItemKNN"}
-    assert (board / "leaderboard.md").read_text().splitlines()[0] == f"# Leaderboard — {ml100k_slice.name} / default"
+    assert (board / "leaderboard.md").read_text().splitlines()[0] == title
 
 
 # ----------------------------------------------------------------------- failure and Ctrl-C

@@ -27,7 +27,16 @@ from rich.table import Column
 from rich.text import Text
 
 from m6rec_bench.engine.cell import CellSpec
-from m6rec_bench.engine.estimate import Forecast, SuiteEstimate, cell_key, epoch_text, fmt_duration, fmt_eta, max_epochs, stopping_step
+from m6rec_bench.engine.estimate import (
+    Forecast,
+    SuiteEstimate,
+    cell_key,
+    epoch_text,
+    fmt_duration,
+    fmt_eta,
+    max_epochs,
+    stopping_step,
+)
 from m6rec_bench.engine.suite import SuiteConfig, SuiteListener
 from m6rec_bench.leaderboard import Leaderboard, aggregate, write
 from m6rec_bench.results.record import Record
