@@ -129,6 +129,33 @@ def test_plain_epoch_lines_are_throttled_to_one_every_n_seconds(tmp_path, monkey
     assert [line.split(": ")[1].split(" (")[0] for line in lines] == ["epoch 1", "epoch 11", "epoch 21"]
 
 
+def test_on_an_80_column_terminal_the_epoch_and_both_etas_are_shown_in_full(tmp_path):
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from m6rec_bench.cli.progress import RichListener
+
+    now = [0.0]
+    spec = CellSpec(dataset="d", model="BPR", seed=2020)
+    priors = Priors(rows={"BPR": {"default": Cost(s_per_epoch=1.0, eval_s=0.0, epochs=50, n=3)}})
+    est = SuiteEstimate([spec], [estimate_cell(spec, priors)], {"d": ("d", None)}, priors)
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=80, color_system=None)
+    progress = Progress(*RichListener.columns(), console=console, auto_refresh=False)
+    listener = RichListener(Forecast(est, clock=lambda: now[0]), tmp_path, progress)
+    listener.cell_started(0, 1, spec)
+    for epoch in range(26):
+        now[0] += 2
+        listener.epoch(spec, epoch, 0.25)
+    console.print(progress.get_renderable())
+    shown = " ".join(screen.getvalue().split())
+    assert "suite 0/1 done (default) · 52s elapsed · ETA ~48s" in shown
+    assert "cell 1/1 BPR seed 2020 · epoch 26 (≤300, early stop after 10 without gain) · valid NDCG@10 0.2500 · ETA ~48s" in shown
+    assert "…" not in shown and "/?" not in shown
+
+
 # ---------------------------------------------------------------------------- partial boards
 
 
