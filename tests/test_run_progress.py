@@ -202,6 +202,7 @@ def test_ctrl_c_says_how_to_see_what_finished_and_that_the_command_resumes(ml100
                               "--runs-dir", str(runs), "--out", str(lb)])
     assert res.exit_code == 130, res.output
     assert "run the same command again to resume" in res.output and "Traceback" not in res.output
+    assert f"1 cell finished: the boards under {lb} show them (titled partial)" in res.output
     assert f"m6bench leaderboard build --runs-dir '{runs}' --out {lb}" in res.output
     data = json.loads((_board(tmp_path, ml100k_slice) / "leaderboard.json").read_text())
     assert data["partial"] is True and [r["label"] for r in data["rows"]] == ["Pop"]
@@ -219,5 +220,6 @@ def test_a_failed_command_leaves_no_empty_folders(ml100k_slice, tmp_path, monkey
     res = runner.invoke(app, ["run", "-d", dataset, "-m", "Pop", "--epochs", "1",
                               "--runs-dir", str(tmp_path / "a" / "b" / "runs"), "--out", str(kept / "lb")])
     assert res.exit_code == (1 if how == "missing dataset folder" else 130), res.output
+    assert "leaderboard build" not in res.output  # nothing finished: no boards to point at
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # a/b/runs gone, parents included
     assert list(kept.iterdir()) == []  # lb gone, the folder that was there before kept

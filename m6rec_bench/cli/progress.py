@@ -98,11 +98,12 @@ def plan_lines(est: SuiteEstimate, cfg: SuiteConfig) -> list[str]:
     return lines
 
 
-def resume_hint(cfg: SuiteConfig) -> str:
-    """What to do after Ctrl-C: where the finished cells' boards are and how to rebuild them."""
-    build = f"m6bench leaderboard build --runs-dir {shlex.quote(str(cfg.runs_dir))} --out {shlex.quote(str(cfg.leaderboard_dir))}"
-    return (f"boards of the cells that finished are under {cfg.leaderboard_dir} (titled partial); "
-            f"to rebuild them from every record: {build}")
+def resume_hint(cfg: SuiteConfig, finished: int) -> str:
+    """What to do after Ctrl-C: where the boards of the ``finished`` cells are and how to rebuild them."""
+    runs, out = shlex.quote(str(cfg.runs_dir)), shlex.quote(str(cfg.leaderboard_dir))
+    return (f"{finished} cell{'s' if finished != 1 else ''} finished: the boards under {out} show them "
+            f"(titled partial); rebuild the boards from every record with: m6bench leaderboard build --runs-dir {runs} "
+            f"--out {out}")
 
 
 def _summary(rec: Record, reused: bool) -> tuple[str, str, str]:

@@ -46,6 +46,8 @@ def run(
     Every (dataset, protocol, model, seed) cell is trained and evaluated through RecBole's own
     trainer and evaluator; each leaves a JSON record under --runs-dir, and the leaderboards are
     aggregated from those records. Exits 1 if any cell failed (the others still run).
+    It first prints the plan with an estimated time (--dry-run prints only that), and rewrites the
+    boards as cells finish, titled partial until the suite completes.
     """
     cli = {
         "datasets": dataset or None, "protocols": protocol or None, "models": split_csv(models),
@@ -69,14 +71,18 @@ def run(
         typer.echo("dry run: nothing was run or written")
         return
     forecast = Forecast(estimate)
+    listener: PlainListener | RichListener | None = None
     try:
         if console.is_terminal:
             with Progress(*RichListener.columns(), console=console, transient=True) as progress:
-                result = run_suite(cfg, RichListener(forecast, cfg.leaderboard_dir, progress), command=command_line())
+                listener = RichListener(forecast, cfg.leaderboard_dir, progress)
+                result = run_suite(cfg, listener, command=command_line())
         else:  # a log file, CI, a Dask worker: plain lines while cells train, no ANSI codes
-            result = run_suite(cfg, PlainListener(forecast, cfg.leaderboard_dir), command=command_line())
+            listener = PlainListener(forecast, cfg.leaderboard_dir)
+            result = run_suite(cfg, listener, command=command_line())
     except KeyboardInterrupt as exc:
-        exc.add_note(resume_hint(cfg))
+        if listener is not None and listener.finished:
+            exc.add_note(resume_hint(cfg, len(listener.finished)))
         raise
 
     for t in result.tuning:
