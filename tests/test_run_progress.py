@@ -109,6 +109,7 @@ def test_without_a_tty_each_epoch_and_cell_is_a_plain_line(ml100k_slice, tmp_pat
     assert res.exit_code == 0, res.output
     assert "\x1b[" not in res.output and "\r" not in res.output
     lines = res.output.splitlines()
+    assert lines[0].startswith("Plan: 2 cells") and "estimated time" in lines[1]  # the plan comes first
     bpr_epoch = [line for line in lines if line.startswith("[cell 2/2] BPR seed 2020 (default): epoch 1 (≤2, early stop")]
     assert bpr_epoch and "valid NDCG@10 0." in bpr_epoch[0] and "cell ETA" in bpr_epoch[0] and "suite ETA" in bpr_epoch[0]
     done = [line for line in lines if line.startswith("[2/2 done] ✓ BPR seed 2020: test NDCG@10")]
