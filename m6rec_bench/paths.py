@@ -10,10 +10,15 @@ import platformdirs
 from m6rec_bench.errors import UsageError
 
 
+def home_location() -> Path:
+    """Where :func:`home` is, without creating it (``m6bench run --dry-run`` creates nothing)."""
+    env = os.environ.get("M6BENCH_HOME")
+    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("m6rec-bench"))
+
+
 def home() -> Path:
     """Root of every cache (datasets, embeddings). ``M6BENCH_HOME`` overrides the default."""
-    env = os.environ.get("M6BENCH_HOME")
-    root = Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("m6rec-bench"))
+    root = home_location()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

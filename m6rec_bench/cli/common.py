@@ -38,10 +38,13 @@ def friendly_errors(fn: F) -> F:
                 raise
             err_console.print(f"[bold red]error:[/bold red] {exc.filename}: {exc.strerror or exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            # Ctrl-C: every finished result is already on disk (written atomically); say so, no traceback
+        except KeyboardInterrupt as exc:
+            # Ctrl-C: every finished result is already on disk (written atomically); say so, no traceback.
+            # A command adds what else helps (where its partial results are) as a note on the exception.
             err_console.print("[bold red]interrupted[/bold red] — finished results are kept; run the same command "
                               "again to resume", highlight=False, soft_wrap=True)
+            for note in getattr(exc, "__notes__", ()):
+                err_console.print(escape(note), highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]

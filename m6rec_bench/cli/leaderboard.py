@@ -49,7 +49,7 @@ def show(
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise UsageError(f"{path} is not a readable leaderboard — rebuild it: m6bench leaderboard build --out {out}")
-    table = Table(title=f"{data['dataset']} / {title(data['protocol'], data.get('variant', ''))}  (mean ± std over seeds)")
+    table = Table(title=f"{data['dataset']} / {title(data['protocol'], data.get('variant', ''), data.get('partial', False))}  (mean ± std over seeds)")
     metrics = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
     groups = sorted({g for row in data["rows"] for g in row.get("groups", {})})
     for col in ["#", "model", "seeds", *[metric_label(m) for m in metrics], *[f"{g} NDCG@10" for g in groups], "train s", "status"]:

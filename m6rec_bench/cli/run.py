@@ -3,59 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from m6rec_bench.cli.common import console, friendly_errors, parse_seeds, split_csv
-from m6rec_bench.engine.cell import CellSpec
+from m6rec_bench.cli.progress import PlainListener, RichListener, plan_lines, resume_hint, write_boards
 from m6rec_bench.engine.environment import command_line
-from m6rec_bench.engine.suite import SuiteConfig, SuiteListener, run_suite
+from m6rec_bench.engine.estimate import Forecast, estimate_suite
+from m6rec_bench.engine.suite import SuiteConfig, plan, run_suite
 from m6rec_bench.errors import UsageError
-from m6rec_bench.leaderboard import aggregate, write
-from m6rec_bench.results.record import Record
-from m6rec_bench.tuning import TuningListener, TuningResult
-
-
-class _ProgressListener(SuiteListener, TuningListener):
-    """Rich progress: one bar over cells, one line per epoch of the running cell, a line per result."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.cells = progress.add_task("cells", total=None)
-        self.current = progress.add_task("", total=None)
-
-    def cell_started(self, index: int, total: int, spec: CellSpec) -> None:
-        self.progress.update(self.cells, total=total, description=f"suite ({spec.dataset}/{spec.protocol})")
-        self.progress.update(self.current, completed=0, total=spec.epochs,
-                             description=escape(f"{spec.row} seed {spec.seed}: loading"))
-
-    def epoch(self, spec: CellSpec, epoch: int, score: float) -> None:
-        self.progress.update(self.current, completed=epoch + 1,
-                             description=escape(f"{spec.row} seed {spec.seed}: epoch {epoch + 1} valid NDCG@10 {score:.4f}"))
-
-    def cell_finished(self, index: int, total: int, spec: CellSpec, record: Record, reused: bool) -> None:
-        self.progress.advance(self.cells)
-        self.progress.console.print(_summary(record, reused), highlight=False)
-
-    def tuning_started(self, result: TuningResult, to_run: int) -> None:
-        self.progress.update(self.cells, description=f"tuning {result.model} ({result.dataset}/{result.protocol})")
-        self.progress.update(self.current, completed=0, total=to_run,
-                             description=f"{result.model}: {result.n_trials} of {result.budget} trials done")
-
-    def trial_finished(self, model: str, trial: Any) -> None:
-        self.progress.update(self.current, advance=1, description=f"{model}: trial {trial.number} {trial.state.name.lower()}")
-
-
-def _summary(rec: Record, reused: bool) -> str:
-    name = escape(f"{rec.label or rec.model} seed {rec.seed}")  # "M6-Fusion [int8]" is not rich markup
-    if rec.status == "ok":
-        how = "reused" if reused else f"{rec.train_time_s:.1f}s train, best epoch {rec.best_epoch}"
-        return f"[green]✓[/green] {name}: test NDCG@10 {rec.test.get('ndcg@10', float('nan')):.4f} ({how})"
-    colour = "yellow" if rec.status == "skipped" else "red"
-    return f"[{colour}]{'–' if rec.status == 'skipped' else '✗'}[/{colour}] {name}: {rec.status}: {escape(str(rec.reason))}"
 
 
 @friendly_errors
@@ -80,12 +39,15 @@ def run(
     tune_storage: Annotated[str | None, typer.Option("--tune-storage", help="With --tune-budget: Optuna storage of the studies — a database URL (postgresql://user:pw@host/db) shared by workers on many machines, or a journal file (default <runs-dir>/tuning/optuna.journal).")] = None,
     executor: Annotated[str | None, typer.Option("--executor", help="Where cells and tuning studies run: local (this machine; --jobs worker processes) or dask (the workers of a Dask cluster, see --scheduler; needs pip install \"m6rec-bench\\[dask]\").")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="With --executor dask: the scheduler address, tcp://HOST:PORT. Workers must share --runs-dir and the dataset cache (M6BENCH_HOME) with this machine.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (cells, models, seeds, protocols, estimated time, where records and boards go) and exit without running or writing anything.")] = False,
 ) -> None:
     """Run a benchmark suite and write its leaderboards.
 
     Every (dataset, protocol, model, seed) cell is trained and evaluated through RecBole's own
     trainer and evaluator; each leaves a JSON record under --runs-dir, and the leaderboards are
     aggregated from those records. Exits 1 if any cell failed (the others still run).
+    It first prints the plan with an estimated time (--dry-run prints only that), and rewrites the
+    boards as cells finish, titled partial until the suite completes.
     """
     cli = {
         "datasets": dataset or None, "protocols": protocol or None, "models": split_csv(models),
@@ -102,16 +64,32 @@ def run(
     if cfg.datasets == []:
         raise UsageError("no dataset given: use --dataset movielens (m6bench datasets list)")
 
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        result = run_suite(cfg, _ProgressListener(progress), command=command_line())
+    estimate = estimate_suite(plan(cfg), jobs=cfg.jobs)
+    for line in plan_lines(estimate, cfg):
+        typer.echo(line)
+    if dry_run:
+        typer.echo("dry run: nothing was run or written")
+        return
+    forecast = Forecast(estimate)
+    listener: PlainListener | RichListener | None = None
+    try:
+        if console.is_terminal:
+            with Progress(*RichListener.columns(), console=console, transient=True) as progress:
+                listener = RichListener(forecast, cfg.leaderboard_dir, progress)
+                result = run_suite(cfg, listener, command=command_line())
+        else:  # a log file, CI, a Dask worker: plain lines while cells train, no ANSI codes
+            listener = PlainListener(forecast, cfg.leaderboard_dir)
+            result = run_suite(cfg, listener, command=command_line())
+    except KeyboardInterrupt as exc:
+        if listener is not None and listener.finished:
+            exc.add_note(resume_hint(cfg, len(listener.finished)))
+        raise
 
     for t in result.tuning:
         if not t.nothing_to_tune:
             best = f"best valid {t.metric} {t.best_value:.4f} (trial {t.best_trial})" if t.best_trial is not None else "no trial completed"
             console.print(f"tuned {t.model}: {t.n_trials}/{t.budget} trials, {best}; study {t.study_name}", highlight=False)
-    for board in aggregate(result.records):
-        paths = write(board, cfg.leaderboard_dir, result.records)
+    for board, paths in write_boards(result.records, cfg.leaderboard_dir, partial=False):
         console.print(f"leaderboard [bold]{board.dataset}/{board.slug}[/bold]: {paths['md']}")
     done = len(result.records)
     console.print(f"{done} cells: {done - len(result.failed)} finished ({result.reused} reused), {len(result.failed)} failed")

@@ -9,7 +9,8 @@ Cells run in this process, in ``--jobs`` worker processes or on a Dask cluster
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -195,16 +196,54 @@ class SuiteListener:
 
 def run_suite(cfg: SuiteConfig, listener: SuiteListener | None = None, command: str | None = None) -> SuiteResult:
     """Run every cell of ``cfg`` (resuming finished ones) and return their records."""
-    from m6rec_bench import datasets
-
     listener = listener or SuiteListener()
     cells = plan(cfg)
-    for option, folder in (("--runs-dir", cfg.runs_dir), ("--out", cfg.leaderboard_dir)):
-        try:  # before any cell runs, not when its result has to be written
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            why = "it is a file" if folder.is_file() else exc.strerror
-            raise UsageError(f"{option} {folder} cannot be used ({why}) — give a writable folder") from None
+    with output_folders(cfg):
+        return _run_planned(cfg, cells, listener, command)
+
+
+@contextlib.contextmanager
+def output_folders(cfg: SuiteConfig) -> Iterator[None]:
+    """Create ``--runs-dir`` and ``--out`` before any cell runs, and take back what stayed empty on failure.
+
+    Made up front, a folder that cannot be used fails now, not when a result has to be written an
+    hour later. If the suite then fails (bad dataset, unreachable cluster, Ctrl-C before the first
+    cell finished) the folders this call created are removed again where they are still empty, so
+    a failed command leaves no empty ``runs/`` or ``leaderboards/`` behind. Only empty folders that
+    did not exist before are removed (``rmdir``), never a file.
+    """
+    created: list[Path] = []
+    try:
+        for option, folder in (("--runs-dir", cfg.runs_dir), ("--out", cfg.leaderboard_dir)):
+            missing = [p for p in (folder, *folder.parents) if not p.exists()]
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                why = "it is a file" if folder.is_file() else exc.strerror
+                raise UsageError(f"{option} {folder} cannot be used ({why}) — give a writable folder") from None
+            created += [p for p in reversed(missing) if p not in created]  # outermost first
+        yield
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the folders in ``created`` (and empty folders inside them) that hold no file."""
+    for top in created:
+        if not top.is_dir():
+            continue
+        for inner in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                inner.rmdir()
+    for folder in reversed(created):  # innermost first: a parent empties once its child is gone
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _run_planned(cfg: SuiteConfig, cells: list[CellSpec], listener: SuiteListener, command: str | None) -> SuiteResult:
+    from m6rec_bench import datasets
+
     store = RecordStore(cfg.runs_dir)
     store.sweep()  # temporary files of a run killed mid-write
     prepared = {name: datasets.resolve(name) for name in cfg.datasets}

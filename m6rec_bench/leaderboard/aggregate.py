@@ -86,6 +86,8 @@ class Leaderboard:
     settings: dict[str, Any]
     reference: str | None = None
     variant: str = ""
+    #: written while its suite still runs: rows of the cells finished so far (the title says so)
+    partial: bool = False
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     #: rows whose earlier records a newer configuration replaced (m6rec_bench.leaderboard.board):
     #: ``{"label", "seeds", "cell_ids", "replaced_at"}`` each; left out of the JSON while empty

@@ -272,7 +272,9 @@ def write(lb: Leaderboard, out: Path, records: Iterable[Record] = ()) -> dict[st
                                    "records of its rows: pass them to write()")
             _check_same_data(directory, held.records, new)
             merged = merge(held.records, new)
+            partial = lb.partial
             lb = _one_board(merged, _still_published(held, merged))
+            lb.partial = partial  # a board written mid-suite stays titled partial after the merge
             on_board = {cid for row in lb.rows for cid in row.reproduce.get("cell_ids", [])}
             fresh = {id(r) for r in new}
             new = [r for r in merged if id(r) in fresh and r.cell_id in on_board]

@@ -58,7 +58,7 @@ def board_table(board: dict[str, Any], rel: str) -> list[str]:
     groups = [g for g in ("cold", "warm") if any(g in r.get("groups", {}) for r in board["rows"])]
     seeds = sorted({s for r in board["rows"] for s in r.get("seeds", [])})
     head = ["#", "Model", "Seeds", "Test NDCG@10", *[f"{g} NDCG@10" for g in groups], "vs best baseline", "Train s"]
-    lines = [f"**{board['dataset']} / {title(board['protocol'], board.get('variant', ''))}** "
+    lines = [f"**{board['dataset']} / {title(board['protocol'], board.get('variant', ''), board.get('partial', False))}** "
              f"([`{rel}`]({rel})) — {_budget(board)}{_epochs(board)}; seeds {', '.join(map(str, seeds)) or '—'}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, row in enumerate(board["rows"], 1):

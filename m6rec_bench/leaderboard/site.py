@@ -194,7 +194,7 @@ def _replaced(board: dict[str, Any]) -> str:
 
 
 def _name(board: dict[str, Any]) -> str:
-    return title(board["protocol"], board.get("variant", ""))
+    return title(board["protocol"], board.get("variant", ""), board.get("partial", False))
 
 
 def build_site(root: Path) -> list[Path]:

@@ -84,7 +84,7 @@ def to_markdown(lb: Leaderboard) -> str:
     head += [col.heading for cs in sets for col in cs.columns]
     head += ["vs best baseline", "Best epoch", "Train s", "Params", "Status"]
     lines = [
-        f"# Leaderboard — {lb.dataset} / {title(lb.protocol, lb.variant)}",
+        f"# Leaderboard — {lb.dataset} / {title(lb.protocol, lb.variant, lb.partial)}",
         "",
         f"Sorted by test NDCG@10; mean ± sample std over seeds. Dataset checksum `{lb.dataset_checksum}`; "
         f"epochs setting: {', '.join(lb.settings.get('epochs', []))}; "
@@ -170,6 +170,11 @@ def board_dir(out: Path, dataset: str, slug: str) -> Path:
     return Path(out) / dataset / slug
 
 
-def title(protocol: str, variant: str = "") -> str:
-    """How a board is named to a reader: ``default`` or ``default (tuned)``."""
-    return f"{protocol} ({variant})" if variant else protocol
+#: How a board written mid-suite is titled (m6bench run rewrites it as cells finish).
+PARTIAL = "partial: suite still running or interrupted"
+
+
+def title(protocol: str, variant: str = "", partial: bool = False) -> str:
+    """How a board is named to a reader: ``default``, ``default (tuned)``, ``default (partial: …)``."""
+    notes = [n for n in (variant, PARTIAL if partial else "") if n]
+    return f"{protocol} ({'; '.join(notes)})" if notes else protocol
