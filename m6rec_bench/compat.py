@@ -197,7 +197,7 @@ class PickledArrayError(DataError):
 
 
 def _no_pickled_item_emb() -> None:
-    """LDiffRec loads ``<dataset folder>/item_emb.npy`` with ``np.load(..., allow_pickle=True)``
+    """LDiffRec loads ``<dataset folder>/item_emb.npy`` with ``np.load``, pickles allowed,
     when ``n_cate > 1`` (``recbole/model/general_recommender/ldiffrec.py``, ``LDiffRec.__init__``).
 
     Dataset folders come from strangers, and a pickled ``.npy`` runs arbitrary code when loaded that

@@ -41,39 +41,26 @@ writes itself (protocol settings, ``m6_*``, ``seed``, ``use_gpu``, ``epochs``) l
 records, and a record with an added or altered key is refused, naming the keys. ``reproduce`` reruns
 the spec with ``run_cell``, which never reads the stored config at all.
 
-Routes to unpickling in RecBole 1.2.1 (site-packages ``recbole/``), torch 2.13, and how each is
-closed (lines are RecBole 1.2.1's):
+Routes to unpickling (and ``eval``) in RecBole 1.2.1 (site-packages ``recbole/``, audited with grep
+for ``pickle``, ``torch.load``, ``np.load``, ``allow_pickle``, ``read_pickle``, ``joblib``, ``eval(``),
+and how each is closed:
 
-====================================================  =========================================  ============================================
-where                                                 what triggers it                           how it is closed
-====================================================  =========================================  ============================================
-data/utils.py:61 ``create_dataset``: ``pickle.load``  ``dataset_save_path`` set, or a file        ``dataset_save_path`` refused (FILE_KEYS);
-                                                      ``<checkpoint_dir>/<ds>-<Class>.pth``      ``checkpoint_dir`` refused and always a fresh
-                                                                                                 temp dir (engine ``build``)
-data/utils.py:122 ``load_split_dataloaders``:         ``dataloaders_save_path`` (called only by  refused (FILE_KEYS); never called by m6rec-bench
-``pickle.load``                                       quick_start / ``save_dataloaders``)
-model/general_recommender/ldiffrec.py:232             LDiffRec with ``n_cate > 1`` reads         compat ``_no_pickled_item_emb``: LDiffRec's
-``np.load(item_emb.npy, allow_pickle=True)``          ``item_emb.npy`` from the dataset folder   ``np.load`` runs with ``allow_pickle=False``;
-                                                                                                 a pickled file is a DataError (exit 1)
-model/general_recommender/neumf.py:84-85              ``use_pretrain`` + ``mf_pretrain_path`` /  path keys refused; compat
-``torch.load``                                        ``mlp_pretrain_path``                      ``_weights_only_model_loads`` forces
-                                                                                                 ``weights_only=True``
-model/general_recommender/convncf.py:82 ``torch.load``  ``pre_model_path`` (pretrain stage)      likewise
-model/general_recommender/nais.py:127 ``torch.load``  ``pretrain_path``                          likewise
-model/general_recommender/ract.py:75,84               ``pre_model_path`` (``train_stage``)       likewise
-``torch.load``
-model/sequential_recommender/s3rec.py:120             ``pre_model_path`` (S3Rec is not           likewise
-``torch.load``                                        registered: needs item features)
-model/context_aware_recommender/kd_dagfm.py:56        ``warm_up`` (context-aware: no protocol    ``warm_up`` refused; likewise; (its
-``torch.load``; :44 ``eval(config["teacher"])``       runs it, not in the registry)              ``teacher`` is never allow-listed)
-trainer/trainer.py:583 ``Trainer.evaluate``           ``load_best_model=True``                   never: compat ``keep_best_in_memory``, every
-``torch.load(checkpoint_file)``                                                                  ``evaluate`` passes ``load_best_model=False``
-trainer/trainer.py:323 ``resume_checkpoint``          called by the user's own script            never called by m6rec-bench
-quick_start/quick_start.py:250 ``torch.load``         ``load_data_and_model``                    ``recbole.quick_start`` is never imported
-config/configurator.py:131 ``eval(param)``            any string config value                    compat ``_literal_config_values``
-                                                                                                 (``ast.literal_eval``)
-trainer/hyper_tuning.py (``ray``, ``hyperopt``)       RecBole's own tuning                       never imported (Optuna instead)
-====================================================  =========================================  ============================================
+| where (RecBole 1.2.1) | what triggers it | how it is closed |
+|---|---|---|
+| data/utils.py:61 ``create_dataset``: ``pickle.load`` | ``dataset_save_path``, or a file ``<checkpoint_dir>/<dataset>-<Class>.pth`` | ``dataset_save_path`` and ``checkpoint_dir`` refused (FILE_KEYS); ``checkpoint_dir`` is always a fresh temp dir (engine ``build``) |
+| data/utils.py:122 ``load_split_dataloaders``: ``pickle.load`` | ``dataloaders_save_path`` (only quick_start calls it) | key refused; never called by m6rec-bench |
+| model/general_recommender/ldiffrec.py:232 ``np.load`` of ``item_emb.npy``, pickles allowed | LDiffRec with ``n_cate > 1``; the file sits in the (stranger's) dataset folder | compat ``_no_pickled_item_emb``: ``allow_pickle=False``; a pickled file is a DataError (exit 1) |
+| model/general_recommender/neumf.py:84-85 ``torch.load`` | ``use_pretrain: True`` + ``mf_pretrain_path`` / ``mlp_pretrain_path`` | path keys and the switch refused (PRETRAIN_SWITCHES); compat ``_weights_only_model_loads`` forces ``weights_only=True`` |
+| model/general_recommender/convncf.py:82 ``torch.load`` | ``train_method: after_pretrain`` + ``pre_model_path`` | likewise |
+| model/general_recommender/nais.py:127 ``torch.load`` | ``pretrain_path`` | key refused; likewise |
+| model/general_recommender/ract.py:75,84 ``torch.load`` | ``train_stage: critic_pretrain / finetune`` + ``pre_model_path`` | likewise |
+| model/sequential_recommender/s3rec.py:120 ``torch.load`` | ``pre_model_path`` (S3Rec is not in the registry) | key refused; likewise |
+| model/context_aware_recommender/kd_dagfm.py:56 ``torch.load``, :44 ``eval`` of ``teacher`` | ``warm_up``, ``teacher`` (context-aware: no protocol runs it, not in the registry) | ``warm_up`` refused; likewise; ``teacher`` never allow-listed |
+| trainer/trainer.py:583 ``Trainer.evaluate`` ``torch.load`` of the best checkpoint | ``load_best_model=True`` | compat ``keep_best_in_memory``; every ``evaluate`` passes ``load_best_model=False`` |
+| trainer/trainer.py:323 ``resume_checkpoint`` ``torch.load`` | a caller's own script | never called by m6rec-bench |
+| quick_start/quick_start.py:250 ``torch.load`` | ``load_data_and_model`` | ``recbole.quick_start`` is never imported |
+| config/configurator.py:131 ``eval`` of every string value | any string config value | compat ``_literal_config_values`` (``ast.literal_eval``) |
+| trainer/hyper_tuning.py (ray, hyperopt) | RecBole's own tuning | never imported (Optuna instead) |
 
 In m6rec-bench and its plugins: artifacts are ``safetensors`` plus an ``.npz`` read with
 ``allow_pickle=False`` (:mod:`m6rec_bench.artifacts`), embedding caches likewise
