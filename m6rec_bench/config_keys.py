@@ -68,7 +68,9 @@ In m6rec-bench and its plugins: artifacts are ``safetensors`` plus an ``.npz`` r
 ``SafeLoader``; there is no ``pickle``, ``torch.load``, ``read_pickle`` or ``joblib`` call. A
 plugin's ``text_model`` directory goes to sentence-transformers 6, which imports no custom code
 without ``trust_remote_code`` (never passed) and whose transformers loads ``.bin`` weights with
-``weights_only=True``.
+``weights_only=True``. A ``datasets.yaml`` Hugging Face source goes to ``datasets`` 5.2, which runs no
+loading scripts, refuses pickles in its ``pandas`` builder and decodes webdataset ``.npy`` / ``.pth``
+with ``allow_pickle=False`` / ``weights_only=True``.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ POST_TRAINING = ("compress", "rerank")
 
 
 class CellSpec(BaseModel):
-    """One cell of a suite. ``overrides`` are RecBole settings or plugin config fields."""
+    """One cell of a suite. ``overrides`` are RecBole settings or plugin config fields, allow-listed per
+    model by :mod:`m6rec_bench.config_keys` (checked in ``validate_spec`` and ``build_config_dict``)."""
 
     model_config = ConfigDict(extra="forbid")
 
