@@ -223,11 +223,16 @@ def load(ref: str | os.PathLike[str], *, device: str = "cpu", prepared: Any = No
 
     The dataset is resolved as the cell named it (registry name or folder) unless ``prepared`` (a
     :class:`~m6rec_bench.datasets.base.PreparedDataset`) is given; its checksum must match.
+
+    A record is outside input: its ``spec`` is checked like any cell's, the RecBole config is rebuilt
+    from that spec, and a record whose stored ``config`` differs is refused
+    (:mod:`m6rec_bench.config_keys`) — so no key of a record reaches RecBole unchecked.
     """
     from safetensors.torch import load_file
 
     from m6rec_bench import datasets
-    from m6rec_bench.engine.cell import build
+    from m6rec_bench.config_keys import check_record_config, check_record_spec
+    from m6rec_bench.engine.cell import build, build_config_dict
     from m6rec_bench.models import registry
     from m6rec_bench.protocols import get_protocol
 
@@ -239,14 +244,17 @@ def load(ref: str | os.PathLike[str], *, device: str = "cpu", prepared: Any = No
     meta = json.loads((folder / META).read_text())
     if meta.get("format") != FORMAT_VERSION or meta.get("cell_id") != record.cell_id:
         raise DataError(f"{folder} does not belong to {record_path.name} (format {meta.get('format')}, cell {meta.get('cell_id')})")
-    entry = registry.get(record.model)
-    ds = prepared or datasets.resolve(record.spec.get("dataset", record.dataset))
+    spec = check_record_spec(record, record_path)  # the record's spec is an outside cell like any other
+    entry = registry.get(spec.model)
+    ds = prepared or datasets.resolve(spec.dataset)
     if ds.checksum != record.dataset_checksum:
         raise DataError(f"dataset {record.dataset} has changed since this model was trained (checksum {ds.checksum}, "
                         f"trained on {record.dataset_checksum}); retrain it")
-    protocol = get_protocol(record.protocol)
-    split_ds, _ = protocol.prepare(ds, record.seed)
-    config_dict = {**record.config, "use_gpu": device == "cuda"}
+    protocol = get_protocol(spec.protocol)
+    split_ds, extra = protocol.prepare(ds, spec.seed)
+    rebuilt = build_config_dict(spec, entry, protocol, ds, extra)
+    check_record_config(record_path, record.config, rebuilt)  # the stored config is never used as given
+    config_dict = {**rebuilt, "use_gpu": device == "cuda"}
     with tempfile.TemporaryDirectory(prefix="m6bench-load-") as ckpt:
         built = build(entry, split_ds, config_dict, ckpt)
     for field, key in ((built.dataset.uid_field, "users"), (built.dataset.iid_field, "items")):

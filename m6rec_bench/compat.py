@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from m6rec_bench.errors import DataError
+
 _APPLIED = False
 
 
@@ -172,6 +174,92 @@ def _exact_time_order() -> None:
     Dataset._change_feat_format = _change_feat_format
 
 
+def _shadow_module(real: Any, name: str, **replacements: Any) -> Any:
+    """A module object that is ``real`` except for ``replacements`` (a per-module stand-in).
+
+    Used to give one RecBole module a safe ``np.load`` / ``torch.load`` without changing numpy or
+    torch for anyone else. The namespace is copied (plain attribute look-ups, no overhead in a
+    training loop) and anything not copied yet (a submodule imported later) falls through to the
+    real module.
+    """
+    import types
+
+    shadow = types.ModuleType(name, getattr(real, "__doc__", None))
+    shadow.__dict__.update({k: v for k, v in vars(real).items() if k not in ("__name__", "__doc__")})
+    shadow.__dict__.update(replacements)
+    shadow.__getattr__ = lambda attr: getattr(real, attr)  # type: ignore[attr-defined]  # PEP 562
+    shadow._m6_shadow_of = real  # type: ignore[attr-defined]
+    return shadow
+
+
+class PickledArrayError(DataError):
+    """A ``.npy`` file RecBole would load holds pickled objects (refused: loading them runs code)."""
+
+
+def _no_pickled_item_emb() -> None:
+    """LDiffRec loads ``<dataset folder>/item_emb.npy`` with ``np.load``, pickles allowed,
+    when ``n_cate > 1`` (``recbole/model/general_recommender/ldiffrec.py``, ``LDiffRec.__init__``).
+
+    Dataset folders come from strangers, and a pickled ``.npy`` runs arbitrary code when loaded that
+    way. No upstream issue found (RecBole 1.2.1). The module gets a ``np`` whose ``load`` always
+    passes ``allow_pickle=False``: a float array loads exactly as before, an object array raises
+    :class:`PickledArrayError` (a DataError: one line, exit 1, no failed row) and runs nothing.
+    """
+    from recbole.model.general_recommender import ldiffrec
+
+    if getattr(ldiffrec.np, "_m6_shadow_of", None) is not None:
+        return
+    real = ldiffrec.np
+
+    def load(file: Any, *args: Any, allow_pickle: bool = False, **kwargs: Any) -> Any:
+        try:
+            return real.load(file, *args, allow_pickle=False, **kwargs)
+        except ValueError as exc:
+            if "allow_pickle" not in str(exc):
+                raise
+            raise PickledArrayError(
+                f"{file} holds pickled Python objects, which m6rec-bench never loads (loading them runs code) — "
+                "write it with numpy.save of a plain float array") from None
+
+    ldiffrec.np = _shadow_module(real, "numpy", load=load)
+
+
+#: RecBole model modules that ``torch.load`` a pretrained file named in the config
+#: (``mf_pretrain_path``, ``pre_model_path``, ``pretrain_path``, ``warm_up``).
+_PRETRAIN_LOADERS = (
+    "recbole.model.general_recommender.neumf", "recbole.model.general_recommender.convncf",
+    "recbole.model.general_recommender.nais", "recbole.model.general_recommender.ract",
+    "recbole.model.sequential_recommender.s3rec", "recbole.model.context_aware_recommender.kd_dagfm",
+)
+
+
+def _weights_only_model_loads() -> None:
+    """NeuMF, ConvNCF, NAIS, RaCT, S3Rec and KD_DAGFM ``torch.load`` a pretrained model from a
+    config path with no ``weights_only`` argument (RecBole 1.2.1; cf. RUCAIBox/RecBole#2212).
+
+    torch >= 2.6 defaults to ``weights_only=True``, but ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` or an
+    older torch turns the full unpickler back on. Those path keys are refused from outside
+    (:mod:`m6rec_bench.config_keys`); as a second lock each module's ``torch.load`` always passes
+    ``weights_only=True``, whatever the environment says.
+    """
+    import importlib
+
+    for name in _PRETRAIN_LOADERS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # an optional dependency of that model is missing: it cannot run either
+            continue
+        real = module.torch
+        if getattr(real, "_m6_shadow_of", None) is not None:
+            continue
+
+        def load(f: Any, *args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            kwargs["weights_only"] = True
+            return _real.load(f, *args, **kwargs)
+
+        module.torch = _shadow_module(real, "torch", load=load)
+
+
 def apply() -> None:
     """Install every shim once. Safe to call many times."""
     global _APPLIED
@@ -184,6 +272,8 @@ def apply() -> None:
     _no_tensorboard_dir()
     _literal_config_values()
     _exact_time_order()
+    _no_pickled_item_emb()
+    _weights_only_model_loads()
     _APPLIED = True
 
 

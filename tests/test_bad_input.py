@@ -163,7 +163,7 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], int, str]] = [
      2, r"cache folder .*/home cannot be used \(it is a file\) — set M6BENCH_HOME to a writable folder"),
     ("override that makes RecBole unpickle a file", lambda c: c.suite(
         f"models: [BPR]\noverrides:\n  BPR: {{dataset_save_path: '{c.file('evil.pth', 'x')}'}}\n"), 2,
-     r"override dataset_save_path for 'BPR' is refused: RecBole would unpickle that file"),
+     r"override 'dataset_save_path' for 'BPR' is refused: RecBole would unpickle the file it names"),
     ("missing dataset folder", lambda c: c.run("-d", str(c.tmp / "nope"), "-m", "Pop"), 1, r"dataset folder .*nope does not exist"),
     ("folder without .inter", lambda c: c.run("-d", c.folder("mine", None, item="item_id:token\n1\n"), "-m", "Pop"), 1,
      r"mine\.inter not found \(the folder holds: mine\.item\) — a dataset folder <name>/ needs <name>\.inter"),

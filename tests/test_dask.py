@@ -19,7 +19,7 @@ from m6rec_bench.results.store import RecordStore
 distributed = pytest.importorskip("distributed", reason='Dask distributed is not installed (pip install "m6rec-bench[dask]")')
 
 runner = CliRunner()
-FAILING = "overrides:\n  NeuMF: {mlp_hidden_size: not-a-list}\n"  # NeuMF fails at run time, not at validation
+FAILING = "overrides:\n  NeuMF: {dropout_prob: 2.0}\n"  # well typed: NeuMF fails at run time, not at validation
 
 
 @pytest.fixture(scope="module")

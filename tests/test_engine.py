@@ -45,8 +45,8 @@ def test_resume_reuses_finished_cells_and_seed_changes_identity(ml100k_slice, tm
 
 def test_a_failing_model_becomes_a_failed_record(ml100k_slice, tmp_path):
     store = RecordStore(tmp_path)
-    # NeuMF with an MLP layer list RecBole cannot build: RecBole raises inside the model.
-    spec = CellSpec(dataset=ml100k_slice.name, model="NeuMF", epochs=1, overrides={"mlp_hidden_size": "not-a-list"})
+    # NeuMF with a dropout rate torch refuses (well-typed, so it passes the allow-list): RecBole raises inside the model.
+    spec = CellSpec(dataset=ml100k_slice.name, model="NeuMF", epochs=1, overrides={"dropout_prob": 2.0})
     rec = run_cell(spec, store=store, prepared=ml100k_slice, command="t")
     assert rec.status == "failed" and rec.reason
     assert store.find(rec.cell_id).status == "failed"

@@ -196,7 +196,7 @@ def test_sweep_removes_only_parts_of_dead_writers(tmp_path):
 
 def test_failing_model_is_a_failed_row_and_exit_1(ml100k_slice, tmp_path):
     cfg = tmp_path / "suite.yaml"
-    cfg.write_text("models: [Pop, NeuMF]\noverrides:\n  NeuMF: {mlp_hidden_size: not-a-list}\n")
+    cfg.write_text("models: [Pop, NeuMF]\noverrides:\n  NeuMF: {dropout_prob: 2.0}\n")  # well typed: fails at run time
     res = runner.invoke(app, ["run", "-c", str(cfg), "-d", str(ml100k_slice.folder), "--epochs", "1",
                               "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "lb")])
     assert res.exit_code == 1, res.output

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from m6rec_bench.cli.common import console, friendly_errors
-from m6rec_bench.engine.cell import CellSpec, run_cell
+from m6rec_bench.config_keys import check_record_spec
+from m6rec_bench.engine.cell import run_cell
 from m6rec_bench.errors import UsageError
 from m6rec_bench.results.store import RecordStore, load_record
 
@@ -28,7 +29,7 @@ def reproduce(
         raise UsageError(f"{record} has no cell spec to rerun (written by an older m6rec-bench)")
     if published.status != "ok":
         raise UsageError(f"{record} is a {published.status} cell ({published.reason}); nothing to reproduce")
-    spec = CellSpec(**published.spec)
+    spec = check_record_spec(published, record)  # a downloaded record's overrides pass the allow-list, before anything runs
     console.print(f"rerunning {spec.row} seed {spec.seed} on {spec.dataset}/{spec.protocol} …")
     with tempfile.TemporaryDirectory(prefix="m6bench-reproduce-") as tmp:
         rerun = run_cell(spec, store=RecordStore(tmp), resume=False)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from m6rec_bench import compat
+from m6rec_bench import compat, config_keys
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.engine import environment
 from m6rec_bench.errors import M6BenchError, UsageError
@@ -34,17 +34,13 @@ EpochCallback = Callable[[int, float], None]
 #: out of the cell hash.
 _VOLATILE = {"data_path", "checkpoint_dir", "show_progress", "benchmark_filename"}
 
-#: RecBole settings naming a file that RecBole reads back with ``pickle.load`` (arbitrary code on
-#: load); never taken from overrides — datasets are cached by m6rec-bench, as atomic files.
-_UNPICKLED = frozenset({"dataset_save_path", "dataloaders_save_path"})
-
-
 #: CellSpec fields that make a cell a post-training variant of its plain twin (m6rec_bench.engine.twin).
 POST_TRAINING = ("compress", "rerank")
 
 
 class CellSpec(BaseModel):
-    """One cell of a suite. ``overrides`` are RecBole settings or plugin config fields."""
+    """One cell of a suite. ``overrides`` are RecBole settings or plugin config fields, allow-listed per
+    model by :mod:`m6rec_bench.config_keys` (checked in ``validate_spec`` and ``build_config_dict``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -85,11 +81,13 @@ def check_device(device: str) -> None:
 
 
 def _plugin_settings(entry: ModelEntry, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split overrides into (validated plugin config, remaining RecBole settings); UsageError when bad."""
-    unsafe = sorted(_UNPICKLED & set(overrides))
-    if unsafe:
-        raise UsageError(f"override {', '.join(unsafe)} for '{entry.name}' is refused: RecBole would unpickle that file, "
-                         "which can run arbitrary code — remove it (m6rec-bench caches datasets itself)")
+    """Split overrides into (validated plugin config, remaining RecBole settings); UsageError when bad.
+
+    Every override passes :func:`m6rec_bench.config_keys.check_overrides` (the allow-list: no file
+    keys, no unknown keys, no wrong types) — here, so ``validate_spec`` and ``build_config_dict``
+    (hence ``plan``, ``run_cell``, ``reproduce``, tuning trials and record loading) all hold it.
+    """
+    config_keys.check_overrides(entry, overrides)
     if entry.plugin is None:
         return {}, dict(overrides)
     fields = entry.plugin.config_cls.model_fields
