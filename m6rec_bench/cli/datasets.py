@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from m6rec_bench.cli.common import console, friendly_errors
+from m6rec_bench.cli.help import Group
 from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
 from m6rec_bench.datasets.registry import load_registry
 from m6rec_bench.errors import UsageError
@@ -29,6 +30,7 @@ app = typer.Typer(
     help="Datasets in the registry (datasets.yaml): list them, show one, fetch and convert one, "
     "or generate a synthetic one.",
     no_args_is_help=True,
+    cls=Group,
 )
 
 

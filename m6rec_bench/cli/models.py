@@ -7,12 +7,13 @@ from typing import Annotated
 import typer
 
 from m6rec_bench.cli.common import friendly_errors
+from m6rec_bench.cli.help import Group
 from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
 from m6rec_bench.errors import UsageError
 from m6rec_bench.models import registry
 from m6rec_bench.protocols import PROTOCOLS, protocols_for
 
-app = typer.Typer(help="List the models m6bench can run: RecBole baselines and plugins.", no_args_is_help=True)
+app = typer.Typer(help="List the models m6bench can run: RecBole baselines and plugins.", no_args_is_help=True, cls=Group)
 
 #: Columns in the order shown; at 80 columns name, kind, family and a cut description fit.
 COLUMNS = (

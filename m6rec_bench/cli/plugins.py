@@ -6,6 +6,7 @@ import typer
 from rich.text import Text
 
 from m6rec_bench.cli.common import friendly_errors
+from m6rec_bench.cli.help import Group
 from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
 from m6rec_bench.models import registry
 
@@ -13,6 +14,7 @@ app = typer.Typer(
     help="Inspect plugins found through the 'm6rec_bench.plugins' entry points "
     f"(set {registry.ALLOW_ENV}=a,b to load only some).",
     no_args_is_help=True,
+    cls=Group,
 )
 
 COLUMNS = (

@@ -40,7 +40,7 @@ class Format(str, Enum):
 
 
 FormatOption = Annotated[
-    Format, typer.Option("--format", "-f", help="table (fits the terminal), or json / csv with every column.")
+    Format, typer.Option("--format", "-f", show_default=False, help="table (default: fits the terminal), or json / csv with every column.")
 ]
 WideOption = Annotated[bool, typer.Option("--wide", "-w", help="Show every column, however wide the lines get.")]
 
