@@ -54,7 +54,7 @@ def resolve_model(model: str, dataset: str | None, runs_dir: Path, protocol: str
 
 @friendly_errors
 def explain(
-    model: Annotated[str, typer.Option("--model", "-m", help="A record JSON, its .artifact folder, or a model name (BPR, M6-Fusion…).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="A record JSON, its .artifact folder, or a model name (BPR, M6-Fusion).")],
     user: Annotated[str, typer.Option("--user", "-u", help="User id as in the dataset's .inter file (e.g. 196).")],
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset name, alias or folder; needed when --model is a name.")] = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="How many recommendations to explain (default 10).")] = 10,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.text import Text
 
@@ -25,17 +27,22 @@ COLUMNS = (
 
 @app.command("list")
 @friendly_errors
-def list_plugins(fmt: FormatOption = Format.table, wide: WideOption = False) -> None:
+def list_plugins(
+    check: Annotated[bool, typer.Option("--check", help="Import every plugin to check that it loads (seconds).")] = False,
+    fmt: FormatOption = Format.table,
+    wide: WideOption = False,
+) -> None:
     """Show each plugin's name, status, family, needs, package and version; broken ones with their error.
 
-    Imports every plugin to check that it loads (seconds: PyKEEN, PyG, sentence-transformers);
-    m6bench models list describes them without importing.
+    Status: ok (imported), broken (failed to import; the error is its description), or listed
+    (described by its package's card, not imported: --check imports it).
     """
-    broken = registry.broken_plugins()  # loads every plugin
+    broken = registry.broken_plugins() if check else registry.known_broken_plugins()
+    failed = {b.name for b in broken}
     rows: list[dict[str, object]] = [
-        {"name": m.name, "status": "ok", "family": m.family, "needs": ", ".join(sorted(m.needs)),
-         "package": m.package, "version": m.version, "description": m.description}
-        for m in registry.all_models() if m.kind == "plugin" and m.source and m.source.ep.name not in {b.name for b in broken}
+        {"name": m.name, "status": "ok" if registry.is_loaded(m) else "listed", "family": m.family,
+         "needs": ", ".join(sorted(m.needs)), "package": m.package, "version": m.version, "description": m.description}
+        for m in registry.all_models() if m.source is not None and m.source.ep.name not in failed
     ]
     rows += [{"name": b.name, "status": Text("broken", style="red"), "family": "?", "needs": "?",
               "package": b.package, "version": b.version, "description": b.error} for b in broken]

@@ -65,9 +65,9 @@ DATA, MODELS, PROTOCOL, BUDGET, OUTPUT, SCALE_OUT = "Data", "Models", "Protocol"
 @friendly_errors
 def run(
     dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", metavar="NAME", rich_help_panel=DATA, help="Dataset name or alias (m6bench datasets list) or a folder of atomic files; repeatable.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", metavar="YAML", rich_help_panel=DATA, help="Suite file (datasets, protocols, models, seeds, overrides…); options win over it.", exists=False)] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", metavar="YAML", rich_help_panel=DATA, help="Suite file (datasets, protocols, models, seeds, overrides); options win.", exists=False)] = None,
     models: Annotated[str | None, typer.Option("--models", "-m", metavar="A,B", rich_help_panel=MODELS, help="Model names, comma-separated (m6bench models list). Default: the protocol's default suite.")] = None,
-    ablation: Annotated[bool | None, typer.Option("--ablation/--no-ablation", rich_help_panel=MODELS, help="Add each plugin's ablation rows (M6-Fusion w/o KG, w/o text…).")] = None,
+    ablation: Annotated[bool | None, typer.Option("--ablation/--no-ablation", rich_help_panel=MODELS, help="Add each plugin's ablation rows (e.g. M6-Fusion w/o KG, w/o text).")] = None,
     compress: Annotated[str | None, typer.Option("--compress", metavar="A,B", rich_help_panel=MODELS, help="Compressed twins of each plugin: int8 and/or prune:<ratio>.")] = None,
     rerank: Annotated[str | None, typer.Option("--rerank", metavar="A,B", rich_help_panel=MODELS, help="Re-ranked twins of each model: linucb[:<w>] and/or mmr[:<lambda>].")] = None,
     protocol: Annotated[list[str] | None, typer.Option("--protocol", "-p", metavar="NAME", rich_help_panel=PROTOCOL, help="default, cold-item, sequential or user-group; repeatable.")] = None,
@@ -93,7 +93,7 @@ def run(
     Exits 1 if any cell failed (the others still run).
 
     Protocols: default (random 8:1:1, full ranking), cold-item (test items unseen in training),
-    sequential (leave-one-out in time order, for GRU4Rec, SASRec, SRGNN… and general references),
+    sequential (leave-one-out in time order, for GRU4Rec, SASRec, SRGNN and general references),
     user-group (target users of seeded occupation groups; the others are M6-Adapt's source task).
 
     Models: without --models, the default protocol runs Pop, ItemKNN, BPR, NeuMF, LightGCN,
@@ -109,7 +109,7 @@ def run(
     resume under --runs-dir and --tune-epochs allows a cheap low-fidelity search (default: --epochs). --jobs 2 on two
     cores finishes sooner (RecBole's trainer is Python-bound). --executor dask needs
     pip install "m6rec-bench\\[dask]"; its workers must share --runs-dir and the dataset cache
-    (M6BENCH_HOME), and --tune-storage may be a database URL (postgresql://…) they all reach.
+    (M6BENCH_HOME), and --tune-storage may be a database URL (postgresql://user:pw@host/db) they all reach.
     """
     cli = {
         "datasets": dataset or None, "protocols": protocol or None, "models": split_csv(models),

@@ -220,6 +220,22 @@ def broken_plugins() -> list[BrokenPlugin]:
     return _load_all()[1]
 
 
+def known_broken_plugins() -> list[BrokenPlugin]:
+    """Entry points known to be broken without importing more: those without cards that failed,
+    and those with cards that failed when something loaded them."""
+    entries, broken = _discover()
+    failed = list(broken)
+    for source in dict.fromkeys(e.source for e in entries if e.source is not None):
+        if isinstance(_loaded.get(source.ep.name), PluginLoadError):
+            failed.append(BrokenPlugin(source.ep.name, source.package, source.version, str(_loaded[source.ep.name])))
+    return sorted(failed, key=lambda b: b.name)
+
+
+def is_loaded(entry: ModelEntry) -> bool:
+    """Whether a plugin entry's code has been imported successfully (baselines: always)."""
+    return entry.source is None or isinstance(_loaded.get(entry.source.ep.name), tuple)
+
+
 def baseline_entry(name: str) -> ModelEntry:
     """A RecBole baseline's row; RecBole's version comes from its metadata (importing it costs seconds)."""
     version = metadata.version("recbole")
