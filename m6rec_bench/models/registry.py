@@ -236,9 +236,15 @@ def is_loaded(entry: ModelEntry) -> bool:
     return entry.source is None or isinstance(_loaded.get(entry.source.ep.name), tuple)
 
 
+@lru_cache(maxsize=1)
+def _recbole_version() -> str:
+    """RecBole's version from its metadata: importing RecBole (and torch) costs seconds."""
+    return metadata.version("recbole")
+
+
 def baseline_entry(name: str) -> ModelEntry:
-    """A RecBole baseline's row; RecBole's version comes from its metadata (importing it costs seconds)."""
-    version = metadata.version("recbole")
+    """A RecBole baseline's row, without importing RecBole."""
+    version = _recbole_version()
     if name in SEQUENTIAL_BASELINES:
         return ModelEntry(name, "baseline", "recbole", f"RecBole {name} (sequential)", frozenset({"inter"}),
                           "recbole", version, model_type="sequential",
