@@ -208,3 +208,15 @@ def test_deprecations_from_our_code_fail_tests_third_party_ones_do_not():
                 warnings.warn_explicit("deliberate", category, "x.py", 1, module=module, registry={})
     for category in (DeprecationWarning, FutureWarning):  # ignored, not raised
         warnings.warn_explicit("deliberate", category, "x.py", 1, module="sentence_transformers.x", registry={})
+
+
+def test_loading_the_text_model_prints_nothing(capfd):
+    text = pytest.importorskip("m6rec_plugins.text")
+    from transformers.utils import logging as hf_logging
+
+    # one load; a deprecated call of ours (get_sentence_embedding_dimension) errors here: pyproject's filterwarnings
+    vectors = text.encode_texts(text.DEFAULT_TEXT_MODEL, ["a film", ""])
+    assert vectors.shape == (2, 384) and not vectors[1].any()
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in out + err and "%|" not in out + err
+    assert hf_logging.is_progress_bar_enabled()  # the user's setting is back
