@@ -126,7 +126,7 @@ def synth(
     users: Annotated[int, typer.Option("--users", "-u", help="Number of users (each gets at least 5 interactions).")],
     items: Annotated[int, typer.Option("--items", "-i", help="Number of items in the catalogue.")],
     interactions: Annotated[int, typer.Option("--interactions", "-n", help="Exact number of interactions (no duplicate user-item pair).")],
-    seed: Annotated[int, typer.Option("--seed", help="Seed: the same sizes and seed give the same files.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed (default 0): the same sizes and seed give the same files.")] = 0,
     name: Annotated[str | None, typer.Option("--name", help="Dataset name, written to <M6BENCH_HOME>/synth/<name>/ (default: from the sizes and seed).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Dataset folder to write instead; its last part is the dataset name.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Regenerate even when the folder already holds this dataset.")] = False,

@@ -17,6 +17,7 @@ present and future, rather than patching each help text:
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -28,14 +29,12 @@ def reflow(text: str | None) -> str | None:
     """Join the lines of each paragraph of a help text (``\\b`` paragraphs keep theirs)."""
     if not text:
         return text
-    import inspect
-
     paragraphs = inspect.cleandoc(text).split("\n\n")
     return "\n\n".join(p if p.startswith("\b") else re.sub(r"\s*\n\s*", " ", p) for p in paragraphs)
 
 
 def tidy(command: Any, ctx: Any) -> None:
-    """Reflow a command's help and hide the type of its flags (idempotent)."""
+    """Reflow a command's help, give its options short metavars and no default lines (idempotent)."""
     command.help = reflow(command.help)
     params = list(getattr(command, "params", []))
     help_option = command.get_help_option(ctx)
@@ -63,8 +62,9 @@ class Group(TyperGroup):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if not args and self.no_args_is_help and not ctx.resilient_parsing:
-            tidy(self, ctx)
-            typer.echo(ctx.get_help())
+            text = ctx.get_help()  # rich help prints itself and returns ""
+            if text:
+                typer.echo(text)
             ctx.exit(0)
         return super().parse_args(ctx, args)
 

@@ -45,9 +45,9 @@ def board_columns(groups: list[str]) -> list[Col]:
 @app.command("show")
 @friendly_errors
 def show(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or alias (movielens → ml-100k).")] = "ml-100k",
-    protocol: Annotated[str, typer.Option("--protocol", "-p", help="Protocol of the leaderboard.")] = "default",
-    out: Annotated[Path, typer.Option("--dir", help="Leaderboard root directory.")] = Path("leaderboards"),
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or alias (default ml-100k).")] = "ml-100k",
+    protocol: Annotated[str, typer.Option("--protocol", "-p", help="Protocol of the leaderboard (default: default).")] = "default",
+    out: Annotated[Path, typer.Option("--dir", help="Leaderboard root (default ./leaderboards).")] = Path("leaderboards"),
     tuned: Annotated[bool, typer.Option("--tuned", help="Show the board of tuned runs (run --tune-budget N).")] = False,
     fmt: FormatOption = Format.table,
     wide: WideOption = False,
@@ -88,8 +88,8 @@ def show(
 @app.command("build")
 @friendly_errors
 def build(
-    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Directory of records written by m6bench run.")] = Path("runs"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Leaderboard root directory.")] = Path("leaderboards"),
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Records written by m6bench run (default ./runs).")] = Path("runs"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Leaderboard root (default ./leaderboards).")] = Path("leaderboards"),
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Only this protocol.")] = None,
 ) -> None:
