@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import typer
 from typer.testing import CliRunner
 
 from m6rec_bench.cli import app
@@ -94,9 +95,22 @@ def test_models_and_plugins_list():
     assert res.exit_code == 0
 
 
+def _command_paths(group, path=()):
+    for name, cmd in group.commands.items():
+        yield (*path, name)
+        if hasattr(cmd, "commands"):
+            yield from _command_paths(cmd, (*path, name))
+
+
 def test_every_command_has_help():
-    for cmd in (["--help"], ["run", "--help"], ["models", "--help"], ["plugins", "--help"], ["leaderboard", "show", "--help"],
-                ["leaderboard", "build", "--help"], ["datasets", "--help"]):
-        res = runner.invoke(app, cmd)
-        assert res.exit_code == 0, cmd
-        assert "Usage" in res.output
+    """Every command's help, found by walking the CLI, renders at 80 columns with a description, nothing cut."""
+    paths = [(), *_command_paths(typer.main.get_command(app))]
+    assert len(paths) >= 16
+    for path in paths:
+        res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+        assert res.exit_code == 0, path
+        lines = res.output.splitlines()
+        usage = next(i for i, line in enumerate(lines) if "Usage" in line)
+        assert lines[usage + 2].strip() and "╭" not in lines[usage + 2], f"{path}: no description"
+        assert max(len(line) for line in lines) <= 80, path
+        assert "…" not in res.output, f"{path}: a help text is cut"

@@ -6,6 +6,7 @@ one or two epochs: what is checked is the split and the plumbing, not model qual
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 import pytest
 from typer.testing import CliRunner
@@ -179,9 +180,9 @@ def test_a_dataset_without_timestamps_is_refused(ml100k_slice, tmp_path):
 
 
 def test_models_list_shows_protocols():
-    res = CliRunner().invoke(app, ["models", "list"], env={"COLUMNS": "300"})
+    res = CliRunner().invoke(app, ["models", "list", "--format", "json"])
     assert res.exit_code == 0, res.output
-    row = next(line for line in res.output.splitlines() if "│ SASRec " in line)
-    assert "sequential" in row and "default," not in row
-    assert "default, cold-item, sequential" in next(line for line in res.output.splitlines() if "│ BPR " in line)
+    rows = {row["name"]: row for row in json.loads(res.output)}
+    assert "sequential" in rows["SASRec"]["protocols"] and "default," not in rows["SASRec"]["protocols"]
+    assert "default, cold-item, sequential" in rows["BPR"]["protocols"]
 

@@ -6,6 +6,7 @@ import typer
 
 from m6rec_bench.cli import datasets, leaderboard, models, plugins
 from m6rec_bench.cli.explain import explain
+from m6rec_bench.cli.help import Group
 from m6rec_bench.cli.publish import publish
 from m6rec_bench.cli.reproduce import reproduce
 from m6rec_bench.cli.run import run
@@ -17,6 +18,7 @@ app = typer.Typer(
     help="m6rec-bench: benchmark M6-Rec style plugins (KG, GNN, text, fusion) against RecBole baselines, "
     "fairly and reproducibly, and publish leaderboards.",
     no_args_is_help=True,
+    cls=Group,
     pretty_exceptions_enable=False,
     add_completion=False,
 )

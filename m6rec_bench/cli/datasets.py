@@ -18,12 +18,11 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from m6rec_bench.cli.common import console, friendly_errors
-from m6rec_bench.datasets import load_registry, resolve
-from m6rec_bench.datasets.local import prepare_local
-from m6rec_bench.datasets.prepare import cache_status, dataset_root, prepare
+from m6rec_bench.cli.help import Group
+from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
+from m6rec_bench.datasets.registry import load_registry
 from m6rec_bench.errors import UsageError
 from m6rec_bench.paths import cache_dir
 
@@ -31,6 +30,7 @@ app = typer.Typer(
     help="Datasets in the registry (datasets.yaml): list them, show one, fetch and convert one, "
     "or generate a synthetic one.",
     no_args_is_help=True,
+    cls=Group,
 )
 
 
@@ -43,24 +43,27 @@ def _features(item_text: list[str] | tuple[str, ...], kg: bool) -> str:
     return ", ".join(parts)
 
 
+#: Columns in the order shown; the licence is cut, never a name or an alias.
+COLUMNS = (
+    Col("name"), Col("aliases", priority=1), Col("format", priority=4), Col("features", priority=5),
+    Col("licence", priority=2, flex=True), Col("cached", priority=3),
+)
+
+
 @app.command("list")
 @friendly_errors
-def list_datasets() -> None:
+def list_datasets(fmt: FormatOption = Format.table, wide: WideOption = False) -> None:
     """Show every registered dataset: name, aliases, format, features, licence, whether cached."""
+    from m6rec_bench.datasets.prepare import cache_status
+
     registry = load_registry()
-    table = Table(title=f"datasets in {registry.path}")
-    for col in ("name", "aliases", "format", "features", "licence", "cached"):
-        table.add_column(col, overflow="fold")
-    for spec in registry:
-        table.add_row(
-            spec.name,
-            ", ".join(spec.aliases),
-            spec.format,
-            _features(spec.features.item_text, spec.features.kg),
-            spec.licence,
-            cache_status(spec),
-        )
-    console.print(table)
+    rows = [
+        {"name": spec.name, "aliases": ", ".join(spec.aliases), "format": spec.format,
+         "features": _features(spec.features.item_text, spec.features.kg), "licence": spec.licence,
+         "cached": cache_status(spec)}
+        for spec in registry
+    ]
+    render(COLUMNS, rows, title=f"datasets in {registry.path}", fmt=fmt, wide=wide)
 
 
 @app.command("info")
@@ -69,6 +72,8 @@ def info(
     name: Annotated[str, typer.Argument(help="Dataset name or alias (any case), e.g. ml-100k or movielens.")],
 ) -> None:
     """Show every field of one entry: description, licence, citation, sources and checksums."""
+    from m6rec_bench.datasets.prepare import cache_status, dataset_root
+
     spec = load_registry().get(name)
     console.print(f"[bold]{spec.name}[/bold]" + (f"  (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""))
     rows = [
@@ -102,6 +107,8 @@ def fetch(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a download progress bar.")] = True,
 ) -> None:
     """Download (verified), convert and cache a dataset; print its atomic-file folder and checksum."""
+    from m6rec_bench.datasets.prepare import prepare, resolve
+
     if source is None:
         ds = resolve(name, progress=progress)
     else:
@@ -119,8 +126,8 @@ def synth(
     users: Annotated[int, typer.Option("--users", "-u", help="Number of users (each gets at least 5 interactions).")],
     items: Annotated[int, typer.Option("--items", "-i", help="Number of items in the catalogue.")],
     interactions: Annotated[int, typer.Option("--interactions", "-n", help="Exact number of interactions (no duplicate user-item pair).")],
-    seed: Annotated[int, typer.Option("--seed", help="Seed: the same sizes and seed give the same files.")] = 0,
-    name: Annotated[str | None, typer.Option("--name", help="Dataset name; written to <M6BENCH_HOME>/synth/<name>/ (default synth-u<users>-i<items>-n<interactions>-s<seed>).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed (default 0): the same sizes and seed give the same files.")] = 0,
+    name: Annotated[str | None, typer.Option("--name", help="Dataset name, written to <M6BENCH_HOME>/synth/<name>/ (default: from the sizes and seed).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Dataset folder to write instead; its last part is the dataset name.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Regenerate even when the folder already holds this dataset.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
@@ -129,6 +136,7 @@ def synth(
 
     Use the printed folder anywhere a dataset goes: m6bench run --dataset <folder>.
     """
+    from m6rec_bench.datasets.local import prepare_local
     from m6rec_bench.datasets.synth import SynthSpec, default_name, synthesize
 
     spec = SynthSpec(n_users=users, n_items=items, n_interactions=interactions, seed=seed)

@@ -54,19 +54,25 @@ def resolve_model(model: str, dataset: str | None, runs_dir: Path, protocol: str
 
 @friendly_errors
 def explain(
-    model: Annotated[str, typer.Option("--model", "-m", help="A trained run: its record (runs/<dataset>/<protocol>/<model>/seed*.json), its .artifact folder, or a model name (BPR, M6-Fusion, an ablation label) looked up in --runs-dir for --dataset/--protocol (newest run, or --seed).")],
-    user: Annotated[str, typer.Option("--user", "-u", help="External user id, as in the dataset's .inter file (e.g. 196).")],
-    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset name or alias (movielens) or folder; needed when --model is a name.")] = None,
-    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="How many recommendations to explain.")] = 10,
-    paths: Annotated[int, typer.Option("--paths", min=0, help="At most this many KG paths per item (0: none).")] = 3,
-    similar: Annotated[int, typer.Option("--similar", min=0, help="At most this many text-similar history items per item (0: none).")] = 3,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown (readable in a terminal) or json.")] = "markdown",
-    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where m6bench run kept its records (for --model NAME).")] = Path("runs"),
-    protocol: Annotated[str, typer.Option("--protocol", "-p", help="Protocol of the run to find (for --model NAME).")] = "default",
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the run to find (for --model NAME; default: the newest run).")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="A record JSON, its .artifact folder, or a model name (BPR, M6-Fusion).")],
+    user: Annotated[str, typer.Option("--user", "-u", help="User id as in the dataset's .inter file (e.g. 196).")],
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset name, alias or folder; needed when --model is a name.")] = None,
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="How many recommendations to explain (default 10).")] = 10,
+    paths: Annotated[int, typer.Option("--paths", min=0, help="KG paths per item, at most (default 3; 0: none).")] = 3,
+    similar: Annotated[int, typer.Option("--similar", min=0, help="Text-similar history items per item, at most (default 3).")] = 3,
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="markdown|json", help="Readable text (default) or JSON.")] = "markdown",
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", metavar="DIR", help="Where m6bench run kept records (default ./runs).")] = Path("runs"),
+    protocol: Annotated[str, typer.Option("--protocol", "-p", help="With a model name: its protocol (default: default).")] = "default",
+    seed: Annotated[int | None, typer.Option("--seed", help="With a model name: its seed (default: the newest run).")] = None,
 ) -> None:
     """Show a user's top-k recommendations with why: KG paths to their training items, text-similar
-    training items, and (M6-Fusion) the modality weights of each item."""
+    training items, and (M6-Fusion) the modality weights of each item.
+
+    --model takes a record (runs/<dataset>/<protocol>/<model>/seed*.json), its .artifact folder, or
+    a model name (an ablation label such as "M6-Fusion w/o KG" too), whose newest run, or the run
+    of --seed, is looked up in --runs-dir for --dataset and --protocol. Only the answer goes to
+    stdout.
+    """
     from m6rec_bench import artifacts
     from m6rec_bench.explain import explain_user, to_markdown
 

@@ -7,17 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from m6rec_bench.cli.common import console, friendly_errors
+from m6rec_bench.cli.help import Group
+from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
 from m6rec_bench.errors import UsageError
-from m6rec_bench.leaderboard import aggregate, write
-from m6rec_bench.leaderboard.aggregate import board_slug
-from m6rec_bench.leaderboard.board import Selection, prune as prune_board, row_label
-from m6rec_bench.leaderboard.writers import board_dir, metric_label, title
-from m6rec_bench.results.store import RecordStore
 
-app = typer.Typer(help="Show, rebuild or prune leaderboards.", no_args_is_help=True)
+app = typer.Typer(help="Show, rebuild or prune leaderboards.", no_args_is_help=True, cls=Group)
 
 
 def _canonical(dataset: str) -> str:
@@ -29,15 +25,39 @@ def _canonical(dataset: str) -> str:
         return Path(dataset).name if "/" in dataset else dataset
 
 
+#: The metrics ``show`` prints, best-known first; group metrics (cold / warm…) follow them.
+SHOW_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@10")
+
+
+def board_columns(groups: list[str]) -> list[Col]:
+    """``show``'s columns: at 80 columns rank, model, NDCG@10 and the paired test fit first."""
+    from m6rec_bench.leaderboard.writers import metric_label
+
+    cols = [Col("rank", "#", justify="right"), Col("model"), Col(SHOW_METRICS[0], metric_label(SHOW_METRICS[0]), priority=1)]
+    cols += [Col(f"{g} ndcg@10", f"{g} NDCG@10", priority=3) for g in groups]
+    cols.append(Col("vs_baseline", "vs best baseline", priority=2))
+    cols += [Col(m, metric_label(m), priority=5 + i) for i, m in enumerate(SHOW_METRICS[1:])]
+    cols += [Col("seeds", priority=4, justify="right"), Col("train_s", "train s", priority=9, justify="right"),
+             Col("status", priority=4, flex=True)]
+    return cols
+
+
 @app.command("show")
 @friendly_errors
 def show(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or alias (movielens → ml-100k).")] = "ml-100k",
-    protocol: Annotated[str, typer.Option("--protocol", "-p", help="Protocol of the leaderboard.")] = "default",
-    out: Annotated[Path, typer.Option("--dir", help="Leaderboard root directory.")] = Path("leaderboards"),
-    tuned: Annotated[bool, typer.Option("--tuned", help="Show the board of tuned runs (m6bench run --tune-budget N), kept apart from untuned rows.")] = False,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or alias (default ml-100k).")] = "ml-100k",
+    protocol: Annotated[str, typer.Option("--protocol", "-p", help="Protocol of the leaderboard (default: default).")] = "default",
+    out: Annotated[Path, typer.Option("--dir", help="Leaderboard root (default ./leaderboards).")] = Path("leaderboards"),
+    tuned: Annotated[bool, typer.Option("--tuned", help="Show the board of tuned runs (run --tune-budget N).")] = False,
+    fmt: FormatOption = Format.table,
+    wide: WideOption = False,
 ) -> None:
-    """Print a leaderboard written by ``m6bench run``."""
+    """Print a leaderboard written by m6bench run: mean ± std over seeds, and the paired test
+    (Wilcoxon, Holm-corrected) against the best baseline."""
+    from m6rec_bench.leaderboard.aggregate import board_slug
+    from m6rec_bench.leaderboard.readme import fmt_stat, versus_cell
+    from m6rec_bench.leaderboard.writers import board_dir, title
+
     name = _canonical(dataset)
     path = board_dir(out, name, board_slug(protocol, "tuned" if tuned else "")) / "leaderboard.json"
     if not path.exists():
@@ -49,30 +69,27 @@ def show(
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise UsageError(f"{path} is not a readable leaderboard — rebuild it: m6bench leaderboard build --out {out}")
-    table = Table(title=f"{data['dataset']} / {title(data['protocol'], data.get('variant', ''), data.get('partial', False))}  (mean ± std over seeds)")
-    metrics = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
     groups = sorted({g for row in data["rows"] for g in row.get("groups", {})})
-    for col in ["#", "model", "seeds", *[metric_label(m) for m in metrics], *[f"{g} NDCG@10" for g in groups], "train s", "status"]:
-        table.add_column(col, overflow="fold")
-
-    def fmt(stat: dict | None) -> str:
-        if not stat:
-            return "—"
-        return f"{stat['mean']:.4f} ± {stat['std']:.4f}" if stat["n"] > 1 else f"{stat['mean']:.4f}"
-
+    rows = []
     for i, row in enumerate(data["rows"], 1):
         train = row["cost"].get("train_time_s")
-        table.add_row(str(i), row["label"], str(len(row["seeds"])), *[fmt(row["test"].get(m)) for m in metrics],
-                      *[fmt(row["groups"].get(g, {}).get("ndcg@10")) for g in groups],
-                      f"{train['mean']:.1f}" if train else "—", row["status"])
-    console.print(table)
+        rows.append({
+            "rank": str(i) if row["status"].startswith("ok") else "", "model": row["label"],
+            **{m: fmt_stat(row["test"].get(m)) for m in SHOW_METRICS},
+            **{f"{g} ndcg@10": fmt_stat(row["groups"].get(g, {}).get("ndcg@10")) for g in groups},
+            "vs_baseline": versus_cell(row), "seeds": str(len(row["seeds"])),
+            "train_s": f"{train['mean']:.1f}" if train else "—",
+            "status": row["status"] + (f": {row['reason']}" if row.get("reason") else ""),
+        })
+    heading = f"{data['dataset']} / {title(data['protocol'], data.get('variant', ''), data.get('partial', False))}: mean ± std over seeds"
+    render(board_columns(groups), rows, title=heading, fmt=fmt, wide=wide)
 
 
 @app.command("build")
 @friendly_errors
 def build(
-    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Directory of records written by m6bench run.")] = Path("runs"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Leaderboard root directory; boards already there are merged into, never emptied.")] = Path("leaderboards"),
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Records written by m6bench run (default ./runs).")] = Path("runs"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Leaderboard root (default ./leaderboards); boards there are merged into, never emptied.")] = Path("leaderboards"),
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Only this protocol.")] = None,
 ) -> None:
@@ -81,6 +98,9 @@ def build(
     A board folder that already holds a board keeps its other rows: the records are merged into it
     (m6bench leaderboard prune removes rows).
     """
+    from m6rec_bench.leaderboard import aggregate, write
+    from m6rec_bench.results.store import RecordStore
+
     records = list(RecordStore(runs_dir).records(_canonical(dataset) if dataset else None, protocol))
     if not records:
         raise UsageError(f"no records under {runs_dir}; run m6bench run first")
@@ -116,6 +136,9 @@ def prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed; change nothing.")] = False,
 ) -> None:
     """Remove rows (or some seeds of rows) from a board and rewrite it from the records left (see _PRUNE_HELP)."""
+    from m6rec_bench.leaderboard.board import Selection, row_label
+    from m6rec_bench.leaderboard.board import prune as prune_board
+
     select = Selection(labels=label or [], models=model or [], seeds=seed or [], cell_ids=cell_id or [])
     if not select:
         raise UsageError("say which rows to prune: --label, --model, --seed and/or --cell-id "

@@ -1,37 +1,50 @@
-"""``m6bench models``: every runnable model — RecBole baselines and loaded plugins."""
+"""``m6bench models``: every runnable model — RecBole baselines and plugins (described, not loaded)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from m6rec_bench.cli.common import console, friendly_errors
+from m6rec_bench.cli.common import friendly_errors
+from m6rec_bench.cli.help import Group
+from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
+from m6rec_bench.errors import UsageError
 from m6rec_bench.models import registry
 from m6rec_bench.protocols import PROTOCOLS, protocols_for
 
-app = typer.Typer(help="List the models m6bench can run: RecBole baselines and plugins.", no_args_is_help=True)
+app = typer.Typer(help="List the models m6bench can run: RecBole baselines and plugins.", no_args_is_help=True, cls=Group)
+
+#: Columns in the order shown; at 80 columns name, kind, family and a cut description fit.
+COLUMNS = (
+    Col("name"), Col("kind", priority=2), Col("family", priority=3), Col("needs", priority=5),
+    Col("protocols", priority=6), Col("default_suite", "default suite", priority=4), Col("package", priority=7),
+    Col("version", priority=8), Col("description", priority=1, flex=True),
+)
 
 
 @app.command("list")
 @friendly_errors
 def list_models(
     kind: Annotated[str | None, typer.Option(help="Show only 'baseline' or 'plugin' models.")] = None,
+    fmt: FormatOption = Format.table,
+    wide: WideOption = False,
 ) -> None:
-    """List models with their kind, family, needed dataset features, protocols and source package.
+    """List models: kind, family, needed dataset features, protocols, default suites, package.
 
-    ``protocols`` are the protocols a model runs under (sequential models only under
-    ``sequential``); ``default suite`` names the protocols whose default suite includes it.
+    Protocols are those a model runs under (sequential models only under sequential); default
+    suite names the protocols whose default suite includes it. Plugins are listed from their
+    cards, without importing them (m6bench plugins list imports and checks them).
     """
-    defaults = {p: set(registry.default_suite(p)) for p in PROTOCOLS}
-    table = Table(title="models")
-    for col in ("name", "kind", "family", "needs", "protocols", "package", "version", "default suite", "description"):
-        table.add_column(col, overflow="fold", no_wrap=col == "name")
-    for m in registry.all_models():
-        if kind and m.kind != kind:
-            continue
-        in_default = [p for p, names in defaults.items() if m.name in names]
-        table.add_row(m.name, m.kind, m.family, ", ".join(sorted(m.needs)), ", ".join(protocols_for(m.model_type)),
-                      m.package, m.version, ", ".join(in_default), m.description)
-    console.print(table)
+    if kind not in (None, "baseline", "plugin"):
+        raise UsageError(f"--kind takes 'baseline' or 'plugin', got '{kind}'")
+    defaults = {p: set(registry.default_suite(p, loadable_only=False)) for p in PROTOCOLS}
+    rows = [
+        {"name": m.name, "kind": m.kind, "family": m.family, "needs": ", ".join(sorted(m.needs)),
+         "protocols": ", ".join(m.protocols or protocols_for(m.model_type)),
+         "default_suite": ", ".join(p for p, names in defaults.items() if m.name in names),
+         "package": m.package, "version": m.version, "description": m.description}
+        for m in registry.all_models()
+        if kind is None or m.kind == kind
+    ]
+    render(COLUMNS, rows, title="models", fmt=fmt, wide=wide)

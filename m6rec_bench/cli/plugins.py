@@ -2,29 +2,48 @@
 
 from __future__ import annotations
 
-import typer
-from rich.table import Table
+from typing import Annotated
 
-from m6rec_bench.cli.common import console, friendly_errors
+import typer
+from rich.text import Text
+
+from m6rec_bench.cli.common import friendly_errors
+from m6rec_bench.cli.help import Group
+from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
 from m6rec_bench.models import registry
 
 app = typer.Typer(
     help="Inspect plugins found through the 'm6rec_bench.plugins' entry points "
     f"(set {registry.ALLOW_ENV}=a,b to load only some).",
     no_args_is_help=True,
+    cls=Group,
+)
+
+COLUMNS = (
+    Col("name"), Col("status", priority=1), Col("family", priority=3), Col("needs", priority=5),
+    Col("package", priority=4), Col("version", priority=6), Col("description", priority=2, flex=True),
 )
 
 
 @app.command("list")
 @friendly_errors
-def list_plugins() -> None:
-    """Show each plugin's name, family, needs, package and version; broken plugins with their error."""
-    table = Table(title="plugins")
-    for col in ("name", "family", "needs", "package", "version", "status", "description"):
-        table.add_column(col, overflow="fold", no_wrap=col == "name")
-    for m in registry.all_models():
-        if m.kind == "plugin":
-            table.add_row(m.name, m.family, ", ".join(sorted(m.needs)), m.package, m.version, "ok", m.description)
-    for b in registry.broken_plugins():
-        table.add_row(b.name, "?", "?", b.package, b.version, "[red]broken[/red]", b.error)
-    console.print(table)
+def list_plugins(
+    check: Annotated[bool, typer.Option("--check", help="Import every plugin to check that it loads (seconds).")] = False,
+    fmt: FormatOption = Format.table,
+    wide: WideOption = False,
+) -> None:
+    """Show each plugin's name, status, family, needs, package and version; broken ones with their error.
+
+    Status: ok (imported), broken (failed to import; the error is its description), or listed
+    (described by its package's card, not imported: --check imports it).
+    """
+    broken = registry.broken_plugins() if check else registry.known_broken_plugins()
+    failed = {b.name for b in broken}
+    rows: list[dict[str, object]] = [
+        {"name": m.name, "status": "ok" if registry.is_loaded(m) else "listed", "family": m.family,
+         "needs": ", ".join(sorted(m.needs)), "package": m.package, "version": m.version, "description": m.description}
+        for m in registry.all_models() if m.source is not None and m.source.ep.name not in failed
+    ]
+    rows += [{"name": b.name, "status": Text("broken", style="red"), "family": "?", "needs": "?",
+              "package": b.package, "version": b.version, "description": b.error} for b in broken]
+    render(COLUMNS, rows, title="plugins", fmt=fmt, wide=wide)

@@ -15,7 +15,7 @@ from m6rec_bench.leaderboard.site import build_site
 
 @friendly_errors
 def publish(
-    out: Annotated[Path, typer.Option("--dir", help="Leaderboard root holding <dataset>/<protocol>/leaderboard.json.")] = Path("leaderboards"),
+    out: Annotated[Path, typer.Option("--dir", help="Leaderboard root holding <dataset>/<protocol>/leaderboard.json (default ./leaderboards).")] = Path("leaderboards"),
     readme: Annotated[Path | None, typer.Option("--readme", help="Also regenerate the results block between <!-- leaderboards --> and <!-- /leaderboards --> in this Markdown file (e.g. README.md).")] = None,
 ) -> None:
     """Build index.html and a page per dataset/protocol: sortable tables, bar charts with error bars, a quality-vs-train-time plot; rows link their reproduction records."""

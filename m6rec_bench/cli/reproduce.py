@@ -19,7 +19,7 @@ from m6rec_bench.results.store import RecordStore, load_record
 @friendly_errors
 def reproduce(
     record: Annotated[Path, typer.Argument(help="A record JSON (e.g. leaderboards/ml-100k/default/records/<cell_id>.json).")],
-    tolerance: Annotated[float, typer.Option(help="Largest absolute metric difference reported as a match.")] = 1e-3,
+    tolerance: Annotated[float, typer.Option(help="Largest absolute metric difference reported as a match (default 0.001).")] = 1e-3,
 ) -> None:
     """Rerun the (dataset, protocol, model, config, seed) cell a record describes and compare its test metrics."""
     published = load_record(record)

@@ -17,35 +17,60 @@ from m6rec_bench.engine.suite import SuiteConfig, plan, run_suite
 from m6rec_bench.errors import UsageError
 
 
+#: ``run --help`` groups its options in these panels, in this order.
+DATA, MODELS, PROTOCOL, BUDGET, OUTPUT, SCALE_OUT = "Data", "Models", "Protocol", "Budget", "Output", "Scale-out"
+
+
 @friendly_errors
 def run(
-    dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Dataset name or alias from datasets.yaml (e.g. movielens), or a folder of RecBole atomic files. Repeat for several.")] = None,
-    protocol: Annotated[list[str] | None, typer.Option("--protocol", "-p", help="Evaluation protocol: default (random 8:1:1, full ranking), cold-item, sequential (leave-one-out in time order; runs sequential models such as GRU4Rec, SASRec, SRGNN and general references), or user-group (target users of seeded occupation groups split 8:1:1, the other users kept aside as a source task for M6-Adapt). Repeat for several.")] = None,
-    models: Annotated[str | None, typer.Option("--models", "-m", help="Comma-separated model names (m6bench models list). Default: the RecBole baselines Pop, ItemKNN, BPR, NeuMF, LightGCN, MultiVAE plus every installed default plugin; under --protocol sequential Pop, BPR, GRU4Rec, SASRec, SRGNN plus the default sequential plugins.")] = None,
-    seeds: Annotated[str | None, typer.Option("--seeds", "-s", help="Number of seeds (3 → 2020, 2021, 2022) or an explicit list (2020,2025). Rows report mean ± std.")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Max training epochs for every model (RecBole default 300, with early stopping after 10 epochs without validation gain).")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Suite YAML: datasets, protocols, models, seeds, epochs, device, ablation, overrides (per-model settings). Command-line options win.", exists=False)] = None,
-    ablation: Annotated[bool | None, typer.Option("--ablation/--no-ablation", help="Add each plugin's ablation rows (e.g. M6-Fusion w/o KG, w/o text, w/o graph).")] = None,
-    compress: Annotated[str | None, typer.Option("--compress", help="Comma-separated post-training compressions of every plugin's trained model: int8 (dynamic quantization of Linear/GRU layers, int8 embedding and content tables) and/or prune:<ratio> (global magnitude pruning, e.g. prune:0.5). Each adds a row such as 'M6-Fusion \\[int8]' with model size, full-ranking users/s and the NDCG@10 change against the uncompressed model; the model is trained once.")] = None,
-    rerank: Annotated[str | None, typer.Option("--rerank", help="Comma-separated re-rankers applied to every model's trained top-50 per test user, each adding a row such as 'BPR \\[linucb]' with the re-ranked top-10's metrics, coverage, novelty and intra-list diversity (the model is trained once): linucb (a LinUCB contextual bandit over relevance, novelty and diversity, learned offline by replay on simulated logs of the validation split; linucb:<w> sets the novelty weight of its reward, default 1) and/or mmr (maximal marginal relevance; mmr:<lambda>, default 0.5).")] = None,
-    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where per-cell records are kept (default ./runs).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Leaderboard root (default ./leaderboards): writes <out>/<dataset>/<protocol>/leaderboard.{md,csv,json}, merged into the board already there (its other rows stay; m6bench leaderboard prune removes rows).")] = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Run this many cells (and, with --tune-budget, model studies) at once in worker processes on this machine (each gets cores/jobs torch threads). RecBole's trainer is Python-bound, so 2 jobs on 2 cores finish a suite sooner than 1.")] = None,
-    resume: Annotated[bool | None, typer.Option("--resume/--no-resume", help="Reuse records of finished cells with the same config hash (default on).")] = None,
-    tune_budget: Annotated[int | None, typer.Option("--tune-budget", min=1, help="Tune every model first with this many Optuna trials on validation (the same budget for all; studies resume under --runs-dir), then run the best config on test over the seeds.")] = None,
-    tune_timeout: Annotated[float | None, typer.Option("--tune-timeout", min=0.001, help="With --tune-budget: at most this many seconds of tuning per model.")] = None,
-    tune_epochs: Annotated[int | None, typer.Option("--tune-epochs", min=1, help="With --tune-budget: max epochs of each tuning trial (default: --epochs), e.g. a cheap low-fidelity search before full-length final runs. Part of the study name; recorded as m6_tune_epochs.")] = None,
-    tune_storage: Annotated[str | None, typer.Option("--tune-storage", help="With --tune-budget: Optuna storage of the studies — a database URL (postgresql://user:pw@host/db) shared by workers on many machines, or a journal file (default <runs-dir>/tuning/optuna.journal).")] = None,
-    executor: Annotated[str | None, typer.Option("--executor", help="Where cells and tuning studies run: local (this machine; --jobs worker processes) or dask (the workers of a Dask cluster, see --scheduler; needs pip install \"m6rec-bench\\[dask]\").")] = None,
-    scheduler: Annotated[str | None, typer.Option("--scheduler", help="With --executor dask: the scheduler address, tcp://HOST:PORT. Workers must share --runs-dir and the dataset cache (M6BENCH_HOME) with this machine.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (cells, models, seeds, protocols, estimated time, where records and boards go) and exit without running or writing anything.")] = False,
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", metavar="NAME", rich_help_panel=DATA, help="Dataset name or alias (m6bench datasets list) or a folder of atomic files; repeatable.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", metavar="YAML", rich_help_panel=DATA, help="Suite file (datasets, protocols, models, seeds, overrides); options win.", exists=False)] = None,
+    models: Annotated[str | None, typer.Option("--models", "-m", metavar="A,B", rich_help_panel=MODELS, help="Model names, comma-separated (m6bench models list). Default: the protocol's default suite.")] = None,
+    ablation: Annotated[bool | None, typer.Option("--ablation/--no-ablation", rich_help_panel=MODELS, help="Add each plugin's ablation rows (e.g. M6-Fusion w/o KG, w/o text).")] = None,
+    compress: Annotated[str | None, typer.Option("--compress", metavar="A,B", rich_help_panel=MODELS, help="Compressed twins of each plugin: int8 and/or prune:<ratio>.")] = None,
+    rerank: Annotated[str | None, typer.Option("--rerank", metavar="A,B", rich_help_panel=MODELS, help="Re-ranked twins of each model: linucb[:<w>] and/or mmr[:<lambda>].")] = None,
+    protocol: Annotated[list[str] | None, typer.Option("--protocol", "-p", metavar="NAME", rich_help_panel=PROTOCOL, help="default, cold-item, sequential or user-group; repeatable.")] = None,
+    seeds: Annotated[str | None, typer.Option("--seeds", "-s", metavar="N|A,B", rich_help_panel=PROTOCOL, help="A count (3 → 2020, 2021, 2022) or a list (2020,2025); rows show mean ± std.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, metavar="N", rich_help_panel=BUDGET, help="Max epochs per model (RecBole: 300, early-stopped).")] = None,
+    device: Annotated[str | None, typer.Option("--device", metavar="cpu|cuda", rich_help_panel=BUDGET, help="Where models train.")] = None,
+    tune_budget: Annotated[int | None, typer.Option("--tune-budget", min=1, metavar="N", rich_help_panel=BUDGET, help="Tune each model first: this many Optuna trials.")] = None,
+    tune_timeout: Annotated[float | None, typer.Option("--tune-timeout", min=0.001, metavar="SECONDS", rich_help_panel=BUDGET, help="With --tune-budget: at most this long tuning each model.")] = None,
+    tune_epochs: Annotated[int | None, typer.Option("--tune-epochs", min=1, metavar="N", rich_help_panel=BUDGET, help="With --tune-budget: max epochs per trial.")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", metavar="DIR", rich_help_panel=OUTPUT, help="Where per-cell records are kept (default ./runs).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", rich_help_panel=OUTPUT, help="Leaderboard root (default ./leaderboards); runs merge into the boards there.")] = None,
+    resume: Annotated[bool | None, typer.Option("--resume/--no-resume", rich_help_panel=OUTPUT, help="Reuse records of finished cells with the same config hash (default on).")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, metavar="N", rich_help_panel=SCALE_OUT, help="Cells (and studies) run at once, in worker processes.")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", metavar="local|dask", rich_help_panel=SCALE_OUT, help="Run cells on this machine (default) or on a Dask cluster.")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", metavar="tcp://HOST:PORT", rich_help_panel=SCALE_OUT, help="With --executor dask: the scheduler's address.")] = None,
+    tune_storage: Annotated[str | None, typer.Option("--tune-storage", metavar="URL|FILE", rich_help_panel=SCALE_OUT, help="Optuna storage all workers reach: a database URL or a journal file.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", rich_help_panel=OUTPUT, help="Print the plan and estimated time, then exit; runs and writes nothing.")] = False,
 ) -> None:
     """Run a benchmark suite and write its leaderboards.
 
     Every (dataset, protocol, model, seed) cell is trained and evaluated through RecBole's own
-    trainer and evaluator; each leaves a JSON record under --runs-dir, and the leaderboards are
-    aggregated from those records. Exits 1 if any cell failed (the others still run).
+    trainer and evaluator; each leaves a JSON record under --runs-dir, and the leaderboards
+    (<out>/<dataset>/<protocol>/leaderboard.md, .csv, .json) are aggregated from those records.
+    Exits 1 if any cell failed (the others still run).
+
+    Protocols: default (random 8:1:1, full ranking), cold-item (test items unseen in training),
+    sequential (leave-one-out in time order, for GRU4Rec, SASRec, SRGNN and general references),
+    user-group (target users of seeded occupation groups; the others are M6-Adapt's source task).
+
+    Models: without --models, the default protocol runs Pop, ItemKNN, BPR, NeuMF, LightGCN,
+    MultiVAE and every installed default plugin; sequential runs Pop, BPR, GRU4Rec, SASRec, SRGNN
+    and the default sequential plugins. --compress int8 quantizes Linear/GRU layers and embedding
+    tables, prune:0.5 prunes half the weights by global magnitude; each adds a row such as
+    'M6-Fusion \\[int8]' with size, users/s and the NDCG@10 change, the model trained once. --rerank
+    re-ranks each model's top-50 into a row such as 'BPR \\[linucb]' with coverage, novelty and
+    diversity: linucb is a LinUCB bandit learned by replay on validation (linucb:<w> weighs
+    novelty, default 1), mmr maximal marginal relevance (mmr:<lambda>, default 0.5).
+
+    Budget and scale-out: --tune-budget gives every model the same number of trials; studies
+    resume under --runs-dir and --tune-epochs allows a cheap low-fidelity search (default: --epochs). --jobs 2 on two
+    cores finishes sooner (RecBole's trainer is Python-bound). --executor dask needs
+    pip install "m6rec-bench\\[dask]"; its workers must share --runs-dir and the dataset cache
+    (M6BENCH_HOME), and --tune-storage may be a database URL (postgresql://user:pw@host/db) they all reach.
+
     It first prints the plan with an estimated time (--dry-run prints only that), and rewrites the
     boards as cells finish, titled partial until the suite completes.
     """

@@ -58,21 +58,30 @@ def check_port(host: str, port: int) -> None:
 
 @friendly_errors
 def serve(
-    model: Annotated[str, typer.Option("--model", "-m", help="What to serve: a record JSON (runs/<dataset>/<protocol>/<model>/seed*.json), its .artifact folder, or a model name (e.g. M6-Fusion) whose newest trained cell is looked up in --runs-dir.")],
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="With a model name: the dataset it was trained on (name, alias or folder).")] = "movielens",
-    protocol: Annotated[str, typer.Option("--protocol", "-p", help="With a model name: the protocol it was trained under.")] = "default",
-    seed: Annotated[int | None, typer.Option("--seed", help="With a model name: the seed of the cell (default: the newest cell of any seed).")] = None,
-    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where `m6bench run` keeps records and artifacts.")] = Path("runs"),
-    host: Annotated[str, typer.Option("--host", help="Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port to listen on.")] = 8000,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="torch threads. A request is one matrix-vector product: more threads only add overhead at MovieLens scale.")] = 1,
-    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log one line per request (off by default: a log line costs about as much as scoring a request).")] = False,
+    model: Annotated[str, typer.Option("--model", "-m", help="A record JSON, its .artifact folder, or a model name (e.g. M6-Fusion).")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="With a model name: its dataset (default movielens).")] = "movielens",
+    protocol: Annotated[str, typer.Option("--protocol", "-p", help="With a model name: its protocol (default: default).")] = "default",
+    seed: Annotated[int | None, typer.Option("--seed", help="With a model name: its seed (default: the newest cell).")] = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", metavar="DIR", help="Where m6bench run kept records (default ./runs).")] = Path("runs"),
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (default 127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port (default 8000).")] = 8000,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch threads (default 1).")] = 1,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log one line per request (default off).")] = False,
 ) -> None:
     """Serve a trained model over HTTP: top-k for known users, fold-in for anonymous item lists, new interactions.
 
-    Endpoints: GET /users/{user_id}/recommendations?k=10, POST /recommendations {"items": [...], "k": 10},
-    POST /users/{user_id}/interactions {"items": [...]}, GET /health; OpenAPI docs at /docs.
-    Posted interactions live in memory until the service stops.
+    \b
+    Endpoints:
+      GET  /users/{user_id}/recommendations?k=10
+      POST /recommendations {"items": [...], "k": 10}
+      POST /users/{user_id}/interactions {"items": [...]}
+      GET  /health;  OpenAPI docs at /docs
+
+    Posted interactions live in memory until the service stops. --model takes a record
+    (runs/<dataset>/<protocol>/<model>/seed*.json), its .artifact folder, or a model name whose
+    newest trained cell is looked up in --runs-dir. --host 0.0.0.0 listens on every interface.
+    --threads: a request is one matrix-vector product, so more threads only add overhead at
+    MovieLens scale; an access log line costs about as much as scoring a request.
     """
     import torch
 

@@ -89,25 +89,33 @@ def _best_table(result: TuningResult) -> Table:
 
 @friendly_errors
 def tune(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or alias from datasets.yaml, or a folder of RecBole atomic files.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model to tune (m6bench models list): a RecBole baseline or a plugin.")],
-    trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Finished trials (complete + pruned) the study should hold; a rerun only runs the missing ones.")] = 20,
-    timeout: Annotated[float | None, typer.Option("--timeout", min=0.001, help="Wall-clock budget in seconds for this call: no new trial starts after it, and the running one stops at its next validation.")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Max training epochs per trial (RecBole default 300, with early stopping).")] = None,
-    protocol: Annotated[str, typer.Option("--protocol", "-p", help="Evaluation protocol whose validation split is tuned on: default, cold-item or sequential (sequential models need sequential).")] = "default",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the model and the TPE sampler.")] = DEFAULT_SEED,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Fixed setting KEY=VALUE, not tuned (repeatable), e.g. --set train_batch_size=4096.")] = None,
-    storage: Annotated[str | None, typer.Option("--storage", help="Where the study lives: a journal file path (default <runs-dir>/tuning/optuna.journal, safe for several processes on one machine) or a database URL such as postgresql://user:password@host:5432/db for workers on many machines.")] = None,
-    study_name: Annotated[str | None, typer.Option("--study-name", help="Study name (default: derived from dataset checksum, protocol, model, epochs, seed and fixed settings, so the same command resumes the same study).")] = None,
-    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Runs directory that holds the default journal file.")] = Path("runs"),
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or alias (m6bench datasets list), or a folder.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to tune: a baseline or a plugin (m6bench models list).")],
+    trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Finished trials the study should hold (default 20).")] = 20,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0.001, metavar="SECONDS", help="Time budget of this call; the running trial stops at validation.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Max epochs per trial (RecBole: 300, early-stopped).")] = None,
+    protocol: Annotated[str, typer.Option("--protocol", "-p", help="Protocol whose validation split is tuned on (default: default).")] = "default",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the model and the sampler (default 2020).")] = DEFAULT_SEED,
+    device: Annotated[str, typer.Option("--device", metavar="cpu|cuda", help="Where trials train (default cpu).")] = "cpu",
+    set_: Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="A fixed, untuned setting; repeatable.")] = None,
+    storage: Annotated[str | None, typer.Option("--storage", metavar="URL|FILE", help="Where the study lives: a journal file or a database URL.")] = None,
+    study_name: Annotated[str | None, typer.Option("--study-name", help="Study name (default: derived from the settings, so a rerun resumes).")] = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", metavar="DIR", help="Holds the default journal file (default ./runs).")] = Path("runs"),
 ) -> None:
     """Tune one model's hyper-parameters with Optuna (seeded TPE, median pruning) on validation.
 
     The study persists: interrupt it and run the same command again to go on, or start the same
     command on several machines with a shared --storage to split the trials between them. The
     test split is never used; run the best configuration on test with
-    `m6bench run --tune-budget N` (same settings → same study, nothing re-tuned).
+    m6bench run --tune-budget N (same settings → same study, nothing re-tuned).
+
+    A trial counts when it completes or is pruned, so a rerun runs only the missing ones; --timeout
+    starts no new trial after it and stops the running one at its next validation. The protocol
+    is default, cold-item or sequential (sequential models need sequential). --storage defaults to
+    the journal file <runs-dir>/tuning/optuna.journal, safe for several processes on one machine;
+    a database URL (postgresql://user:password@host:5432/db) serves workers on many machines. The
+    default study name is derived from the dataset checksum, protocol, model, epochs, seed and
+    fixed settings (--set train_batch_size=4096).
     """
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     settings = dict(n_trials=trials, protocol=protocol, epochs=epochs, seed=seed, device=device,

@@ -20,13 +20,15 @@ from m6rec_bench.leaderboard.writers import title
 BEGIN, END = "<!-- leaderboards -->", "<!-- /leaderboards -->"
 
 
-def _fmt(stat: dict[str, Any] | None) -> str:
+def fmt_stat(stat: dict[str, Any] | None) -> str:
+    """``0.3135 ± 0.0129`` (one seed: ``0.3135``) from a leaderboard.json stat; ``—`` when absent."""
     if not stat:
         return "—"
     return f"{stat['mean']:.4f} ± {stat['std']:.4f}" if stat["n"] > 1 else f"{stat['mean']:.4f}"
 
 
-def _versus(row: dict[str, Any]) -> str:
+def versus_cell(row: dict[str, Any]) -> str:
+    """The paired test against the best baseline of a leaderboard.json row: ``+0.0144 ▲ (p=0.00014)``."""
     if row.get("is_reference"):
         return "reference"
     c = row.get("significance")
@@ -64,9 +66,9 @@ def board_table(board: dict[str, Any], rel: str) -> list[str]:
     for i, row in enumerate(board["rows"], 1):
         if row["status"].startswith("ok"):
             train = row["cost"].get("train_time_s")
-            cells = [_fmt(row["test"].get("ndcg@10")),
-                     *[_fmt(row.get("groups", {}).get(g, {}).get("ndcg@10")) for g in groups],
-                     _versus(row), f"{train['mean']:.0f}" if train else "—"]
+            cells = [fmt_stat(row["test"].get("ndcg@10")),
+                     *[fmt_stat(row.get("groups", {}).get(g, {}).get("ndcg@10")) for g in groups],
+                     versus_cell(row), f"{train['mean']:.0f}" if train else "—"]
         else:
             cells = [f"{row['status']}: {row.get('reason') or ''}".strip(), *["—"] * (len(groups) + 2)]
         lines.append("| " + " | ".join([str(i), row["label"], str(len(row.get("seeds", []))), *cells]) + " |")

@@ -20,7 +20,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import wilcoxon
 
 from m6rec_bench.results.record import Record
 
@@ -67,6 +66,9 @@ def paired(row: list[Record], ref: list[Record], metric: str, reference: str) ->
     x = np.array([np.mean(by_user_a[u]) for u in users])
     y = np.array([np.mean(by_user_b[u]) for u in users])
     diff = x - y
+    # imported here: scipy.stats costs ~1 s, which every m6bench command (--help too) paid at import
+    from scipy.stats import wilcoxon
+
     p = 1.0 if np.allclose(diff, 0) else float(wilcoxon(x, y, zero_method="wilcox", alternative="two-sided").pvalue)
     return Comparison(reference, metric, len(users), float(diff.mean()), p)
 

@@ -58,6 +58,28 @@ SearchSpace = Callable[["optuna.Trial"], dict[str, Any]]
 
 
 @dataclass(frozen=True)
+class PluginCard:
+    """What listing a plugin needs, declared without importing the model (torch, PyG, PyKEEN…).
+
+    ``m6bench models list`` and a typo in ``--models`` should answer in a second, not after
+    importing every plugin's stack. A plugin package may therefore describe its plugins in its
+    top-level package (which must stay light) as ``PLUGIN_CARDS = {entry-point name: card or
+    [cards]}``; the registry reads that instead of loading the entry point, and checks the card
+    against the real :class:`Plugin` when the plugin is loaded (a disagreement marks the plugin
+    broken, so a card cannot silently drift). A package without cards is loaded to describe it.
+    The fields mean what the same-named :class:`Plugin` fields mean; ``model_type`` is explicit.
+    """
+
+    name: str
+    family: str
+    description: str
+    needs: frozenset[str] = frozenset({"inter"})
+    model_type: str = "general"
+    in_default_suite: bool = True
+    protocols: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Plugin:
     """Everything the workbench needs to know about one plugin model.
 
@@ -110,6 +132,12 @@ class Plugin:
             raise ValueError(f"plugin {self.name!r} needs unknown features {sorted(unknown)}; known: {sorted(FEATURES)}")
         if not isinstance(self.config_cls, type) or not issubclass(self.config_cls, PluginConfig):
             raise TypeError(f"plugin {self.name!r}: config_cls must subclass m6rec_bench.models.plugin.PluginConfig")
+
+    @property
+    def card(self) -> PluginCard:
+        """This plugin's listing fields (compared with a declared :class:`PluginCard`)."""
+        return PluginCard(self.name, self.family, self.description, frozenset(self.needs), str(self.model_type),
+                          self.in_default_suite, tuple(self.protocols) if self.protocols is not None else None)
 
     def default_config(self) -> PluginConfig:
         """The config with every default."""

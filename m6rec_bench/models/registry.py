@@ -8,14 +8,15 @@ A plugin that fails to import is reported as broken with its error and never sto
 
 from __future__ import annotations
 
+import importlib
 import os
 import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
 
-from m6rec_bench.errors import UsageError, did_you_mean
-from m6rec_bench.models.plugin import Plugin
+from m6rec_bench.errors import M6BenchError, UsageError, did_you_mean
+from m6rec_bench.models.plugin import Plugin, PluginCard
 
 ENTRY_POINT_GROUP = "m6rec_bench.plugins"
 ALLOW_ENV = "M6BENCH_PLUGINS"
@@ -42,9 +43,13 @@ SEQUENTIAL_BASELINES: tuple[str, ...] = (
 _SEQUENTIAL_SETTINGS: dict[str, object] = {"train_neg_sample_args": None}
 
 
+class PluginLoadError(M6BenchError):
+    """An installed plugin's entry point failed to load (import error, bad object, card mismatch)."""
+
+
 @dataclass(frozen=True)
 class ModelEntry:
-    """A row of ``m6bench models list``: a baseline or a loaded plugin."""
+    """A row of ``m6bench models list``: a baseline or a plugin, described without loading it."""
 
     name: str
     kind: str  # "baseline" | "plugin"
@@ -53,10 +58,23 @@ class ModelEntry:
     needs: frozenset[str]
     package: str
     version: str
-    plugin: Plugin | None = None
     model_type: str = "general"
     #: fixed RecBole settings of a baseline (a plugin's are in ``plugin.recbole_config``)
     recbole_config: dict[str, object] = field(default_factory=dict)
+    in_default_suite: bool = False
+    #: the only protocols a plugin runs under (None: every protocol of its model type)
+    protocols: tuple[str, ...] | None = None
+    source: _Source | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def plugin(self) -> Plugin | None:
+        """The loaded plugin (imported on first use; None for a baseline).
+
+        Raises :class:`PluginLoadError` when the plugin's entry point cannot be loaded.
+        """
+        if self.source is None:
+            return None
+        return next(p for p in _load(self.source) if p.name == self.name)
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,16 @@ class BrokenPlugin:
     package: str
     version: str
     error: str
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One ``m6rec_bench.plugins`` entry point and, when its package declares them, its cards."""
+
+    ep: metadata.EntryPoint
+    package: str
+    version: str
+    cards: tuple[PluginCard, ...] | None
 
 
 def _allowed() -> set[str] | None:
@@ -87,8 +115,64 @@ def _load_entry_point(ep: metadata.EntryPoint) -> list[Plugin]:
     return list(items)
 
 
+def _declared_cards(ep: metadata.EntryPoint) -> tuple[PluginCard, ...] | None:
+    """The cards the entry point's top-level package declares for it (``PLUGIN_CARDS``), if any.
+
+    Only a package's top-level module is imported here, and only when the entry point names a
+    submodule of it (``pkg.heavy:plugin``): a single-module plugin (``my_plugin:plugin``) is its own
+    top level, and importing it is loading it, so it is simply loaded. Anything unexpected means
+    "no cards": the plugin is then loaded, which reports a real problem as a broken plugin.
+    """
+    top = ep.module.partition(".")[0]
+    if top == ep.module:
+        return None
+    try:
+        declared = getattr(importlib.import_module(top), "PLUGIN_CARDS", None)
+    except Exception:  # noqa: BLE001 - loading the entry point itself will report it
+        return None
+    if not isinstance(declared, dict) or ep.name not in declared:
+        return None
+    value = declared[ep.name]
+    cards = tuple(value) if isinstance(value, list | tuple) else (value,)
+    return cards if cards and all(isinstance(c, PluginCard) for c in cards) else None
+
+
+_loaded: dict[str, tuple[Plugin, ...] | PluginLoadError] = {}
+
+
+def _load(source: _Source) -> tuple[Plugin, ...]:
+    """Import one entry point's plugins once (the result, or the failure, is remembered).
+
+    A declared card must describe the loaded plugin exactly: a card that drifted from its plugin
+    would list one thing and run another.
+    """
+    key = source.ep.name
+    if key not in _loaded:
+        try:
+            plugins_ = tuple(_load_entry_point(source.ep))
+            if source.cards is not None and tuple(p.card for p in plugins_) != source.cards:
+                actual = [p.card for p in plugins_]
+                raise ValueError(f"its PLUGIN_CARDS entry {list(source.cards)} does not match the loaded "
+                                 f"plugins {actual}; update the card in {source.ep.module.partition('.')[0]}")
+            _loaded[key] = plugins_
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must never stop the others
+            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            _loaded[key] = PluginLoadError(last)
+    result = _loaded[key]
+    if isinstance(result, PluginLoadError):
+        raise result
+    return result
+
+
+def _plugin_entry(source: _Source, card: PluginCard) -> ModelEntry:
+    return ModelEntry(card.name, "plugin", card.family, card.description, frozenset(card.needs), source.package,
+                      source.version, model_type=card.model_type, in_default_suite=card.in_default_suite,
+                      protocols=card.protocols, source=source)
+
+
 @lru_cache(maxsize=1)
 def _discover() -> tuple[tuple[ModelEntry, ...], tuple[BrokenPlugin, ...]]:
+    """Plugin rows from declared cards; entry points without cards are loaded to describe them."""
     allowed = _allowed()
     entries: list[ModelEntry] = []
     broken: list[BrokenPlugin] = []
@@ -96,46 +180,77 @@ def _discover() -> tuple[tuple[ModelEntry, ...], tuple[BrokenPlugin, ...]]:
         if allowed is not None and ep.name not in allowed:
             continue
         dist = ep.dist
-        package = dist.name if dist else "?"
-        version = dist.version if dist else "?"
-        try:
-            plugins = _load_entry_point(ep)
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must never stop the others
-            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            broken.append(BrokenPlugin(ep.name, package, version, last))
+        source = _Source(ep, dist.name if dist else "?", dist.version if dist else "?", _declared_cards(ep))
+        if source.cards is not None:
+            entries += [_plugin_entry(source, card) for card in source.cards]
             continue
-        for plugin in plugins:
-            entries.append(
-                ModelEntry(plugin.name, "plugin", plugin.family, plugin.description, plugin.needs,
-                           package, version, plugin, model_type=str(plugin.model_type))
-            )
+        try:
+            entries += [_plugin_entry(source, p.card) for p in _load(source)]
+        except PluginLoadError as exc:
+            broken.append(BrokenPlugin(ep.name, source.package, source.version, str(exc)))
     return tuple(entries), tuple(broken)
+
+
+def _load_all() -> tuple[dict[str, Plugin], list[BrokenPlugin]]:
+    """Load every discovered plugin: the loaded ones by name, and every entry point that failed."""
+    entries, broken = _discover()
+    loaded: dict[str, Plugin] = {}
+    failed = list(broken)
+    for source in dict.fromkeys(e.source for e in entries if e.source is not None):
+        try:
+            loaded.update((p.name, p) for p in _load(source))
+        except PluginLoadError as exc:
+            failed.append(BrokenPlugin(source.ep.name, source.package, source.version, str(exc)))
+    return loaded, sorted(failed, key=lambda b: b.name)
 
 
 def refresh() -> None:
     """Forget discovered plugins (after installing a package or changing ``M6BENCH_PLUGINS``)."""
     _discover.cache_clear()
+    _loaded.clear()
 
 
 def plugins() -> dict[str, Plugin]:
-    """Loaded plugins by name."""
-    return {e.name: e.plugin for e in _discover()[0] if e.plugin is not None}
+    """Loaded plugins by name (imports every plugin)."""
+    return _load_all()[0]
 
 
 def broken_plugins() -> list[BrokenPlugin]:
-    """Entry points that failed to load."""
-    return list(_discover()[1])
+    """Entry points that failed to load (imports every plugin to find out)."""
+    return _load_all()[1]
+
+
+def known_broken_plugins() -> list[BrokenPlugin]:
+    """Entry points known to be broken without importing more: those without cards that failed,
+    and those with cards that failed when something loaded them."""
+    entries, broken = _discover()
+    failed = list(broken)
+    for source in dict.fromkeys(e.source for e in entries if e.source is not None):
+        if isinstance(_loaded.get(source.ep.name), PluginLoadError):
+            failed.append(BrokenPlugin(source.ep.name, source.package, source.version, str(_loaded[source.ep.name])))
+    return sorted(failed, key=lambda b: b.name)
+
+
+def is_loaded(entry: ModelEntry) -> bool:
+    """Whether a plugin entry's code has been imported successfully (baselines: always)."""
+    return entry.source is None or isinstance(_loaded.get(entry.source.ep.name), tuple)
+
+
+@lru_cache(maxsize=1)
+def _recbole_version() -> str:
+    """RecBole's version from its metadata: importing RecBole (and torch) costs seconds."""
+    return metadata.version("recbole")
 
 
 def baseline_entry(name: str) -> ModelEntry:
-    import recbole
-
+    """A RecBole baseline's row, without importing RecBole."""
+    version = _recbole_version()
     if name in SEQUENTIAL_BASELINES:
         return ModelEntry(name, "baseline", "recbole", f"RecBole {name} (sequential)", frozenset({"inter"}),
-                          "recbole", recbole.__version__, model_type="sequential",
+                          "recbole", version, model_type="sequential",
                           recbole_config=dict(_SEQUENTIAL_SETTINGS))
     return ModelEntry(name, "baseline", "recbole", f"RecBole {name}", frozenset({"inter"}), "recbole",
-                      recbole.__version__)
+                      version)
 
 
 def all_models() -> list[ModelEntry]:
@@ -155,25 +270,38 @@ def get(name: str) -> ModelEntry:
     by_lower = {m.name.lower(): m for m in all_models()}
     found = by_lower.get(name.lower())
     if found is not None:
+        try:
+            found.plugin  # noqa: B018 - load it now, so a broken plugin is a usage error here, not a crash later
+        except PluginLoadError as exc:
+            raise UsageError(f"plugin '{found.name}' is installed but failed to load: {exc} (m6bench plugins list)") from None
         return found
-    for b in broken_plugins():
+    for b in _discover()[1]:
         if b.name.lower() == name.lower():
             raise UsageError(f"plugin '{name}' is installed but failed to load: {b.error} (m6bench plugins list)")
     names = [m.name for m in all_models()]
     raise UsageError(f"model '{name}' not found{did_you_mean(name, names)} (m6bench models list)")
 
 
-def default_suite(protocol: str = "default") -> list[str]:
+def default_suite(protocol: str = "default", *, loadable_only: bool = True) -> list[str]:
     """Models ``m6bench run --protocol P`` runs without ``--models``: P's baselines, then default plugins of P's kind.
 
     The baselines are the protocol's ``default_models`` (the default protocol's are
     :data:`DEFAULT_BASELINES`); plugins join when ``in_default_suite`` and built for the protocol's
     own kind of model (general plugins under ``default`` / ``cold-item``, sequential ones under
-    ``sequential``).
+    ``sequential``). A plugin that fails to load is left out (``plugins list`` reports it) unless
+    ``loadable_only`` is False, which decides from the cards alone without importing any plugin.
     """
     from m6rec_bench.protocols import get_protocol
 
     proto = get_protocol(protocol)
     baselines = proto.default_models if proto.default_models is not None else DEFAULT_BASELINES
-    plugins_ = [e.name for e in _discover()[0] if e.plugin and e.plugin.in_default_suite and e.model_type == proto.model_type]
-    return list(baselines) + plugins_
+    plugins_ = [e for e in _discover()[0] if e.in_default_suite and e.model_type == proto.model_type]
+    return list(baselines) + [e.name for e in plugins_ if not loadable_only or _loads(e)]
+
+
+def _loads(entry: ModelEntry) -> bool:
+    try:
+        entry.plugin  # noqa: B018 - loading is the question
+    except PluginLoadError:
+        return False
+    return True

@@ -146,13 +146,31 @@ def hub_offline() -> Iterator[None]:
         os.environ.pop(OFFLINE_ENV, None)
 
 
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No transformers "Loading weights" bar while a model loads (then the user's setting again).
+
+    transformers 5 draws a tqdm bar for every checkpoint it loads; an answer such as
+    ``m6bench explain``'s should be the only thing printed.
+    """
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_text_model(name: str) -> Any:
     """A ``SentenceTransformer`` on CPU for ``name``; a :class:`DataError` saying what to do if it cannot load."""
     _, target = resolve_text_model(name)
     from sentence_transformers import SentenceTransformer
 
     try:
-        with hub_offline():
+        with hub_offline(), quiet_loading():
             return SentenceTransformer(target, device="cpu")
     except Exception as exc:  # noqa: BLE001 - every load failure becomes one actionable message
         last = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -167,7 +185,7 @@ def load_text_model(name: str) -> Any:
 def encode_texts(name: str, texts: list[str], batch_size: int = 64) -> np.ndarray:
     """Encode ``texts`` with the sentence-transformer ``name``; empty texts get zero rows."""
     model = load_text_model(name)
-    dim = int(model.get_sentence_embedding_dimension())
+    dim = int(model.get_embedding_dimension())
     out = np.zeros((len(texts), dim), dtype=np.float32)
     rows = [i for i, t in enumerate(texts) if t.strip()]
     if rows:
