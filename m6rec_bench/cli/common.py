@@ -65,9 +65,17 @@ def parse_seeds(value: str | None) -> int | list[int] | None:
     """``"3"`` → 3 seeds from 2020; ``"2020,2025"`` → those seeds."""
     if value is None:
         return None
+    from m6rec_bench.engine.suite import check_seed
+
     try:
         if "," in value:
-            return [int(v) for v in value.split(",") if v.strip()]
+            seeds = [int(v) for v in value.split(",") if v.strip()]
+            for seed in seeds:
+                try:
+                    check_seed(seed)
+                except ValueError as exc:
+                    raise UsageError(f"--seeds {value}: {exc}") from None
+            return seeds
         n = int(value)
     except ValueError:
         raise UsageError(f"--seeds takes a count (3) or a list (2020,2021), got '{value}'") from None

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.engine.cell import CellSpec, run_cell
 from m6rec_bench.errors import UsageError
-from m6rec_bench.results.store import RecordStore, load_record
+from m6rec_bench.results.store import RecordStore, read_record
+from m6rec_bench.untrusted import validation_summary
 
 
 @friendly_errors
@@ -21,14 +23,16 @@ def reproduce(
     tolerance: Annotated[float, typer.Option(help="Largest absolute metric difference reported as a match.")] = 1e-3,
 ) -> None:
     """Rerun the (dataset, protocol, model, config, seed) cell a record describes and compare its test metrics."""
-    published = load_record(record)
-    if published is None:
-        raise UsageError(f"{record} is not a readable m6rec-bench record")
+    published = read_record(record)
     if not published.spec:
         raise UsageError(f"{record} has no cell spec to rerun (written by an older m6rec-bench)")
     if published.status != "ok":
         raise UsageError(f"{record} is a {published.status} cell ({published.reason}); nothing to reproduce")
-    spec = CellSpec(**published.spec)
+    try:
+        spec = CellSpec.model_validate(published.spec)
+    except ValidationError as exc:
+        raise UsageError(f"{record} is not a readable m6rec-bench record: {validation_summary(exc, prefix='spec.')} — "
+                         "the record was edited or written by another m6rec-bench version") from None
     console.print(f"rerunning {spec.row} seed {spec.seed} on {spec.dataset}/{spec.protocol} …")
     with tempfile.TemporaryDirectory(prefix="m6bench-reproduce-") as tmp:
         rerun = run_cell(spec, store=RecordStore(tmp), resume=False)
