@@ -12,8 +12,10 @@ from rich.markup import escape
 
 from m6rec_bench.errors import M6BenchError, UsageError
 
-console = Console()
-err_console = Console(stderr=True)
+# emoji=False: rich would turn user text such as "--rerank mmr:abc: …" into an emoji (":abc:");
+# markup in user text is escaped (or printed with markup=False) where it is printed
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,7 +38,8 @@ def friendly_errors(fn: F) -> F:
         except OSError as exc:
             if exc.filename is None:  # not about a file the user named: a bug, keep the traceback
                 raise
-            err_console.print(f"[bold red]error:[/bold red] {exc.filename}: {exc.strerror or exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/bold red] {escape(f'{exc.filename}: {exc.strerror or exc}')}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             # Ctrl-C: every finished result is already on disk (written atomically); say so, no traceback

@@ -18,6 +18,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.markup import escape
 from rich.table import Table
 
 from m6rec_bench.cli.common import console, friendly_errors
@@ -48,18 +49,13 @@ def _features(item_text: list[str] | tuple[str, ...], kg: bool) -> str:
 def list_datasets() -> None:
     """Show every registered dataset: name, aliases, format, features, licence, whether cached."""
     registry = load_registry()
-    table = Table(title=f"datasets in {registry.path}")
+    table = Table(title=escape(f"datasets in {registry.path}"))
     for col in ("name", "aliases", "format", "features", "licence", "cached"):
         table.add_column(col, overflow="fold")
     for spec in registry:
-        table.add_row(
-            spec.name,
-            ", ".join(spec.aliases),
-            spec.format,
-            _features(spec.features.item_text, spec.features.kg),
-            spec.licence,
-            cache_status(spec),
-        )
+        cells = (spec.name, ", ".join(spec.aliases), spec.format, _features(spec.features.item_text, spec.features.kg),
+                 spec.licence, cache_status(spec))
+        table.add_row(*(escape(c) for c in cells))  # datasets.yaml text is text, not rich markup
     console.print(table)
 
 
@@ -70,7 +66,8 @@ def info(
 ) -> None:
     """Show every field of one entry: description, licence, citation, sources and checksums."""
     spec = load_registry().get(name)
-    console.print(f"[bold]{spec.name}[/bold]" + (f"  (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""))
+    console.print(f"[bold]{escape(spec.name)}[/bold]" + escape(f"  (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""),
+                  highlight=False)
     rows = [
         ("description", spec.description),
         ("licence", spec.licence),

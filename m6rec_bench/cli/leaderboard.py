@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from m6rec_bench.cli.common import console, friendly_errors
@@ -15,6 +15,7 @@ from m6rec_bench.leaderboard import aggregate, write
 from m6rec_bench.leaderboard.aggregate import board_slug
 from m6rec_bench.leaderboard.writers import board_dir, metric_label, title
 from m6rec_bench.results.store import RecordStore
+from m6rec_bench.untrusted import loads_json
 
 app = typer.Typer(help="Show or rebuild leaderboards.", no_args_is_help=True)
 
@@ -43,12 +44,13 @@ def show(
         hint = " --tune-budget N" if tuned else ""
         raise UsageError(f"no leaderboard at {path}; run: m6bench run --dataset {dataset} --protocol {protocol}{hint}")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = loads_json(path.read_bytes())
+    except (OSError, ValueError):  # UntrustedInputError is a ValueError: damaged, binary, nested too deep
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise UsageError(f"{path} is not a readable leaderboard — rebuild it: m6bench leaderboard build --out {out}")
-    table = Table(title=f"{data['dataset']} / {title(data['protocol'], data.get('variant', ''))}  (mean ± std over seeds)")
+    # a leaderboard.json is a user's file: its text is shown as text, never as rich markup
+    table = Table(title=escape(f"{data['dataset']} / {title(data['protocol'], data.get('variant', ''))}  (mean ± std over seeds)"))
     metrics = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
     groups = sorted({g for row in data["rows"] for g in row.get("groups", {})})
     for col in ["#", "model", "seeds", *[metric_label(m) for m in metrics], *[f"{g} NDCG@10" for g in groups], "train s", "status"]:
@@ -61,9 +63,9 @@ def show(
 
     for i, row in enumerate(data["rows"], 1):
         train = row["cost"].get("train_time_s")
-        table.add_row(str(i), row["label"], str(len(row["seeds"])), *[fmt(row["test"].get(m)) for m in metrics],
+        table.add_row(str(i), escape(str(row["label"])), str(len(row["seeds"])), *[fmt(row["test"].get(m)) for m in metrics],
                       *[fmt(row["groups"].get(g, {}).get("ndcg@10")) for g in groups],
-                      f"{train['mean']:.1f}" if train else "—", row["status"])
+                      f"{train['mean']:.1f}" if train else "—", escape(str(row["status"])))
     console.print(table)
 
 
@@ -81,4 +83,4 @@ def build(
         raise UsageError(f"no records under {runs_dir}; run m6bench run first")
     for board in aggregate(records):
         paths = write(board, out, records)
-        console.print(f"leaderboard {board.dataset}/{board.slug}: {paths['md']}")
+        console.print(f"leaderboard {board.dataset}/{board.slug}: {paths['md']}", markup=False, highlight=False)

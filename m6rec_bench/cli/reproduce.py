@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from m6rec_bench.cli.common import console, friendly_errors
@@ -33,21 +34,21 @@ def reproduce(
     except ValidationError as exc:
         raise UsageError(f"{record} is not a readable m6rec-bench record: {validation_summary(exc, prefix='spec.')} — "
                          "the record was edited or written by another m6rec-bench version") from None
-    console.print(f"rerunning {spec.row} seed {spec.seed} on {spec.dataset}/{spec.protocol} …")
+    console.print(f"rerunning {spec.row} seed {spec.seed} on {spec.dataset}/{spec.protocol} …", markup=False, highlight=False)
     with tempfile.TemporaryDirectory(prefix="m6bench-reproduce-") as tmp:
         rerun = run_cell(spec, store=RecordStore(tmp), resume=False)
     if rerun.status != "ok":
         raise UsageError(f"the rerun {rerun.status}: {rerun.reason}")
     if rerun.dataset_checksum != published.dataset_checksum:
-        console.print(f"[yellow]dataset checksum differs[/yellow]: published {published.dataset_checksum}, now {rerun.dataset_checksum}")
-    table = Table(title=f"{spec.row} seed {spec.seed}: published vs rerun (test)")
+        console.print(f"[yellow]dataset checksum differs[/yellow]: {escape(f'published {published.dataset_checksum}, now {rerun.dataset_checksum}')}")
+    table = Table(title=escape(f"{spec.row} seed {spec.seed}: published vs rerun (test)"))
     for col in ("metric", "published", "rerun", "difference"):
         table.add_column(col)
     worst = 0.0
     for name in sorted(published.test):
         a, b = published.test[name], rerun.test.get(name, float("nan"))
         worst = max(worst, abs(a - b))
-        table.add_row(name, f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
+        table.add_row(escape(name), f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
     console.print(table)
     console.print(f"train time: published {published.train_time_s:.1f}s, rerun {rerun.train_time_s:.1f}s")
     verdict = "[green]reproduced[/green]" if worst <= tolerance else "[yellow]differs[/yellow]"

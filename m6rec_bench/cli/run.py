@@ -28,7 +28,7 @@ class _ProgressListener(SuiteListener, TuningListener):
         self.current = progress.add_task("", total=None)
 
     def cell_started(self, index: int, total: int, spec: CellSpec) -> None:
-        self.progress.update(self.cells, total=total, description=f"suite ({spec.dataset}/{spec.protocol})")
+        self.progress.update(self.cells, total=total, description=escape(f"suite ({spec.dataset}/{spec.protocol})"))
         self.progress.update(self.current, completed=0, total=spec.epochs,
                              description=escape(f"{spec.row} seed {spec.seed}: loading"))
 
@@ -41,12 +41,12 @@ class _ProgressListener(SuiteListener, TuningListener):
         self.progress.console.print(_summary(record, reused), highlight=False)
 
     def tuning_started(self, result: TuningResult, to_run: int) -> None:
-        self.progress.update(self.cells, description=f"tuning {result.model} ({result.dataset}/{result.protocol})")
+        self.progress.update(self.cells, description=escape(f"tuning {result.model} ({result.dataset}/{result.protocol})"))
         self.progress.update(self.current, completed=0, total=to_run,
-                             description=f"{result.model}: {result.n_trials} of {result.budget} trials done")
+                             description=escape(f"{result.model}: {result.n_trials} of {result.budget} trials done"))
 
     def trial_finished(self, model: str, trial: Any) -> None:
-        self.progress.update(self.current, advance=1, description=f"{model}: trial {trial.number} {trial.state.name.lower()}")
+        self.progress.update(self.current, advance=1, description=escape(f"{model}: trial {trial.number} {trial.state.name.lower()}"))
 
 
 def _summary(rec: Record, reused: bool) -> str:
@@ -112,7 +112,7 @@ def run(
             console.print(f"tuned {t.model}: {t.n_trials}/{t.budget} trials, {best}; study {t.study_name}", highlight=False)
     for board in aggregate(result.records):
         paths = write(board, cfg.leaderboard_dir, result.records)
-        console.print(f"leaderboard [bold]{board.dataset}/{board.slug}[/bold]: {paths['md']}")
+        console.print(f"leaderboard [bold]{escape(f'{board.dataset}/{board.slug}')}[/bold]: {escape(str(paths['md']))}", highlight=False)
     done = len(result.records)
     console.print(f"{done} cells: {done - len(result.failed)} finished ({result.reused} reused), {len(result.failed)} failed")
     if result.failed:
