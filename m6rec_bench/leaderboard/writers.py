@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from m6rec_bench.io import atomic_write_text, sweep_stale_parts
+from m6rec_bench.io import atomic_write_text, file_lock, sweep_stale_parts
 from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Leaderboard, Row
 from m6rec_bench.leaderboard.columns import Column, ColumnSet, present
 from m6rec_bench.results.record import Record
@@ -161,13 +160,8 @@ WRITERS: dict[str, Callable[[Leaderboard], str]] = {"md": to_markdown, "csv": to
 @contextlib.contextmanager
 def locked(directory: Path) -> Iterator[None]:
     """Exclusive advisory lock on ``directory/.lock`` for the duration of a write."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(Path(directory) / ".lock"):
+        yield
 
 
 def board_dir(out: Path, dataset: str, slug: str) -> Path:
