@@ -126,12 +126,15 @@ class FileServer:
     base: str = ""
     trickle: dict[str, float] = field(default_factory=dict)
     unannounced: set[str] = field(default_factory=set)
+    delay: dict[str, float] = field(default_factory=dict)
 
     def add(self, path: str, data: bytes, *, truncate: bool = False, trickle: float | None = None,
-            length: bool = True) -> str:
+            length: bool = True, delay: float | None = None) -> str:
         """Serve ``data`` at ``path``: cut in half (``truncate``), one byte every ``trickle`` seconds,
-        or without a Content-Length header (``length=False``)."""
+        without a Content-Length header (``length=False``), or after ``delay`` seconds."""
         self.files[path] = data
+        if delay is not None:
+            self.delay[path] = delay
         if truncate:
             self.truncated.add(path)
         if trickle is not None:
@@ -152,6 +155,7 @@ def file_server() -> Iterator[FileServer]:
             if data is None:
                 self.send_error(404)
                 return
+            time.sleep(state.delay.get(self.path, 0.0))
             self.send_response(200)
             self.send_header("Content-Type", "application/zip")
             if self.path not in state.unannounced:

@@ -217,7 +217,7 @@ def test_concurrent_first_fetches_all_succeed(tmp_path: Path, file_server, dsh, 
     """Eight processes fetching one dataset for the first time: one downloads and converts, the others wait
     and find it; none fails (before: a process replaced the folder while another read prepared.json)."""
     data = dsh.ml100k_zip(300)
-    url = file_server.add("/race.zip", data)
+    url = file_server.add("/race.zip", data, delay=2.0)  # every process starts before the first download ends
     registry = dsh.write_registry(tmp_path / "datasets.yaml", [dsh.url_entry("race-ml", url, dsh.md5(data))], monkeypatch)
     env = {**os.environ, "M6BENCH_HOME": str(isolated_home), "M6BENCH_DATASETS_YAML": str(registry),
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
