@@ -83,6 +83,14 @@ def _prune_empty(path: Path, stop: Path) -> None:
         path = path.parent
 
 
+def _without_temp_paths(exc: DataError, temps: dict[Path, str]) -> DataError:
+    """``exc`` with each temporary folder's path (deleted when the error is shown) replaced by its label."""
+    msg = str(exc)
+    for path, label in temps.items():
+        msg = msg.replace(f"{path}{os.sep}", label).replace(str(path), label.rstrip("/!"))
+    return DataError(msg)
+
+
 def _build(root: Path, name: str, build: Callable[[Path], None], meta: dict[str, object]) -> None:
     """Run ``build(folder)`` in a temporary sibling of ``root``, check it, then move it into place.
 
@@ -93,8 +101,12 @@ def _build(root: Path, name: str, build: Callable[[Path], None], meta: dict[str,
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.build-", dir=root.parent))
     try:
-        build(tmp / name)
-        validate_folder(tmp / name, name, content=True)
+        try:
+            build(tmp / name)
+            validate_folder(tmp / name, name, content=True)
+        except DataError as exc:  # name the converted file as the user knows it, not the build folder
+            source = meta.get("source") if isinstance(meta.get("source"), str) else "its source"
+            raise _without_temp_paths(exc, {tmp / name: f"{name} (converted from {source})/"}) from None
         atomic_write_json(tmp / MARKER, meta)
         if is_prepared(root, name):
             return  # someone else finished first: theirs is as good, and may be in use
@@ -144,7 +156,10 @@ def _fetch_url(spec: DatasetSpec, src: Source, root: Path, progress: bool) -> No
             "name": spec.name, "source": src.url, "checksum": src.checksum,
             "converter": conv, "converter_version": converter.CONVERTER_VERSION,
         }
-        _build(root, spec.name, lambda out: converter.convert(extracted, out, spec.name), meta)
+        try:
+            _build(root, spec.name, lambda out: converter.convert(extracted, out, spec.name), meta)
+        except DataError as exc:  # the extracted files are deleted: name them inside the URL's archive
+            raise _without_temp_paths(exc, {extracted: f"{src.url}!/"}) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
         _prune_empty(raw_dir, home)

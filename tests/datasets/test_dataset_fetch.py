@@ -228,3 +228,17 @@ def test_concurrent_first_fetches_all_succeed(tmp_path: Path, file_server, dsh, 
     assert not failed, failed
     assert len({out for _, out, _ in results}) == 1  # every process saw the same complete dataset
     assert file_server.requests["/race.zip"] == 1  # downloaded once
+
+
+def test_conversion_errors_name_the_url_not_a_deleted_temp_folder(tmp_path: Path, file_server, dsh, monkeypatch) -> None:
+    from m6rec_bench.datasets import resolve
+
+    files = dsh.raw_ml100k_files(50)
+    files["u.data"] += b"1\t2\tx\t4\n"
+    data = dsh.make_zip({f"ml-100k/{k}": v for k, v in files.items()})
+    url = file_server.add("/bad.zip", data)
+    dsh.write_registry(tmp_path / "datasets.yaml", [dsh.url_entry("bad-ml", url, dsh.md5(data))], monkeypatch)
+    with pytest.raises(DataError) as exc:
+        resolve("bad-ml", progress=False)
+    assert str(exc.value).startswith(f"bad-ml (converted from {url})/bad-ml.inter line 52: rating is 'x', not a number")
+    assert ".build-" not in str(exc.value) and ".work-" not in str(exc.value)
