@@ -114,7 +114,7 @@ class Ctx:
 
     def record(self, edit: Callable[[dict], object], name: str = "record.json") -> str:
         """A copy of the prior run's record, changed by ``edit`` (which may return a whole new document)."""
-        doc = json.loads(next(self.prior.runs.rglob("seed*.json")).read_text())
+        doc = next(d for p in sorted(self.prior.runs.rglob("seed*.json")) if (d := json.loads(p.read_text()))["status"] == "ok")
         out = edit(doc)
         return self.file(name, out if isinstance(out, str) else json.dumps(doc if out is None else out))
 
@@ -183,7 +183,8 @@ def _garbage_weights(path: Path) -> None:
 
 
 def _latin1_rows(ctx: Ctx) -> str:
-    folder = ctx.folder("mine", H + ROWS)
+    """Latin-1 past the first 8 KB (the header check decodes only the first buffer)."""
+    folder = ctx.folder("mine", H + ROWS + "".join(f"{u % 50}\t{u % 70}\t4\n" for u in range(2000)))
     with open(Path(folder) / "mine.inter", "ab") as fh:
         fh.write("caf\xe9\t10\t4\n".encode("latin-1"))
     return folder
