@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ import torch
 from m6rec_bench.errors import DataError, UsageError
 from m6rec_bench.io import atomic_dir
 from m6rec_bench.results.record import Record
-from m6rec_bench.results.store import load_record
+from m6rec_bench.results.store import load_record, read_record
+from m6rec_bench.untrusted import UntrustedInputError, loads_json
 
 FORMAT_VERSION = 1
 SUFFIX = ".artifact"
@@ -169,9 +171,10 @@ def resolve_record(ref: str | os.PathLike[str]) -> tuple[Path, Record]:
     path = Path(ref)
     if path.name.endswith(SUFFIX):
         path = path.with_name(path.name.removesuffix(SUFFIX) + ".json")
-    record = load_record(path)
-    if record is None:
-        raise UsageError(f"{ref} is not a readable m6rec-bench record (a runs/<dataset>/<protocol>/<model>/seed*.json file)")
+    try:
+        record = read_record(path)
+    except UsageError as exc:
+        raise UsageError(f"{exc} (give a runs/<dataset>/<protocol>/<model>/seed*.json file)") from None
     if record.status != "ok":
         raise UsageError(f"{path} is a {record.status} cell ({record.reason}); it has no trained model")
     return path, record
@@ -198,6 +201,51 @@ def find_record(runs_dir: str | os.PathLike[str], dataset: str, model: str, *, p
             f"no trained '{model}'{seeds} on {dataset}/{protocol} with an artifact under {store.root} — train one with "
             f"`m6bench run --dataset {dataset} --protocol {protocol} --models {model}` (or give a record path)")
     return best[1]
+
+
+def _damaged(folder: Path, what: str) -> DataError:
+    return DataError(f"artifact {folder} is damaged: {what} — retrain the cell (m6bench run … --no-resume) "
+                     "or restore the folder from where it came")
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    """``meta.json`` of an artifact, checked for the fields loading relies on (DataError naming it)."""
+    path = folder / META
+    try:
+        meta = loads_json(path.read_bytes())
+    except UntrustedInputError as exc:
+        raise _damaged(folder, f"{META} is {exc}") from None
+    lists = ("users", "items")
+    if not isinstance(meta, dict) or any(not isinstance(meta.get(k), list) for k in lists) \
+            or not isinstance(meta.get("extra_kinds", {}), dict) or not isinstance(meta.get("bytes", {}), dict):
+        raise _damaged(folder, f"{META} lacks the users/items/extra_kinds/bytes an artifact has")
+    for name, size in meta.get("bytes", {}).items():
+        path = folder / str(name)
+        if name in (WEIGHTS, EXTRA) and path.is_file() and path.stat().st_size != size:
+            raise _damaged(folder, f"{name} is {path.stat().st_size:,} bytes, {META} says {size:,}")
+    return meta
+
+
+def _load_weights(model: Any, folder: Path, meta: dict[str, Any], *, device: str) -> None:
+    """Load the safetensors weights and extra arrays into ``model``; DataError when they do not fit it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(folder / WEIGHTS), device=device)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _damaged(folder, f"{WEIGHTS} cannot be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # missing/unexpected keys, size mismatch: not this model's weights
+        first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc).splitlines()[0])
+        raise _damaged(folder, f"{WEIGHTS} does not fit the model ({first.rstrip('.')})") from None
+    if meta.get("extra_kinds"):
+        try:
+            extra = _load_extra(folder, meta["extra_kinds"])
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            raise _damaged(folder, f"{EXTRA} cannot be read ({type(exc).__name__}: {str(exc)[:120]})") from None
+        model.load_other_parameter(extra)
 
 
 def _load_extra(folder: Path, kinds: dict[str, str]) -> dict[str, Any]:
@@ -228,8 +276,6 @@ def load(ref: str | os.PathLike[str], *, device: str = "cpu", prepared: Any = No
     from that spec, and a record whose stored ``config`` differs is refused
     (:mod:`m6rec_bench.config_keys`) — so no key of a record reaches RecBole unchecked.
     """
-    from safetensors.torch import load_file
-
     from m6rec_bench import datasets
     from m6rec_bench.config_keys import check_record_config, check_record_spec
     from m6rec_bench.engine.cell import build, build_config_dict
@@ -241,7 +287,7 @@ def load(ref: str | os.PathLike[str], *, device: str = "cpu", prepared: Any = No
     if not (folder / META).is_file():
         raise UsageError(f"{record_path} has no artifact ({folder.name}/) — it was trained before artifacts existed or "
                          "in a worker without the runs folder; rerun the cell with --no-resume")
-    meta = json.loads((folder / META).read_text())
+    meta = _read_meta(folder)
     if meta.get("format") != FORMAT_VERSION or meta.get("cell_id") != record.cell_id:
         raise DataError(f"{folder} does not belong to {record_path.name} (format {meta.get('format')}, cell {meta.get('cell_id')})")
     spec = check_record_spec(record, record_path)  # the record's spec is an outside cell like any other
@@ -260,10 +306,7 @@ def load(ref: str | os.PathLike[str], *, device: str = "cpu", prepared: Any = No
     for field, key in ((built.dataset.uid_field, "users"), (built.dataset.iid_field, "items")):
         if id_tokens(built.dataset, field) != meta[key]:
             raise DataError(f"{folder}: the rebuilt dataset's {key} ids differ from the trained model's; retrain it")
-    state = load_file(str(folder / WEIGHTS), device=str(built.config["device"]))
-    built.model.load_state_dict(state)
-    if meta.get("extra_kinds"):
-        built.model.load_other_parameter(_load_extra(folder, meta["extra_kinds"]))
+    _load_weights(built.model, folder, meta, device=str(built.config["device"]))
     built.model.eval()
     return Loaded(record=record, record_path=record_path, folder=folder, meta=meta, model=built.model,
                   config=built.config, dataset=built.dataset, train_data=built.train_data,
@@ -272,5 +315,5 @@ def load(ref: str | os.PathLike[str], *, device: str = "cpu", prepared: Any = No
 
 def size_bytes(folder: str | os.PathLike[str]) -> int:
     """Bytes of an artifact's weight files (what a deployment would ship)."""
-    meta = json.loads((Path(folder) / META).read_text())
+    meta = _read_meta(Path(folder))
     return int(sum(meta["bytes"].values()))

@@ -301,8 +301,13 @@ def check_record_spec(record: Any, path: Any) -> Any:
                          "that can be loaded")
     try:
         spec = CellSpec(**record.spec)
-    except (ValidationError, TypeError) as exc:
-        raise UsageError(f"{path}: its spec is not a valid cell ({str(exc).splitlines()[0]}) — was it edited?") from None
+    except ValidationError as exc:
+        from m6rec_bench.untrusted import validation_summary
+
+        raise UsageError(f"{path}: its spec is not a valid cell ({validation_summary(exc, prefix='spec.')}) — was it "
+                         "edited, or written by another m6rec-bench version?") from None
+    except TypeError as exc:
+        raise UsageError(f"{path}: its spec is not a valid cell ({exc}) — was it edited?") from None
     try:  # on the CPU: a model trained on a GPU still loads where there is none (the loader picks the device)
         entry = validate_spec(spec.model_copy(update={"device": "cpu"}) if spec.device == "cuda" else spec)
     except UsageError as exc:

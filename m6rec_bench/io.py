@@ -20,6 +20,11 @@ from typing import Any
 
 
 PART_SUFFIX = ".part"
+
+try:  # POSIX; elsewhere locks are no-ops and concurrent writers rely on atomic renames alone
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 #: A temporary file without a writer pid (older m6rec-bench) counts as stale after this long.
 _UNOWNED_STALE_S = 3600.0
 #: Temporary files this process is writing right now (a pid can recur, e.g. in containers).
@@ -69,6 +74,26 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         _ACTIVE.discard(key)
         if tmp_path.exists():
             shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the file ``path`` (created if missing) inside the block.
+
+    For work several processes may start at once (the first fetch of a dataset, a leaderboard
+    rewrite): the second waits for the first and then finds its result. The lock file is kept
+    (removing it would let a third process lock a different file).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "a") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import re
 import shutil
 import sys
@@ -105,6 +106,29 @@ class Ctx:
     def suite(self, text: str, *args: str) -> list[str]:
         return self.run("--config", self.file("suite.yaml", text), "-d", self.slice, *args)
 
+    def binary(self, name: str, data: bytes) -> str:
+        path = self.tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return str(path)
+
+    def record(self, edit: Callable[[dict], object], name: str = "record.json") -> str:
+        """A copy of the prior run's record, changed by ``edit`` (which may return a whole new document)."""
+        doc = next(d for p in sorted(self.prior.runs.rglob("seed*.json")) if (d := json.loads(p.read_text()))["status"] == "ok")
+        out = edit(doc)
+        return self.file(name, out if isinstance(out, str) else json.dumps(doc if out is None else out))
+
+    def tampered(self, name: str, data: bytes | Callable[[Path], None]) -> list[str]:
+        """``explain`` of a copy of the prior run whose artifact file ``name`` is replaced (or edited)."""
+        runs = self.tmp / "runs"
+        shutil.copytree(self.prior.runs, runs)
+        [folder] = list(runs.rglob("*.artifact"))
+        if callable(data):
+            data(folder / name)
+        else:
+            (folder / name).write_bytes(data)
+        return ["explain", "-m", str(folder.with_name(folder.name.removesuffix(".artifact") + ".json")), "-u", "1"]
+
     def registry(self, text: str) -> None:
         self.monkeypatch.setenv("M6BENCH_DATASETS_YAML", self.file("datasets.yaml", text))
 
@@ -124,6 +148,55 @@ def _cuda(ctx: Ctx) -> list[str]:
 
 
 H = "user_id:token\titem_id:token\trating:float\n"
+#: JSON nested far deeper than Python's recursion limit: ``json.loads`` raises RecursionError.
+DEEP_JSON = '{"schema_version": ' + "[" * 100_000 + "]" * 100_000 + "}"
+#: Enough interactions for 3 users and 3 items to pass the row checks (each user has 3).
+ROWS = "".join(f"{u}\t{10 + i}\t4\n" for u in (1, 2, 3) for i in range(3))
+
+
+def _deep_records(ctx: Ctx) -> list[str]:
+    """A runs folder whose only record is nested 100 000 levels deep."""
+    runs = ctx.tmp / "deep-runs"
+    ctx.file("deep-runs/x/default/Pop/seed2020-0123456789abcdef.json", DEEP_JSON)
+    return ["leaderboard", "build", "--runs-dir", str(runs), "--out", str(ctx.tmp / "lb")]
+
+
+def _shape_mismatch(path: Path) -> None:
+    """Weights whose tensors have other shapes than the model's (same names)."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(path))
+    save_file({k: torch.zeros(*(d + 1 for d in v.shape)) if v.dim() else v for k, v in state.items()}, str(path))
+    meta = path.with_name("meta.json")
+    doc = json.loads(meta.read_text())
+    doc["bytes"]["model.safetensors"] = path.stat().st_size
+    meta.write_text(json.dumps(doc))
+
+
+def _garbage_weights(path: Path) -> None:
+    """A weights file that is not safetensors, with meta.json's byte count updated to match."""
+    path.write_bytes(b"\x08\0\0\0\0\0\0\0{garbage" + b"\0" * 64)
+    meta = path.with_name("meta.json")
+    doc = json.loads(meta.read_text())
+    doc["bytes"]["model.safetensors"] = path.stat().st_size
+    meta.write_text(json.dumps(doc))
+
+
+def _latin1_rows(ctx: Ctx) -> str:
+    """Latin-1 past the first 8 KB (the header check decodes only the first buffer)."""
+    folder = ctx.folder("mine", H + ROWS + "".join(f"{u % 50}\t{u % 70}\t4\n" for u in range(2000)))
+    with open(Path(folder) / "mine.inter", "ab") as fh:
+        fh.write("caf\xe9\t10\t4\n".encode("latin-1"))
+    return folder
+
+
+def _meta_edit(edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    def apply(path: Path) -> None:
+        doc = json.loads(path.read_text())
+        edit(doc)
+        path.write_text(json.dumps(doc))
+
+    return apply
 
 #: (id, command built from the context, exit code, pattern the one error line must match)
 CASES: list[tuple[str, Callable[[Ctx], list[str]], int, str]] = [
@@ -189,6 +262,83 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], int, str]] = [
     ("leaderboard build without records", lambda c: ["leaderboard", "build", "--runs-dir", str(c.tmp / "none"), "--out", str(c.tmp)], 2,
      r"no records under .*none; run m6bench run first"),
     ("datasets info unknown", lambda c: ["datasets", "info", "movielns"], 2, r"dataset 'movielns' not found"),
+    # ---- user text files: binary, not UTF-8, nested past the recursion limit, empty
+    ("binary suite file", lambda c: c.run("--config", c.binary("suite.yaml", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), "-d", c.slice), 2,
+     r"suite config .*suite\.yaml is a binary file, not text"),
+    ("suite file not UTF-8", lambda c: c.run("--config", c.binary("suite.yaml", "models: [Pop]\n# caf\xe9\n".encode("latin-1")),
+                                             "-d", c.slice), 2,
+     r"suite config .*suite\.yaml is not UTF-8 text \(byte 0xe9 on line 2\) — save it as UTF-8"),
+    ("suite file nested too deeply", lambda c: c.suite("models: " + "[" * 1000 + "]" * 1000 + "\n"), 2,
+     r"suite config .*suite\.yaml is nested too deeply"),
+    ("empty suite file", lambda c: c.suite(""), 2, r"suite config .*suite\.yaml is empty — write the settings to run"),
+    ("suite file of comments only", lambda c: c.suite("# models: [Pop]\n"), 2, r"suite config .*suite\.yaml is empty"),
+    ("binary datasets.yaml", lambda c: c.monkeypatch.setenv("M6BENCH_DATASETS_YAML", c.binary("datasets.yaml", b"\0\1\2\xff"))
+     or c.run("-d", "movielens", "-m", "Pop"), 2, r"dataset registry .*datasets\.yaml is a binary file"),
+    ("datasets.yaml not UTF-8", lambda c: c.monkeypatch.setenv(
+        "M6BENCH_DATASETS_YAML", c.binary("datasets.yaml", "datasets:\n  - name: caf\xe9\n".encode("latin-1")))
+     or c.run("-d", "movielens", "-m", "Pop"), 2, r"dataset registry .*datasets\.yaml is not UTF-8 text \(byte 0xe9 on line 2\)"),
+    ("datasets.yaml nested too deeply", lambda c: c.registry("datasets: " + "[" * 1000 + "]" * 1000 + "\n") or c.run("-d", "x"), 2,
+     r"datasets\.yaml: malformed YAML: nested too deeply"),
+    # ---- seeds numpy / torch / RecBole cannot take
+    ("negative seed in --seeds", lambda c: c.run("-d", c.slice, "-m", "Pop", "--seeds", "-5,2020"), 2,
+     r"--seeds -5,2020: seed -5 is out of range: seeds are whole numbers from 0 to 4294967295"),
+    ("seed over 2^32 in --seeds", lambda c: c.run("-d", c.slice, "-m", "Pop", "--seeds", "2020,4294967296"), 2,
+     r"seed 4294967296 is out of range"),
+    ("negative seed in a suite file", lambda c: c.suite("models: [Pop]\nseeds: [-1]\n"), 2,
+     r"bad suite settings: seeds: seed -1 is out of range"),
+    # ---- records given to reproduce / leaderboard build
+    ("record nested too deeply (reproduce)", lambda c: ["reproduce", c.file("deep.json", DEEP_JSON)], 2,
+     r"deep\.json is not a readable m6rec-bench record: JSON nested 100001 levels deep \(at most 64 accepted\)"),
+    ("record nested too deeply (leaderboard build)", _deep_records, 2, r"no records under .*deep-runs; run m6bench run first"),
+    ("record with a wrong-typed field", lambda c: ["reproduce", c.record(lambda d: d.update(seed="x"))], 2,
+     r"record\.json is not a readable m6rec-bench record: seed: Input should be a valid integer.*\(got 'x'\)"),
+    ("record whose spec has a wrong-typed field", lambda c: ["reproduce", c.record(lambda d: d["spec"].update(epochs="many"))], 2,
+     r"record\.json is not a readable m6rec-bench record: spec\.epochs: Input should be a valid integer.*\(got 'many'\) — "
+     r"the record was edited"),
+    ("record whose spec has an extra field", lambda c: ["reproduce", c.record(lambda d: d["spec"].update(evil=1))], 2,
+     r"record\.json is not a readable m6rec-bench record: spec\.evil: Extra inputs are not permitted"),
+    ("record that is a JSON list", lambda c: ["reproduce", c.record(lambda d: [d])], 2,
+     r"record\.json is not a readable m6rec-bench record: a record is a JSON object, this is a list"),
+    ("binary record", lambda c: ["reproduce", c.binary("record.json", b"\xff\xfe\0\x01")], 2,
+     r"record\.json is not a readable m6rec-bench record: not UTF-8 text"),
+    ("leaderboard.json nested too deeply", lambda c: c.file("lb/x/default/leaderboard.json", DEEP_JSON)
+     and ["leaderboard", "show", "-d", "x", "--dir", str(c.tmp / "lb")], 2, r"leaderboard\.json is not a readable leaderboard"),
+    # ---- tampered artifacts given to explain
+    ("artifact weights of another size", lambda c: c.tampered("model.safetensors", b"\x08\0\0\0\0\0\0\0{garbage"), 1,
+     r"artifact .*\.artifact is damaged: model\.safetensors is 16 bytes, meta\.json says [\d,]+ — retrain the cell"),
+    ("artifact weights not safetensors", lambda c: c.tampered("model.safetensors", _garbage_weights), 1,
+     r"artifact .*\.artifact is damaged: model\.safetensors cannot be read \(.*\) — retrain the cell"),
+    ("artifact weights of other shapes", lambda c: c.tampered("model.safetensors", _shape_mismatch), 1,
+     r"artifact .*\.artifact is damaged: model\.safetensors does not fit the model \(.*size mismatch.*\)"),
+    ("artifact meta.json not JSON", lambda c: c.tampered("meta.json", b'{"format": 1, "users": ['), 1,
+     r"artifact .*\.artifact is damaged: meta\.json is not valid JSON"),
+    ("artifact meta.json nested too deeply", lambda c: c.tampered("meta.json", DEEP_JSON.encode()), 1,
+     r"artifact .*\.artifact is damaged: meta\.json is JSON nested 100001 levels deep"),
+    ("artifact meta.json without id lists", lambda c: c.tampered("meta.json", _meta_edit(lambda d: d.update(users=None))), 1,
+     r"artifact .*\.artifact is damaged: meta\.json lacks the users/items"),
+    # ---- dataset folders RecBole would misread (today: a failed row or NaN metrics, not an error)
+    ("duplicate column", lambda c: c.run("-d", c.folder("mine", H.rstrip("\n") + "\trating:float\n"
+                                                         + ROWS.replace("\t4\n", "\t4\t5\n")), "-m", "Pop"), 1,
+     r"mine\.inter: column 'rating' appears twice in the header .* — RecBole would keep only one of them"),
+    ("quoted id", lambda c: c.run("-d", c.folder("mine", H + ROWS + '"4"\t10\t4\n'), "-m", "Pop"), 1,
+     r"mine\.inter line 11: user_id is '\"4\"', which starts with a double quote — .* remove the quotes"),
+    ("field over pandas' limit", lambda c: c.run("-d", c.folder("mine", H + ROWS, item="item_id:token\ttitle:token_seq\n10\t"
+                                                               + "a" * 131_073 + "\n"), "-m", "Pop"), 1,
+     r"mine\.item line 2: title is 131,073 characters long, over the 131,072 RecBole's reader .* accepts"),
+    ("quoted text in .item", lambda c: c.run("-d", c.folder("mine", H + ROWS, item='item_id:token\ttitle:token_seq\n10\t"Casablanca\n'),
+                                             "-m", "Pop"), 1, r"mine\.item line 2: title is '\"Casablanca', which starts with a double quote"),
+    ("UTF-8 BOM in .inter", lambda c: c.run("-d", c.folder("mine", "\ufeff" + H + ROWS), "-m", "Pop"), 1,
+     r"mine\.inter starts with a UTF-8 byte-order mark \(BOM\) — .* save the file as UTF-8 without BOM"),
+    ("UTF-8 BOM in .item", lambda c: c.run("-d", c.folder("mine", H + ROWS, item="\ufeffitem_id:token\n10\n"), "-m", "Pop"), 1,
+     r"mine\.item starts with a UTF-8 byte-order mark \(BOM\)"),
+    ("not UTF-8 below the header", lambda c: c.run("-d", _latin1_rows(c), "-m", "Pop"), 1,
+     r"mine\.inter: not UTF-8 text — RecBole atomic files must be UTF-8"),
+    ("dataset too small to split", lambda c: c.run("-d", c.folder("mine", H + "1\t10\t4\n1\t11\t3\n2\t10\t5\n2\t11\t4\n"), "-m", "Pop"), 1,
+     r"mine\.inter: dataset 'mine' is too small for protocol 'default': no user has 3 or more interactions "
+     r"\(4 interactions of 2 users\), so the split would leave valid and test empty"),
+    # ---- user text is text: rich must not read it as markup or emoji codes (":abc:" was an emoji)
+    ("--rerank value shown as typed", lambda c: c.run("-d", c.slice, "-m", "Pop", "--rerank", "mmr:abc"), 2,
+     r"--rerank mmr:abc: MMR's lambda must be a number between 0 and 1"),
 ]
 
 
@@ -199,6 +349,8 @@ def test_bad_input_is_one_line_and_loses_nothing(prior, tmp_path, monkeypatch, b
     res = runner.invoke(app, args)
     _assert_one_line_error(res, code, pattern)
     _assert_kept(before)
+    written = set(_snapshot(prior.runs, prior.lb)) - set(before)
+    assert not written, f"bad input wrote {sorted(written)}"
 
 
 def test_bad_option_value_is_a_usage_error(prior):

@@ -12,8 +12,10 @@ from rich.markup import escape
 
 from m6rec_bench.errors import M6BenchError, UsageError
 
-console = Console()
-err_console = Console(stderr=True)
+# emoji=False: rich would turn user text such as "--rerank mmr:abc: …" into an emoji (":abc:");
+# markup in user text is escaped (or printed with markup=False) where it is printed
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,7 +38,8 @@ def friendly_errors(fn: F) -> F:
         except OSError as exc:
             if exc.filename is None:  # not about a file the user named: a bug, keep the traceback
                 raise
-            err_console.print(f"[bold red]error:[/bold red] {exc.filename}: {exc.strerror or exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/bold red] {escape(f'{exc.filename}: {exc.strerror or exc}')}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
             # Ctrl-C: every finished result is already on disk (written atomically); say so, no traceback.
@@ -68,9 +71,17 @@ def parse_seeds(value: str | None) -> int | list[int] | None:
     """``"3"`` → 3 seeds from 2020; ``"2020,2025"`` → those seeds."""
     if value is None:
         return None
+    from m6rec_bench.engine.suite import check_seed
+
     try:
         if "," in value:
-            return [int(v) for v in value.split(",") if v.strip()]
+            seeds = [int(v) for v in value.split(",") if v.strip()]
+            for seed in seeds:
+                try:
+                    check_seed(seed)
+                except ValueError as exc:
+                    raise UsageError(f"--seeds {value}: {exc}") from None
+            return seeds
         n = int(value)
     except ValueError:
         raise UsageError(f"--seeds takes a count (3) or a list (2020,2021), got '{value}'") from None

@@ -18,6 +18,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.markup import escape
 
 from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.cli.help import Group
@@ -75,7 +76,8 @@ def info(
     from m6rec_bench.datasets.prepare import cache_status, dataset_root
 
     spec = load_registry().get(name)
-    console.print(f"[bold]{spec.name}[/bold]" + (f"  (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""))
+    console.print(f"[bold]{escape(spec.name)}[/bold]" + escape(f"  (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""),
+                  highlight=False)
     rows = [
         ("description", spec.description),
         ("licence", spec.licence),

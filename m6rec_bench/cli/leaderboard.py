@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -57,6 +56,7 @@ def show(
     from m6rec_bench.leaderboard.aggregate import board_slug
     from m6rec_bench.leaderboard.readme import fmt_stat, versus_cell
     from m6rec_bench.leaderboard.writers import board_dir, title
+    from m6rec_bench.untrusted import loads_json
 
     name = _canonical(dataset)
     path = board_dir(out, name, board_slug(protocol, "tuned" if tuned else "")) / "leaderboard.json"
@@ -64,8 +64,8 @@ def show(
         hint = " --tune-budget N" if tuned else ""
         raise UsageError(f"no leaderboard at {path}; run: m6bench run --dataset {dataset} --protocol {protocol}{hint}")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = loads_json(path.read_bytes())
+    except (OSError, ValueError):  # UntrustedInputError is a ValueError: damaged, binary, nested too deep
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise UsageError(f"{path} is not a readable leaderboard — rebuild it: m6bench leaderboard build --out {out}")
@@ -106,7 +106,7 @@ def build(
         raise UsageError(f"no records under {runs_dir}; run m6bench run first")
     for board in aggregate(records):
         paths = write(board, out, records)
-        console.print(f"leaderboard {board.dataset}/{board.slug}: {paths['md']}")
+        console.print(f"leaderboard {board.dataset}/{board.slug}: {paths['md']}", markup=False, highlight=False)
 
 
 #: One line per paragraph: Typer keeps a docstring's line breaks, so --help would wrap it twice.

@@ -23,7 +23,7 @@ def publish(
         raise UsageError(f"no leaderboard.json under {out}; run m6bench run first")
     pages = build_site(out)
     for page in pages:
-        console.print(f"wrote {page}")
+        console.print(f"wrote {page}", markup=False, highlight=False)
     if readme is not None:
         update_readme(readme, out)
-        console.print(f"updated the results block of {readme}")
+        console.print(f"updated the results block of {readme}", markup=False, highlight=False)

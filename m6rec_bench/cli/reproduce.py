@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.config_keys import check_record_spec
 from m6rec_bench.engine.cell import run_cell
 from m6rec_bench.errors import UsageError
-from m6rec_bench.results.store import RecordStore, load_record
+from m6rec_bench.results.store import RecordStore, read_record
 
 
 @friendly_errors
@@ -22,29 +23,27 @@ def reproduce(
     tolerance: Annotated[float, typer.Option(help="Largest absolute metric difference reported as a match (default 0.001).")] = 1e-3,
 ) -> None:
     """Rerun the (dataset, protocol, model, config, seed) cell a record describes and compare its test metrics."""
-    published = load_record(record)
-    if published is None:
-        raise UsageError(f"{record} is not a readable m6rec-bench record")
+    published = read_record(record)
     if not published.spec:
         raise UsageError(f"{record} has no cell spec to rerun (written by an older m6rec-bench)")
     if published.status != "ok":
         raise UsageError(f"{record} is a {published.status} cell ({published.reason}); nothing to reproduce")
     spec = check_record_spec(published, record)  # a downloaded record's overrides pass the allow-list, before anything runs
-    console.print(f"rerunning {spec.row} seed {spec.seed} on {spec.dataset}/{spec.protocol} …")
+    console.print(f"rerunning {spec.row} seed {spec.seed} on {spec.dataset}/{spec.protocol} …", markup=False, highlight=False)
     with tempfile.TemporaryDirectory(prefix="m6bench-reproduce-") as tmp:
         rerun = run_cell(spec, store=RecordStore(tmp), resume=False)
     if rerun.status != "ok":
         raise UsageError(f"the rerun {rerun.status}: {rerun.reason}")
     if rerun.dataset_checksum != published.dataset_checksum:
-        console.print(f"[yellow]dataset checksum differs[/yellow]: published {published.dataset_checksum}, now {rerun.dataset_checksum}")
-    table = Table(title=f"{spec.row} seed {spec.seed}: published vs rerun (test)")
+        console.print(f"[yellow]dataset checksum differs[/yellow]: {escape(f'published {published.dataset_checksum}, now {rerun.dataset_checksum}')}")
+    table = Table(title=escape(f"{spec.row} seed {spec.seed}: published vs rerun (test)"))
     for col in ("metric", "published", "rerun", "difference"):
         table.add_column(col)
     worst = 0.0
     for name in sorted(published.test):
         a, b = published.test[name], rerun.test.get(name, float("nan"))
         worst = max(worst, abs(a - b))
-        table.add_row(name, f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
+        table.add_row(escape(name), f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
     console.print(table)
     console.print(f"train time: published {published.train_time_s:.1f}s, rerun {rerun.train_time_s:.1f}s")
     verdict = "[green]reproduced[/green]" if worst <= tolerance else "[yellow]differs[/yellow]"

@@ -115,7 +115,7 @@ def run(
             best = f"best valid {t.metric} {t.best_value:.4f} (trial {t.best_trial})" if t.best_trial is not None else "no trial completed"
             console.print(f"tuned {t.model}: {t.n_trials}/{t.budget} trials, {best}; study {t.study_name}", highlight=False)
     for board, paths in write_boards(result.records, cfg.leaderboard_dir, partial=False):
-        console.print(f"leaderboard [bold]{board.dataset}/{board.slug}[/bold]: {paths['md']}")
+        console.print(f"leaderboard [bold]{escape(f'{board.dataset}/{board.slug}')}[/bold]: {escape(str(paths['md']))}", highlight=False)
     done = len(result.records)
     console.print(f"{done} cells: {done - len(result.failed)} finished ({result.reused} reused), {len(result.failed)} failed")
     if result.failed:

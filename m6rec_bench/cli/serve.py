@@ -90,7 +90,7 @@ def serve(
     path = record_for(model, dataset, protocol, seed, runs_dir)
     check_port(host, port)
     torch.set_num_threads(threads)
-    console.print(f"loading {path} …", highlight=False)
+    console.print(f"loading {path} …", markup=False, highlight=False)
     loaded = artifacts.load(path)
 
     import uvicorn
@@ -101,5 +101,5 @@ def serve(
     rec = app.state.recommender
     fold = "yes" if rec.scorer.can_fold_in else "no (known users only)"
     console.print(f"serving {rec.label} seed {loaded.record.seed} ({rec.n_users} users, {rec.n_items} items; fold-in: "
-                  f"{fold}) on http://{host}:{port} — API docs at http://{host}:{port}/docs", highlight=False)
+                  f"{fold}) on http://{host}:{port} — API docs at http://{host}:{port}/docs", markup=False, highlight=False)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")

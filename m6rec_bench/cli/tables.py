@@ -143,7 +143,7 @@ def render(
         shown, widths = list(columns), {c.key: _natural(c, rows) for c in columns}
     else:
         shown, widths = fit_columns(columns, rows, out.width)
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False, pad_edge=False)
+    table = Table(title=Text(title) if isinstance(title, str) else title, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False, pad_edge=False)
     for c in shown:
         table.add_column(c.title, justify=c.justify, no_wrap=True, overflow="ellipsis", min_width=widths[c.key],
                          max_width=widths[c.key])

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from m6rec_bench.cli.common import console, friendly_errors
@@ -49,10 +50,10 @@ class _TrialProgress(TuningListener):
 
     def tuning_started(self, result: TuningResult, to_run: int) -> None:
         self.metric = f"valid {result.metric}"
-        self.progress.update(self.trials, total=to_run, description=f"tuning {result.model}")
+        self.progress.update(self.trials, total=to_run, description=escape(f"tuning {result.model}"))
         running = f", {result.n_running} running elsewhere" if result.n_running else ""
         self.progress.console.print(
-            f"study [bold]{result.study_name}[/bold] ({result.storage}): {result.n_trials} of {result.budget} trials "
+            f"study [bold]{escape(result.study_name)}[/bold] {escape(f'({result.storage})')}: {result.n_trials} of {result.budget} trials "
             f"finished{running}; running {to_run}", highlight=False, soft_wrap=True)
 
     def trial_started(self, model: str, number: int, index: int, total: int) -> None:
@@ -68,12 +69,12 @@ class _TrialProgress(TuningListener):
         self.progress.advance(self.trials)
         params = _params(trial.user_attrs.get("overrides", trial.params))
         if trial.state == TrialState.COMPLETE:
-            line = f"[green]✓[/green] trial {trial.number}: {self.metric} {trial.value:.4f}  {params}"
+            line = f"[green]✓[/green] trial {trial.number}: {self.metric} {trial.value:.4f}  {escape(params)}"
         elif trial.state == TrialState.PRUNED:
             why = "time budget reached" if trial.user_attrs.get("stopped") else "pruned"
-            line = f"[yellow]✂[/yellow] trial {trial.number}: {why} at epoch {(trial.last_step or 0) + 1}  {params}"
+            line = f"[yellow]✂[/yellow] trial {trial.number}: {why} at epoch {(trial.last_step or 0) + 1}  {escape(params)}"
         else:
-            line = f"[red]✗[/red] trial {trial.number} failed: {trial.user_attrs.get('fail_reason', '?')}  {params}"
+            line = f"[red]✗[/red] trial {trial.number} failed: {escape(str(trial.user_attrs.get('fail_reason', '?')))}  {escape(params)}"
         self.progress.console.print(line, highlight=False, soft_wrap=True)
 
 
@@ -82,7 +83,7 @@ def _best_table(result: TuningResult) -> Table:
     table.add_column("setting")
     table.add_column("value", justify="right")
     for key, value in result.best_params.items():
-        table.add_row(key, _fmt(value))
+        table.add_row(escape(str(key)), escape(_fmt(value)))
     table.add_row(f"[bold]valid {result.metric}[/bold]", f"[bold]{result.best_value:.4f}[/bold]")
     return table
 
@@ -144,5 +145,5 @@ def tune(
             why = "; give it more --trials" + (" or a longer --timeout" if timeout is not None else "")
         raise M6BenchError(f"no trial of {result.model} completed yet{why}")
     console.print(_best_table(result))
-    console.print(f"study: {result.study_name}   view it: [bold]{result.dashboard}[/bold]", highlight=False,
+    console.print(f"study: {escape(result.study_name)}   view it: [bold]{escape(result.dashboard)}[/bold]", highlight=False,
                   soft_wrap=True)

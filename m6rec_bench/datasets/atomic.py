@@ -8,6 +8,7 @@ starts with ``"`` would be taken as quoted: :func:`clean` keeps text fields safe
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -51,6 +52,9 @@ def read_header(path: Path) -> list[tuple[str, str]]:
             line = fh.readline().rstrip("\r\n")
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text — RecBole atomic files must be UTF-8") from None
+    if line.startswith("\ufeff"):
+        raise DataError(f"{path} starts with a UTF-8 byte-order mark (BOM) — RecBole would read its first column as "
+                        f"'\\ufeff{line[1:].partition(':')[0]}'; save the file as UTF-8 without BOM")
     if not line:
         raise DataError(f"{path}: empty file — an atomic file starts with a header like 'user_id:token\\titem_id:token'")
     columns = []
@@ -61,6 +65,9 @@ def read_header(path: Path) -> list[tuple[str, str]]:
                 f"{path}: header column {raw!r} is not 'name:type' with type one of {', '.join(FIELD_TYPES)} "
                 f"(header: {line!r}; columns are tab-separated)"
             )
+        if any(col == seen for seen, _ in columns):
+            raise DataError(f"{path}: column '{col}' appears twice in the header ({line!r}) — RecBole would keep "
+                            "only one of them; rename or drop the other")
         columns.append((col, ftype))
     return columns
 
@@ -93,21 +100,34 @@ def validate_folder(folder: Path, name: str, *, content: bool = False) -> dict[s
                 f"a .{suffix} file needs {', '.join(f'{c}:token' for c in REQUIRED[suffix])}"
             )
         out[suffix] = columns
-    with open(inter, encoding="utf-8") as fh:
-        fh.readline()
-        if not any(line.strip() for line in fh):
-            raise DataError(f"{inter}: no interactions (only a header) — add at least one row")
-    if content and not _content_checked(inter):
-        check_interactions(inter, out["inter"])
-        _remember_checked(inter)
+    path = inter
+    try:
+        with open(inter, encoding="utf-8") as fh:
+            fh.readline()
+            if not any(line.strip() for line in fh):
+                raise DataError(f"{inter}: no interactions (only a header) — add at least one row")
+        if content:
+            for path in atomic_files(folder, name):
+                if not _content_checked(path):
+                    if path == inter:
+                        check_interactions(inter, out["inter"])
+                    else:
+                        check_fields(path)
+                    _remember_checked(path)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text — RecBole atomic files must be UTF-8; save it as UTF-8") from None
     return out
+
+
+#: Bump when the row checks change, so files checked by older rules are checked again.
+CHECKS_VERSION = 2
 
 
 def _checked_memo(inter: Path) -> tuple[Path, dict[str, object]]:
     """Where the "rows checked" memo of ``inter`` lives, and the key it must match (path, size, mtime)."""
     path = inter.resolve()
     st = path.stat()
-    key = {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    key = {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "checks": CHECKS_VERSION}
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:24]
     return cache_dir("datasets") / ".checksums" / f"rows-{digest}.json", key
 
@@ -145,6 +165,7 @@ def check_interactions(inter: Path, columns: list[tuple[str, str]]) -> None:
     column mean, and crash on text); the file holds at least 2 users and 2 items.
     """
     names = [c for c, _ in columns]
+    limit = csv.field_size_limit()
     uid, iid = names.index("user_id"), names.index("item_id")
     floats = [(i, c) for i, (c, t) in enumerate(columns) if t == "float"]
     users: set[str] = set()
@@ -161,6 +182,8 @@ def check_interactions(inter: Path, columns: list[tuple[str, str]]) -> None:
             for i, col in ((uid, "user_id"), (iid, "item_id")):
                 if not fields[i].strip():
                     raise DataError(f"{inter} line {lineno}: empty {col} — every interaction needs a user and an item")
+            for value, col in zip(fields, names):
+                _check_field(inter, lineno, col, value, limit)
             for i, col in floats:
                 try:
                     ok = math.isfinite(float(fields[i]))
@@ -178,6 +201,33 @@ def check_interactions(inter: Path, columns: list[tuple[str, str]]) -> None:
             f"{inter}: {len(users)} user(s) and {len(items)} item(s) — a benchmark needs at least "
             f"{MIN_USERS} users and {MIN_ITEMS} items to split and rank"
         )
+
+
+def _check_field(path: Path, lineno: int, col: str, value: str, limit: int) -> None:
+    """One field as RecBole's reader (pandas, default quoting) would see it: not quoted, not too long."""
+    if value.startswith('"'):
+        raise DataError(
+            f"{path} line {lineno}: {col} is {value[:40]!r}, which starts with a double quote — RecBole's reader "
+            "would strip the quotes or swallow the following lines; remove the quotes"
+        )
+    if len(value) > limit:
+        raise DataError(
+            f"{path} line {lineno}: {col} is {len(value):,} characters long, over the {limit:,} RecBole's reader "
+            "(pandas' csv engine) accepts in one field — shorten or drop it"
+        )
+
+
+def check_fields(path: Path) -> None:
+    """Every field of a side file (``.item``, ``.user``, …): not quoted, not over the reader's limit."""
+    columns = [c for c, _ in read_header(path)]
+    limit = csv.field_size_limit()
+    with open(path, encoding="utf-8") as fh:
+        fh.readline()
+        for lineno, line in enumerate(fh, 2):
+            if '"' not in line and len(line) <= limit:
+                continue  # the common case, checked without splitting
+            for value, col in zip(line.rstrip("\r\n").split("\t"), columns):
+                _check_field(path, lineno, col, value, limit)
 
 
 def item_text_columns(columns: dict[str, list[tuple[str, str]]]) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ temporary sibling and moved into place, so a failure leaves no half-converted da
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -23,7 +24,7 @@ from m6rec_bench.datasets.fetch import download, file_checksum, parse_checksum, 
 from m6rec_bench.datasets.local import prepare_local
 from m6rec_bench.datasets.registry import DatasetSpec, Source, load_registry
 from m6rec_bench.errors import DataError, UsageError
-from m6rec_bench.io import atomic_write_json
+from m6rec_bench.io import atomic_write_json, file_lock
 from m6rec_bench.paths import cache_dir
 
 MARKER = "prepared.json"
@@ -82,23 +83,52 @@ def _prune_empty(path: Path, stop: Path) -> None:
         path = path.parent
 
 
+def _without_temp_paths(exc: DataError, temps: dict[Path, str]) -> DataError:
+    """``exc`` with each temporary folder's path (deleted when the error is shown) replaced by its label."""
+    msg = str(exc)
+    for path, label in temps.items():
+        msg = msg.replace(f"{path}{os.sep}", label).replace(str(path), label.rstrip("/!"))
+    return DataError(msg)
+
+
 def _build(root: Path, name: str, build: Callable[[Path], None], meta: dict[str, object]) -> None:
-    """Run ``build(folder)`` in a temporary sibling of ``root``, check it, then move it into place."""
+    """Run ``build(folder)`` in a temporary sibling of ``root``, check it, then move it into place.
+
+    A complete ``root`` is never removed (another process may be reading it): if one appeared
+    meanwhile, ours is dropped. Only an incomplete one (a crash between marker and rename in an
+    older version, a hand-deleted file) is replaced; callers hold :func:`_fetch_lock`.
+    """
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.build-", dir=root.parent))
     try:
-        build(tmp / name)
-        validate_folder(tmp / name, name, content=True)
+        try:
+            build(tmp / name)
+            validate_folder(tmp / name, name, content=True)
+        except DataError as exc:  # name the converted file as the user knows it, not the build folder
+            source = meta.get("source") if isinstance(meta.get("source"), str) else "its source"
+            raise _without_temp_paths(exc, {tmp / name: f"{name} (converted from {source})/"}) from None
         atomic_write_json(tmp / MARKER, meta)
+        if is_prepared(root, name):
+            return  # someone else finished first: theirs is as good, and may be in use
         if root.exists():
             shutil.rmtree(root)
         try:
             os.replace(tmp, root)
         except OSError:
-            if not is_prepared(root, name):  # someone else finished first: theirs is as good
+            if not is_prepared(root, name):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fetch_lock(spec: DatasetSpec) -> contextlib.AbstractContextManager[None]:
+    """One process at a time fetches and converts a dataset; the others wait, then find it prepared.
+
+    Without it, twelve first runs racing on one dataset each built a copy and replaced the
+    previous one, deleting files (``prepared.json``) a third process was reading. Kept outside
+    the dataset's folder, which a failed fetch removes.
+    """
+    return file_lock(cache_dir("locks") / f"dataset-{spec.name}.lock")
 
 
 def _fetch_url(spec: DatasetSpec, src: Source, root: Path, progress: bool) -> None:
@@ -118,7 +148,7 @@ def _fetch_url(spec: DatasetSpec, src: Source, root: Path, progress: bool) -> No
         if not archive.exists():
             download(src.url, archive, src.checksum, progress=progress)
         try:
-            safe_extract(archive, extracted)
+            safe_extract(archive, extracted, label=src.url)  # errors name the URL: the archive is deleted
         except DataError:
             archive.unlink(missing_ok=True)  # verified yet unusable: do not keep it
             raise
@@ -126,7 +156,10 @@ def _fetch_url(spec: DatasetSpec, src: Source, root: Path, progress: bool) -> No
             "name": spec.name, "source": src.url, "checksum": src.checksum,
             "converter": conv, "converter_version": converter.CONVERTER_VERSION,
         }
-        _build(root, spec.name, lambda out: converter.convert(extracted, out, spec.name), meta)
+        try:
+            _build(root, spec.name, lambda out: converter.convert(extracted, out, spec.name), meta)
+        except DataError as exc:  # the extracted files are deleted: name them inside the URL's archive
+            raise _without_temp_paths(exc, {extracted: f"{src.url}!/"}) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
         _prune_empty(raw_dir, home)
@@ -175,10 +208,12 @@ def prepare(
                 f"fix the datasets.yaml entry '{spec.name}'"
             )
     elif not is_prepared(root, name):
-        if src.kind == "url":
-            _fetch_url(spec, src, root, progress)
-        else:
-            _fetch_hf(spec, src, root, base_dir or Path.cwd(), progress)
+        with _fetch_lock(spec):
+            if not is_prepared(root, name):  # re-checked under the lock: another process may have done it
+                if src.kind == "url":
+                    _fetch_url(spec, src, root, progress)
+                else:
+                    _fetch_hf(spec, src, root, base_dir or Path.cwd(), progress)
     folder = root / name
     try:
         features = features_for(spec, folder, name)

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from m6rec_bench.errors import UsageError, did_you_mean
+from m6rec_bench.untrusted import read_text
 
 ENV_VAR = "M6BENCH_DATASETS_YAML"
 PACKAGED_YAML = Path(__file__).with_name("datasets.yaml")
@@ -203,6 +204,8 @@ def _compose(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
         raise UsageError(f"{path}{where}: malformed YAML: {problem} — fix the file and retry") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: malformed YAML: {exc} — fix the file and retry") from None
+    except RecursionError:
+        raise UsageError(f"{path}: malformed YAML: nested too deeply to be a dataset registry — fix the file and retry") from None
     finally:
         loader.dispose()
     return data, node
@@ -257,10 +260,13 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
     """Read the registry from ``path`` (default: :func:`registry_path`)."""
     p = Path(path).expanduser() if path is not None else registry_path()
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_text(p, "dataset registry")
     except FileNotFoundError:
         hint = f" (set by {ENV_VAR})" if path is None and os.environ.get(ENV_VAR) else ""
         raise UsageError(f"dataset registry {p} not found{hint} — point {ENV_VAR} at an existing datasets.yaml") from None
+    except OSError as exc:
+        raise UsageError(f"dataset registry {p} cannot be read ({exc.strerror}) — point {ENV_VAR} at a readable "
+                         "datasets.yaml") from None
     return parse_registry(text, p)
 
 

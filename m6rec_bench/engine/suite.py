@@ -22,11 +22,22 @@ from m6rec_bench.engine.cell import CellSpec, EpochCallback, finished_record, ru
 from m6rec_bench.engine.executors import Pool, open_pool, task_slot
 from m6rec_bench.errors import DataError, M6BenchError, UsageError
 from m6rec_bench.models import registry
+from m6rec_bench.protocols import get_protocol
 from m6rec_bench.results.record import Record
 from m6rec_bench.results.store import RecordStore
+from m6rec_bench.untrusted import read_text
 
 #: Seeds are consecutive from RecBole's default seed, so seed 1 of every suite is RecBole's own run.
 BASE_SEED = 2020
+#: numpy's and torch's seeds are unsigned 32-bit: RecBole's ``init_seed`` fails on anything else.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: int) -> int:
+    """``seed`` if numpy, torch and RecBole accept it; ValueError (a readable message) otherwise."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed {seed} is out of range: seeds are whole numbers from 0 to {MAX_SEED}")
+    return seed
 
 
 class SuiteConfig(BaseModel):
@@ -84,6 +95,9 @@ class SuiteConfig(BaseModel):
             raise ValueError("seeds must be ≥ 1")
         if isinstance(v, list) and not v:
             raise ValueError("seeds must not be empty")
+        if isinstance(v, list):
+            for seed in v:
+                check_seed(seed)
         return v
 
     @model_validator(mode="after")
@@ -101,13 +115,19 @@ class SuiteConfig(BaseModel):
     def from_yaml(cls, path: Path, **cli: Any) -> SuiteConfig:
         """Load a suite file; options given on the command line (not None) win over the file."""
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            data = yaml.safe_load(read_text(path, "suite config"))
         except OSError as exc:
             raise UsageError(f"cannot read suite config {path}: {exc.strerror}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""
             raise UsageError(f"suite config {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        except RecursionError:
+            raise UsageError(f"suite config {path} is nested too deeply to be a suite — fix the file") from None
+        if data is None:
+            # an empty file would silently run the whole default suite: almost surely the wrong file
+            raise UsageError(f"suite config {path} is empty — write the settings to run (e.g. 'models: [BPR]'), "
+                             "or drop --config to run the default suite")
         if not isinstance(data, dict):
             raise UsageError(f"suite config {path} must be a mapping of settings, got {type(data).__name__}")
         if cli.get("models") is not None and isinstance(data.get("overrides"), dict):
@@ -247,6 +267,8 @@ def _run_planned(cfg: SuiteConfig, cells: list[CellSpec], listener: SuiteListene
     store = RecordStore(cfg.runs_dir)
     store.sweep()  # temporary files of a run killed mid-write
     prepared = {name: datasets.resolve(name) for name in cfg.datasets}
+    for dataset, protocol in dict.fromkeys((c.dataset, c.protocol) for c in cells):
+        get_protocol(protocol).check_dataset(prepared[dataset])  # before any cell runs, not as NaN rows
     result = SuiteResult()
     with open_pool(cfg.executor, jobs=cfg.jobs, scheduler=cfg.scheduler) as pool:
         if cfg.tune_budget:

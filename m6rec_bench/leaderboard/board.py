@@ -36,7 +36,6 @@ board is written exactly as before: the same records give the same bytes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 from collections import defaultdict
@@ -46,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from m6rec_bench.errors import DataError, M6BenchError, UsageError
-from m6rec_bench.io import atomic_write_text, sweep_stale_parts
+from m6rec_bench.io import atomic_write_text, file_lock, sweep_stale_parts
 from m6rec_bench.leaderboard.aggregate import Leaderboard, aggregate, board_slug, variant_of
 from m6rec_bench.leaderboard.stats import Comparison, Published
 from m6rec_bench.leaderboard.writers import WRITERS, board_dir
@@ -63,13 +62,8 @@ _ENVIRONMENT_ONLY = {"python", "numpy", "scipy", "pandas"}
 @contextlib.contextmanager
 def locked(directory: Path) -> Iterator[None]:
     """Exclusive advisory lock on ``directory/.lock`` for a read-merge-write of the board there."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(Path(directory) / ".lock"):
+        yield
 
 
 def row_label(rec: Record) -> str:

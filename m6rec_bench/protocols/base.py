@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from m6rec_bench.datasets.base import PreparedDataset
-from m6rec_bench.errors import UsageError
+from m6rec_bench.errors import DataError, UsageError
 
 #: Metrics and cut-offs every protocol reports (issue #3: RecBole's metrics at 10 and 20).
 METRICS = ["Recall", "MRR", "NDCG", "Hit", "Precision"]
 TOPK = [10, 20]
 VALID_METRIC = "NDCG@10"
+#: Fewest interactions of one user for a per-user split to give it train, valid and test ones.
+MIN_USER_INTERACTIONS = 3
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,34 @@ class Protocol:
 
     def prepare(self, ds: PreparedDataset, seed: int) -> tuple[PreparedDataset, dict[str, Any]]:
         return ds, {}
+
+    def check_dataset(self, ds: PreparedDataset) -> None:
+        """Refuse (DataError) a dataset this protocol cannot split into non-empty train, valid and test.
+
+        Every protocol here splits each user's interactions (8:1:1 with RecBole's rounding, or
+        leave-one-out), so a user gives valid and test interactions only from
+        :data:`MIN_USER_INTERACTIONS` on; with no such user RecBole trains, finds nothing to
+        evaluate and reports NaN metrics as an ``ok`` row. Reads ``.inter`` only until one such
+        user turns up (the first few lines of any real dataset).
+        """
+        from m6rec_bench.datasets.atomic import read_header
+
+        inter = ds.atomic_file("inter")
+        uid = [c for c, _ in read_header(inter)].index("user_id")
+        counts: Counter[str] = Counter()
+        with open(inter, encoding="utf-8") as fh:
+            fh.readline()
+            for line in fh:
+                fields = line.rstrip("\r\n").split("\t")
+                if len(fields) > uid and fields[uid]:
+                    counts[fields[uid]] += 1
+                    if counts[fields[uid]] >= MIN_USER_INTERACTIONS:
+                        return
+        raise DataError(
+            f"{inter}: dataset '{ds.name}' is too small for protocol '{self.name}': no user has "
+            f"{MIN_USER_INTERACTIONS} or more interactions ({sum(counts.values())} interactions of {len(counts)} users), "
+            "so the split would leave valid and test empty — add interactions"
+        )
 
     def extra_metrics(self, run: Any) -> dict[str, dict[str, float]]:
         """Metric groups beyond RecBole's test metrics (e.g. cold / warm items); none by default."""

@@ -7,15 +7,16 @@ cell id is a finished cell: the suite never recomputes it (resume). An unreadabl
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from m6rec_bench.errors import UsageError
 from m6rec_bench.io import atomic_write_text, sweep_stale_parts
 from m6rec_bench.results.record import Record
+from m6rec_bench.untrusted import UntrustedInputError, loads_json, validation_summary
 
 
 class RecordStore:
@@ -64,9 +65,30 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else ("-" if c == "/" else "_") for c in name)
 
 
+def read_record(path: str | Path) -> Record:
+    """Read one record from a file the user may have handed us; UsageError saying why it is unusable.
+
+    The JSON is read depth-safely (a record nested 100 000 levels deep is refused, not a
+    ``RecursionError``) and schema errors come as one line (``seed: Input should be a valid integer``).
+    """
+    what = f"{path} is not a readable m6rec-bench record"
+    try:
+        data = loads_json(Path(path).read_bytes())
+    except OSError as exc:
+        raise UsageError(f"{what} ({exc.strerror})") from None
+    except UntrustedInputError as exc:
+        raise UsageError(f"{what}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{what}: a record is a JSON object, this is a {type(data).__name__}")
+    try:
+        return Record.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(f"{what}: {validation_summary(exc)}") from None
+
+
 def load_record(path: str | Path) -> Record | None:
     """Read one record; an unreadable or foreign file yields None (it is never deleted)."""
     try:
-        return Record.model_validate(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, ValidationError):
+        return read_record(path)
+    except UsageError:
         return None

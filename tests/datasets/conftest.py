@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import io
 import threading
+import time
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -123,11 +124,23 @@ class FileServer:
     truncated: set[str] = field(default_factory=set)
     requests: Counter = field(default_factory=Counter)
     base: str = ""
+    trickle: dict[str, float] = field(default_factory=dict)
+    unannounced: set[str] = field(default_factory=set)
+    delay: dict[str, float] = field(default_factory=dict)
 
-    def add(self, path: str, data: bytes, *, truncate: bool = False) -> str:
+    def add(self, path: str, data: bytes, *, truncate: bool = False, trickle: float | None = None,
+            length: bool = True, delay: float | None = None) -> str:
+        """Serve ``data`` at ``path``: cut in half (``truncate``), one byte every ``trickle`` seconds,
+        without a Content-Length header (``length=False``), or after ``delay`` seconds."""
         self.files[path] = data
+        if delay is not None:
+            self.delay[path] = delay
         if truncate:
             self.truncated.add(path)
+        if trickle is not None:
+            self.trickle[path] = trickle
+        if not length:
+            self.unannounced.add(path)
         return self.base + path
 
 
@@ -142,11 +155,24 @@ def file_server() -> Iterator[FileServer]:
             if data is None:
                 self.send_error(404)
                 return
+            time.sleep(state.delay.get(self.path, 0.0))
             self.send_response(200)
             self.send_header("Content-Type", "application/zip")
-            self.send_header("Content-Length", str(len(data)))
+            if self.path not in state.unannounced:
+                self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            if self.path in state.truncated:
+            if self.path in state.trickle:
+                try:
+                    for i in range(len(data)):
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(state.trickle[self.path])
+                except OSError:  # the client gave up
+                    self.close_connection = True
+            elif self.path in state.unannounced:
+                self.wfile.write(data)
+                self.close_connection = True  # the end of the body is the end of the connection
+            elif self.path in state.truncated:
                 self.wfile.write(data[: len(data) // 2])
                 self.wfile.flush()
                 self.close_connection = True

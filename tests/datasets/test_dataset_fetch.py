@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from m6rec_bench.datasets.fetch import download, file_checksum, safe_extract
-from m6rec_bench.errors import ChecksumError, DataError
+from m6rec_bench.errors import ChecksumError, DataError, UsageError
 
 PAYLOAD = b"0123456789abcdef" * 10_000
 
@@ -134,3 +138,107 @@ def test_safe_extract_rejects_non_archives(tmp_path: Path) -> None:
     junk.write_bytes(b"not an archive")
     with pytest.raises(DataError, match="neither a zip nor a tar"):
         safe_extract(junk, tmp_path / "out")
+
+
+# ---------------------------------------------------------------- limits: time, size, expansion; concurrent first fetches
+
+
+def test_download_has_an_overall_deadline(tmp_path: Path, file_server, dsh, monkeypatch) -> None:
+    """A server sending a byte every 0.05 s never trips the socket timeout; the deadline stops it."""
+    url = file_server.add("/slow.bin", PAYLOAD[:2000], trickle=0.05)
+    monkeypatch.setenv("M6BENCH_DOWNLOAD_DEADLINE", "0.5")
+    start = time.monotonic()
+    with pytest.raises(DataError, match=rf"download of {url} took longer than 0\.5 s \(got \d+ bytes of 2,000 bytes\) — "
+                                        r"stopped, nothing was cached; .*M6BENCH_DOWNLOAD_DEADLINE"):
+        download(url, tmp_path / "d.bin", dsh.md5(PAYLOAD[:2000]), progress=False)
+    assert time.monotonic() - start < 5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_size_cap_with_and_without_content_length(tmp_path: Path, file_server, dsh) -> None:
+    quiet = file_server.add("/quiet.bin", PAYLOAD, length=False)
+    loud = file_server.add("/loud.bin", PAYLOAD)
+    with pytest.raises(DataError, match=rf"download of {quiet} sent more than 100,000 bytes — stopped, nothing was cached"):
+        download(quiet, tmp_path / "q.bin", dsh.md5(PAYLOAD), progress=False, max_bytes=100_000)
+    with pytest.raises(DataError, match=rf"download of {loud} is 160,000 bytes, over the 100,000 bytes limit"):
+        download(loud, tmp_path / "l.bin", dsh.md5(PAYLOAD), progress=False, max_bytes=100_000)
+    assert list(tmp_path.iterdir()) == []
+    # under the cap, a body without Content-Length is fine
+    download(quiet, tmp_path / "q.bin", dsh.md5(PAYLOAD), progress=False)
+    assert (tmp_path / "q.bin").read_bytes() == PAYLOAD
+
+
+def test_zip_bomb_is_refused_before_extraction(tmp_path: Path, dsh) -> None:
+    bomb = tmp_path / "bomb.zip"
+    bomb.write_bytes(dsh.make_zip({"ml-100k/u.data": b"\0" * (8 << 20)}))  # ~8 KB expanding to 8 MB
+    with pytest.raises(DataError, match=r"archive https://example\.org/bomb\.zip \([\d,]+ bytes\) declares 8\.0 MB of files, "
+                                        r"over the limit of 1\.0 MB .* a zip bomb"):
+        safe_extract(bomb, tmp_path / "out", label="https://example.org/bomb.zip")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.zip"]
+
+
+def test_extraction_counts_the_bytes_written(tmp_path: Path, dsh, monkeypatch) -> None:
+    """A member may declare fewer bytes than it holds: the bytes really written are capped too."""
+    from m6rec_bench.datasets import fetch
+
+    monkeypatch.setattr(fetch._Budget, "check_declared", lambda self, declared: None)  # as if the sizes lied
+    bomb = tmp_path / "bomb.zip"
+    bomb.write_bytes(dsh.make_zip({"a.txt": b"\0" * (4 << 20)}))
+    with pytest.raises(DataError, match=r"expanded to more than 1\.0 MB while extracting"):
+        safe_extract(bomb, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.zip"]
+
+
+def test_tar_bomb_is_refused(tmp_path: Path, monkeypatch) -> None:
+    data = b"x" * 300_000
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        info = tarfile.TarInfo("ml/u.data")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    (tmp_path / "a.tgz").write_bytes(buf.getvalue())
+    monkeypatch.setenv("M6BENCH_EXTRACT_MAX_BYTES", "100000")
+    with pytest.raises(DataError, match=r"declares 300,000 bytes of files, over the limit of 100,000 bytes"):
+        safe_extract(tmp_path / "a.tgz", tmp_path / "out")
+    monkeypatch.setenv("M6BENCH_EXTRACT_MAX_BYTES", "lots")
+    with pytest.raises(UsageError, match=r"M6BENCH_EXTRACT_MAX_BYTES='lots' must be a positive number"):
+        safe_extract(tmp_path / "a.tgz", tmp_path / "out")
+
+
+RACE = """
+import sys
+from m6rec_bench.datasets import resolve
+ds = resolve("race-ml", progress=False)
+print(ds.checksum, sorted(p.name for p in ds.folder.iterdir()))
+"""
+
+
+def test_concurrent_first_fetches_all_succeed(tmp_path: Path, file_server, dsh, monkeypatch, isolated_home) -> None:
+    """Eight processes fetching one dataset for the first time: one downloads and converts, the others wait
+    and find it; none fails (before: a process replaced the folder while another read prepared.json)."""
+    data = dsh.ml100k_zip(300)
+    url = file_server.add("/race.zip", data, delay=2.0)  # every process starts before the first download ends
+    registry = dsh.write_registry(tmp_path / "datasets.yaml", [dsh.url_entry("race-ml", url, dsh.md5(data))], monkeypatch)
+    env = {**os.environ, "M6BENCH_HOME": str(isolated_home), "M6BENCH_DATASETS_YAML": str(registry),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-c", RACE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(8)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    failed = [err.strip().splitlines()[-1:] for code, _, err in results if code != 0]
+    assert not failed, failed
+    assert len({out for _, out, _ in results}) == 1  # every process saw the same complete dataset
+    assert file_server.requests["/race.zip"] == 1  # downloaded once
+
+
+def test_conversion_errors_name_the_url_not_a_deleted_temp_folder(tmp_path: Path, file_server, dsh, monkeypatch) -> None:
+    from m6rec_bench.datasets import resolve
+
+    files = dsh.raw_ml100k_files(50)
+    files["u.data"] += b"1\t2\tx\t4\n"
+    data = dsh.make_zip({f"ml-100k/{k}": v for k, v in files.items()})
+    url = file_server.add("/bad.zip", data)
+    dsh.write_registry(tmp_path / "datasets.yaml", [dsh.url_entry("bad-ml", url, dsh.md5(data))], monkeypatch)
+    with pytest.raises(DataError) as exc:
+        resolve("bad-ml", progress=False)
+    assert str(exc.value).startswith(f"bad-ml (converted from {url})/bad-ml.inter line 52: rating is 'x', not a number")
+    assert ".build-" not in str(exc.value) and ".work-" not in str(exc.value)
