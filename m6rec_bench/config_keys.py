@@ -304,8 +304,8 @@ def check_record_spec(record: Any, path: Any) -> Any:
     except ValidationError as exc:
         from m6rec_bench.untrusted import validation_summary
 
-        raise UsageError(f"{path}: its spec is not a valid cell ({validation_summary(exc, prefix='spec.')}) — was it "
-                         "edited, or written by another m6rec-bench version?") from None
+        raise UsageError(f"{path} is not a readable m6rec-bench record: {validation_summary(exc, prefix='spec.')} — "
+                         "the record was edited or written by another m6rec-bench version") from None
     except TypeError as exc:
         raise UsageError(f"{path}: its spec is not a valid cell ({exc}) — was it edited?") from None
     try:  # on the CPU: a model trained on a GPU still loads where there is none (the loader picks the device)
