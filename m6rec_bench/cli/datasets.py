@@ -25,6 +25,7 @@ from m6rec_bench.datasets import load_registry, resolve
 from m6rec_bench.datasets.local import prepare_local
 from m6rec_bench.datasets.prepare import cache_status, dataset_root, prepare
 from m6rec_bench.errors import UsageError
+from m6rec_bench.names import check_slug, contained
 from m6rec_bench.paths import cache_dir
 
 app = typer.Typer(
@@ -135,7 +136,13 @@ def synth(
     spec.check()
     if out is not None and name is not None and out.name != name:
         raise UsageError(f"give --name or --out, not both: --out {out} names the dataset '{out.name}', --name says '{name}'")
-    folder = out if out is not None else cache_dir("synth") / (name or default_name(spec))
+    if out is not None:
+        folder = out  # the user's own choice of folder; its last part is still checked as a name
+    else:
+        # --name is one folder under the synth cache, never a path (../x would write beside it)
+        root = cache_dir("synth")
+        folder = contained(root, root / check_slug(name or default_name(spec), "--name", hint="give a plain name, or --out <folder>"),
+                           what="--name")
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
         task = bar.add_task(f"generating {interactions:,} interactions", total=interactions)

@@ -9,11 +9,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from m6rec_bench.cli.common import console, friendly_errors
+from m6rec_bench.cli.common import console, friendly_errors, warn_skipped
 from m6rec_bench.errors import UsageError
 from m6rec_bench.leaderboard import aggregate, write
 from m6rec_bench.leaderboard.aggregate import board_slug
 from m6rec_bench.leaderboard.writers import board_dir, metric_label, title
+from m6rec_bench.names import check_slug
 from m6rec_bench.results.store import RecordStore
 
 app = typer.Typer(help="Show or rebuild leaderboards.", no_args_is_help=True)
@@ -37,7 +38,8 @@ def show(
     tuned: Annotated[bool, typer.Option("--tuned", help="Show the board of tuned runs (m6bench run --tune-budget N), kept apart from untuned rows.")] = False,
 ) -> None:
     """Print a leaderboard written by ``m6bench run``."""
-    name = _canonical(dataset)
+    name = check_slug(_canonical(dataset), "--dataset", hint="give a dataset name (m6bench datasets list)")
+    check_slug(protocol, "--protocol", hint="give a protocol name such as default")
     path = board_dir(out, name, board_slug(protocol, "tuned" if tuned else "")) / "leaderboard.json"
     if not path.exists():
         hint = " --tune-budget N" if tuned else ""
@@ -76,7 +78,7 @@ def build(
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Only this protocol.")] = None,
 ) -> None:
     """Rebuild leaderboards from every record under --runs-dir (newest record per row and seed)."""
-    records = list(RecordStore(runs_dir).records(_canonical(dataset) if dataset else None, protocol))
+    records = list(RecordStore(runs_dir).records(_canonical(dataset) if dataset else None, protocol, on_skip=warn_skipped))
     if not records:
         raise UsageError(f"no records under {runs_dir}; run m6bench run first")
     for board in aggregate(records):

@@ -12,7 +12,7 @@ from rich.table import Table
 from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.engine.cell import CellSpec, run_cell
 from m6rec_bench.errors import UsageError
-from m6rec_bench.results.store import RecordStore, load_record
+from m6rec_bench.results.store import RecordError, RecordStore, parse_record
 
 
 @friendly_errors
@@ -21,9 +21,10 @@ def reproduce(
     tolerance: Annotated[float, typer.Option(help="Largest absolute metric difference reported as a match.")] = 1e-3,
 ) -> None:
     """Rerun the (dataset, protocol, model, config, seed) cell a record describes and compare its test metrics."""
-    published = load_record(record)
-    if published is None:
-        raise UsageError(f"{record} is not a readable m6rec-bench record")
+    try:
+        published = parse_record(record)
+    except RecordError as exc:  # unreadable, or names that would lead outside the runs folder
+        raise UsageError(f"{record} is not a readable m6rec-bench record ({exc.reason})") from None
     if not published.spec:
         raise UsageError(f"{record} has no cell spec to rerun (written by an older m6rec-bench)")
     if published.status != "ok":

@@ -17,6 +17,7 @@ from pathlib import Path
 from m6rec_bench.io import atomic_write_text, sweep_stale_parts
 from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Leaderboard, Row
 from m6rec_bench.leaderboard.columns import Column, ColumnSet, present
+from m6rec_bench.names import contained
 from m6rec_bench.results.record import Record
 
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
@@ -171,8 +172,8 @@ def locked(directory: Path) -> Iterator[None]:
 
 
 def board_dir(out: Path, dataset: str, slug: str) -> Path:
-    """``<out>/<dataset>/<slug>``; the slug is the protocol, plus ``-tuned`` for a tuned board."""
-    return Path(out) / dataset / slug
+    """``<out>/<dataset>/<slug>``; the slug is the protocol, plus ``-tuned`` for a tuned board (never outside ``out``)."""
+    return contained(out, Path(out) / dataset / slug, what=f"board {dataset}/{slug}")
 
 
 def title(protocol: str, variant: str = "") -> str:

@@ -3,19 +3,34 @@
 Layout: ``<root>/<dataset>/<protocol>/<model>/seed<seed>-<cell_id>.json``. A record that exists for a
 cell id is a finished cell: the suite never recomputes it (resume). An unreadable file is ignored
 (the cell is computed again) and never deleted: a new record moves it aside to ``<name>.corrupt``.
+A file that is not a valid record — including one whose names would lead outside the runs folder —
+is skipped; :meth:`RecordStore.records` tells an ``on_skip`` callback which file and why.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from m6rec_bench.errors import DataError
 from m6rec_bench.io import atomic_write_text, sweep_stale_parts
+from m6rec_bench.names import check_slug, contained, label_slug
 from m6rec_bench.results.record import Record
+
+#: Called with a skipped file and the reason it was skipped (one line).
+OnSkip = Callable[[Path, str], None]
+
+
+class RecordError(DataError):
+    """A file that is not a usable record; the message names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = Path(path), reason
 
 
 class RecordStore:
@@ -25,7 +40,9 @@ class RecordStore:
         self.root = Path(root)
 
     def path_for(self, record: Record) -> Path:
-        return self.root / record.dataset / record.protocol / _safe(record.label or record.model) / f"seed{record.seed}-{record.cell_id}.json"
+        """Where ``record`` lives; its names were checked when it was parsed, and the path is checked again."""
+        path = self.root / record.dataset / record.protocol / _safe(record.label or record.model) / f"seed{record.seed}-{record.cell_id}.json"
+        return contained(self.root, path, what=f"record {record.cell_id}", error=DataError)
 
     def put(self, record: Record) -> Path:
         """Write ``record`` atomically and return its path (an unreadable file there is moved aside)."""
@@ -44,29 +61,59 @@ class RecordStore:
 
     def find(self, cell_id: str) -> Record | None:
         """The record of a finished cell, or None."""
-        for path in self.root.glob(f"*/*/*/seed*-{cell_id}.json"):
+        for path in self.root.glob(f"*/*/*/seed*-{check_slug(cell_id, 'cell id')}.json"):
             record = load_record(path)
             if record is not None:
                 return record
         return None
 
-    def records(self, dataset: str | None = None, protocol: str | None = None) -> Iterator[Record]:
-        """Every readable record, optionally for one dataset and protocol."""
+    def records(self, dataset: str | None = None, protocol: str | None = None, *,
+                on_skip: OnSkip | None = None) -> Iterator[Record]:
+        """Every readable record, optionally for one dataset and protocol.
+
+        A file that is not a usable record is skipped; ``on_skip(path, reason)`` hears of each one.
+        """
+        for what, name in (("--dataset", dataset), ("--protocol", protocol)):
+            if name is not None:
+                check_slug(name, what)
         pattern = f"{dataset or '*'}/{protocol or '*'}/*/seed*.json"
         for path in sorted(self.root.glob(pattern)):
-            record = load_record(path)
-            if record is not None:
-                yield record
+            try:
+                yield parse_record(path)
+            except RecordError as exc:
+                if on_skip is not None:
+                    on_skip(path, str(exc))
 
 
-def _safe(name: str) -> str:
-    """A row label as a directory name (``"M6-Fusion w/o KG"`` → ``"M6-Fusion_w-o_KG"``)."""
-    return "".join(c if c.isalnum() or c in "-_." else ("-" if c == "/" else "_") for c in name)
+#: A row label as a directory name (``"M6-Fusion w/o KG"`` → ``"M6-Fusion_w-o_KG"``).
+_safe = label_slug
+
+
+def _why(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return (f"{loc}: {msg}" if loc else msg) + more
+
+
+def parse_record(path: str | Path) -> Record:
+    """Read one record; :class:`RecordError` (one line: the file and why) when it is not a usable record."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise RecordError(path, f"cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise RecordError(path, f"not JSON ({exc})") from None
+    try:
+        return Record.model_validate(data)
+    except ValidationError as exc:
+        raise RecordError(path, f"not a valid record — {_why(exc)}") from None
 
 
 def load_record(path: str | Path) -> Record | None:
     """Read one record; an unreadable or foreign file yields None (it is never deleted)."""
     try:
-        return Record.model_validate(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, ValidationError):
+        return parse_record(path)
+    except RecordError:
         return None
