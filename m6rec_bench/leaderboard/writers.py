@@ -18,6 +18,7 @@ from m6rec_bench.io import atomic_write_text, sweep_stale_parts
 from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Leaderboard, Row
 from m6rec_bench.leaderboard.columns import Column, ColumnSet, present
 from m6rec_bench.names import contained
+from m6rec_bench.results.portable import portable_record
 from m6rec_bench.results.record import Record
 
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
@@ -184,8 +185,8 @@ def title(protocol: str, variant: str = "") -> str:
 def write(lb: Leaderboard, out: Path, records: Iterable[Record] = ()) -> dict[str, Path]:
     """Write every format of ``lb`` under ``out`` and its rows' records; return the paths by suffix.
 
-    The records (minus their per-user arrays) go to ``records/<cell_id>.json`` beside the
-    leaderboard, so every published row links the exact settings, versions, dataset checksum,
+    The records (minus their per-user arrays, made portable: no path of this machine) go to
+    ``records/<cell_id>.json`` beside the leaderboard, so every published row links the exact settings, versions, dataset checksum,
     hardware and command that produced it (``m6bench reproduce`` reruns one).
     """
     directory = board_dir(out, lb.dataset, lb.slug)
@@ -196,7 +197,7 @@ def write(lb: Leaderboard, out: Path, records: Iterable[Record] = ()) -> dict[st
         rec_dir = directory / "records"
         for rec in records:
             if rec.cell_id in wanted:
-                slim = rec.model_copy(update={"per_user": {}})
+                slim = portable_record(rec).model_copy(update={"per_user": {}})  # no path of this machine
                 atomic_write_text(rec_dir / f"{rec.cell_id}.json", slim.model_dump_json(indent=2) + "\n")
         if rec_dir.exists() and records:
             for stale in rec_dir.glob("*.json"):
