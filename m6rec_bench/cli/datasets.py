@@ -140,9 +140,8 @@ def synth(
         folder = out  # the user's own choice of folder; its last part is still checked as a name
     else:
         # --name is one folder under the synth cache, never a path (../x would write beside it)
-        root = cache_dir("synth")
-        folder = contained(root, root / check_slug(name or default_name(spec), "--name", hint="give a plain name, or --out <folder>"),
-                           what="--name")
+        folder_name = check_slug(name or default_name(spec), "--name", hint="give a plain name, or --out <folder>")
+        folder = contained(cache_dir("synth"), cache_dir("synth") / folder_name, what="--name")
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
         task = bar.add_task(f"generating {interactions:,} interactions", total=interactions)
