@@ -35,10 +35,10 @@ def slug_problem(value: object) -> str | None:
         return f"must be a string, got {type(value).__name__}"
     if not value:
         return "must not be empty"
-    if len(value) > MAX_LEN:
-        return f"is {len(value)} characters long (at most {MAX_LEN})"
     if not _SLUG_RE.fullmatch(value):
         return RULE
+    if len(value) > MAX_LEN:
+        return f"is {len(value)} characters long (at most {MAX_LEN})"
     return None
 
 

@@ -21,7 +21,6 @@ import yaml
 from typer.testing import CliRunner
 
 from m6rec_bench.cli import app
-from m6rec_bench.datasets.prepare import bundled_root
 from m6rec_bench.engine.cell import CellSpec, run_cell
 from m6rec_bench.errors import UsageError
 from m6rec_bench.names import contained, label_slug, slug_problem
@@ -143,11 +142,14 @@ def test_reproduce_refuses_a_hostile_record_before_running(tmp_path: Path) -> No
 
 
 def test_datasets_yaml_path_cannot_send_records_outside_runs_dir(tmp_path: Path, ml100k_slice, monkeypatch) -> None:
-    # a real dataset folder the bundled source's path reaches with ../..: the old code took that path
-    # as the dataset's name and wrote records (and boards) to <runs-dir>/../../…
-    victim = tmp_path / "victim" / ml100k_slice.name
-    shutil.copytree(ml100k_slice.folder, victim)
-    reach = os.path.relpath(victim, bundled_root())
+    # The old code took a bundled source's ``path`` as the dataset's name: RecBole's folder + name +
+    # name.inter. With enough ``../`` (clamped at /) both lead to victim/<name>.inter, so the data loads,
+    # and records went to <runs-dir>/<path>/… = victim/<name>/… (boards likewise under --out).
+    victim = tmp_path / "victim"
+    (victim / ml100k_slice.name).mkdir(parents=True)
+    for f in ml100k_slice.folder.iterdir():
+        shutil.copy(f, victim / f.name)
+    reach = "../" * 64 + str(victim / ml100k_slice.name).lstrip("/")
     cfg = tmp_path / "shared" / "datasets.yaml"
     cfg.parent.mkdir()
     cfg.write_text(yaml.safe_dump({"datasets": [{"name": "evil", "sources": [{"kind": "recbole-bundled", "path": reach}]}]}))
