@@ -12,6 +12,7 @@ from rich.table import Table
 from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.engine.cell import CellSpec, run_cell
 from m6rec_bench.errors import UsageError
+from m6rec_bench.results.portable import PLACEHOLDER
 from m6rec_bench.results.store import RecordError, RecordStore, parse_record
 
 
@@ -19,6 +20,7 @@ from m6rec_bench.results.store import RecordError, RecordStore, parse_record
 def reproduce(
     record: Annotated[Path, typer.Argument(help="A record JSON (e.g. leaderboards/ml-100k/default/records/<cell_id>.json).")],
     tolerance: Annotated[float, typer.Option(help="Largest absolute metric difference reported as a match.")] = 1e-3,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Your copy of the dataset (a folder or a registered name) — needed when the record ran on a local folder, which a published record names <dir>/<name>.")] = None,
 ) -> None:
     """Rerun the (dataset, protocol, model, config, seed) cell a record describes and compare its test metrics."""
     try:
@@ -29,7 +31,13 @@ def reproduce(
         raise UsageError(f"{record} has no cell spec to rerun (written by an older m6rec-bench)")
     if published.status != "ok":
         raise UsageError(f"{record} is a {published.status} cell ({published.reason}); nothing to reproduce")
-    spec = CellSpec(**published.spec)
+    given = dict(published.spec)
+    if dataset is not None:
+        given["dataset"] = dataset
+    elif str(given.get("dataset", "")).startswith(PLACEHOLDER):  # published: the folder of another machine
+        raise UsageError(f"{record} ran on a local dataset folder ({given['dataset']}) — give your copy: "
+                         f"m6bench reproduce {record} --dataset <folder> (checksum {published.dataset_checksum})")
+    spec = CellSpec(**given)
     console.print(f"rerunning {spec.row} seed {spec.seed} on {spec.dataset}/{spec.protocol} …")
     with tempfile.TemporaryDirectory(prefix="m6bench-reproduce-") as tmp:
         rerun = run_cell(spec, store=RecordStore(tmp), resume=False)

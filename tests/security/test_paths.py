@@ -231,6 +231,8 @@ def test_fresh_record_has_no_machine_path_and_keeps_its_cell_id(tmp_path: Path, 
     assert published.name == f"{POP_SLICE_CELL_ID}.json"
     pub = json.loads(published.read_text())
     assert _absolute_strings(pub) == [] and pub["spec"]["dataset"] == f"<dir>/{ml100k_slice.name}"
+    res = runner.invoke(app, ["reproduce", str(published)])  # which folder is the reader's to say
+    _one_line(res, 2, rf"ran on a local dataset folder \(<dir>/{ml100k_slice.name}\) — give your copy: .* --dataset <folder>")
     board = (lb / ml100k_slice.name / "default" / "leaderboard.json").read_text()
     assert str(ml100k_slice.folder) not in board and f"--dataset <dir>/{ml100k_slice.name}" in board
 
