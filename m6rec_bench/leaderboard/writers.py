@@ -185,8 +185,8 @@ def title(protocol: str, variant: str = "") -> str:
 def write(lb: Leaderboard, out: Path, records: Iterable[Record] = ()) -> dict[str, Path]:
     """Write every format of ``lb`` under ``out`` and its rows' records; return the paths by suffix.
 
-    The records (minus their per-user arrays, made portable: no path of this machine) go to
-    ``records/<cell_id>.json`` beside the leaderboard, so every published row links the exact settings, versions, dataset checksum,
+    The records (minus their per-user arrays) go to ``records/<cell_id>.json`` beside the
+    leaderboard, so every published row links the exact settings, versions, dataset checksum,
     hardware and command that produced it (``m6bench reproduce`` reruns one).
     """
     directory = board_dir(out, lb.dataset, lb.slug)
