@@ -257,3 +257,10 @@ def test_rebuilding_the_committed_boards_publishes_portable_records(tmp_path: Pa
             assert {k: data[k] for k in ("cell_id", "config", "test", "valid")} == {k: before[k] for k in ("cell_id", "config", "test", "valid")}
         rows = lambda d: {r["label"]: (r["reproduce"]["cell_ids"], r["test"]) for r in d["rows"]}  # noqa: E731
         assert rows(json.loads((new / "leaderboard.json").read_text())) == rows(json.loads(old.read_text()))
+
+
+def test_finding_a_trained_run_never_globs_outside_runs_dir(tmp_path: Path) -> None:
+    from m6rec_bench import artifacts
+
+    with pytest.raises(UsageError, match=r"^--protocol '\.\./\.\./elsewhere' must start with a letter"):
+        artifacts.find_record(tmp_path / "runs", "ml-100k", "Pop", protocol="../../elsewhere")
