@@ -237,26 +237,30 @@ def test_fresh_record_has_no_machine_path_and_keeps_its_cell_id(tmp_path: Path, 
 
 
 def test_rebuilding_the_committed_boards_publishes_portable_records(tmp_path: Path, monkeypatch) -> None:
-    """Copies of every committed record, rebuilt: same boards, same cell ids and metrics, no machine path."""
+    """Copies of every committed record, rebuilt root by root (leaderboards/, its compression/ and
+    components/): same boards, same cell ids and metrics, and no path of the machine in any record."""
     monkeypatch.chdir(tmp_path)
-    committed = sorted((REPO / "leaderboards").glob("*/*/records/*.json"))
-    assert len(committed) > 100 and any(_absolute_strings(json.loads(p.read_text())) for p in committed)
-    store = RecordStore(tmp_path / "runs")
-    for path in committed:
-        store.put(Record.model_validate_json(path.read_text()))
-    res = runner.invoke(app, ["leaderboard", "build", "--runs-dir", str(store.root), "--out", str(tmp_path / "lb")])
-    assert res.exit_code == 0 and "warning" not in res.output, res.output
-    for old in sorted((REPO / "leaderboards").glob("*/*/leaderboard.json")):
-        board = old.parent.relative_to(REPO / "leaderboards")
-        new = tmp_path / "lb" / board
-        assert sorted(p.name for p in (new / "records").glob("*.json")) == sorted(p.name for p in (old.parent / "records").glob("*.json"))
-        for path in (new / "records").glob("*.json"):
-            data = json.loads(path.read_text())
-            assert _absolute_strings(data) == [], (path, _absolute_strings(data))
-            before = json.loads((old.parent / "records" / path.name).read_text())
-            assert {k: data[k] for k in ("cell_id", "config", "test", "valid")} == {k: before[k] for k in ("cell_id", "config", "test", "valid")}
-        rows = lambda d: {r["label"]: (r["reproduce"]["cell_ids"], r["test"]) for r in d["rows"]}  # noqa: E731
-        assert rows(json.loads((new / "leaderboard.json").read_text())) == rows(json.loads(old.read_text()))
+    roots = sorted({p.parents[2] for p in (REPO / "leaderboards").rglob("leaderboard.json")})
+    committed = sorted(p for root in roots for p in root.glob("*/*/records/*.json"))
+    assert len(roots) >= 3 and len(committed) > 150
+    assert all(_absolute_strings(json.loads(p.read_text())) for p in committed)  # every one of them, before
+    for i, root in enumerate(roots):
+        store, out = RecordStore(tmp_path / f"runs{i}"), tmp_path / f"lb{i}"
+        for path in root.glob("*/*/records/*.json"):
+            store.put(Record.model_validate_json(path.read_text()))
+        res = runner.invoke(app, ["leaderboard", "build", "--runs-dir", str(store.root), "--out", str(out)])
+        assert res.exit_code == 0 and "warning" not in res.output, res.output
+        for old in sorted(root.glob("*/*/leaderboard.json")):
+            new = out / old.parent.relative_to(root)
+            names = sorted(p.name for p in (old.parent / "records").glob("*.json"))
+            assert sorted(p.name for p in (new / "records").glob("*.json")) == names
+            for name in names:
+                data, before = (json.loads((d / "records" / name).read_text()) for d in (new, old.parent))
+                assert _absolute_strings(data) == [], (new / name, _absolute_strings(data))
+                keep = ("cell_id", "config", "test", "valid", "extra_metrics", "versions")
+                assert {k: data[k] for k in keep} == {k: before[k] for k in keep}
+            rows = lambda d: {r["label"]: (r["reproduce"]["cell_ids"], r["test"]) for r in d["rows"]}  # noqa: E731
+            assert rows(json.loads((new / "leaderboard.json").read_text())) == rows(json.loads(old.read_text()))
 
 
 def test_finding_a_trained_run_never_globs_outside_runs_dir(tmp_path: Path) -> None:
