@@ -268,3 +268,22 @@ def test_finding_a_trained_run_never_globs_outside_runs_dir(tmp_path: Path) -> N
 
     with pytest.raises(UsageError, match=r"^--protocol '\.\./\.\./elsewhere' must start with a letter"):
         artifacts.find_record(tmp_path / "runs", "ml-100k", "Pop", protocol="../../elsewhere")
+
+
+def test_a_url_whose_last_part_is_dotdot_downloads_into_the_raw_folder(tmp_path: Path, monkeypatch) -> None:
+    from m6rec_bench.datasets import prepare as prep
+    from m6rec_bench.datasets.registry import parse_registry
+
+    seen: list[Path] = []
+
+    def fake_download(url: str, dest: Path, checksum: str, progress: bool = True) -> None:
+        seen.append(dest)
+        raise prep.DataError("stop here")
+
+    monkeypatch.setattr(prep, "download", fake_download)
+    text = yaml.safe_dump({"datasets": [{"name": "evil", "converter": "ml100k", "sources": [
+        {"kind": "url", "url": "http://127.0.0.1:9/a/..", "checksum": "md5:" + "0" * 32}]}]})
+    spec = parse_registry(text, tmp_path / "datasets.yaml").get("evil")
+    with pytest.raises(prep.DataError, match="stop here"):
+        prep.prepare(spec, progress=False)
+    assert [p.name for p in seen] == ["evil.zip"] and seen[0].parent.name == "raw"
