@@ -185,8 +185,12 @@ def find_record(runs_dir: str | os.PathLike[str], dataset: str, model: str, *, p
     """The newest ``ok`` record with an artifact for (dataset, protocol, model[, seed]) in a runs dir."""
     from m6rec_bench.results.store import RecordStore
 
+    from m6rec_bench.names import check_slug
+
     store = RecordStore(runs_dir)
     best: tuple[str, Path] | None = None
+    check_slug(dataset, "--dataset")  # a folder of the runs dir, never ../…
+    check_slug(protocol, "--protocol")
     for path in sorted(Path(runs_dir).glob(f"{dataset}/{protocol}/*/seed*.json")):
         rec = load_record(path)
         if rec is None or rec.status != "ok" or (rec.label or rec.model).lower() != model.lower():

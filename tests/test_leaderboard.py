@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import statistics
 
 from m6rec_bench.leaderboard import aggregate, write
@@ -13,7 +14,8 @@ from m6rec_bench.results import Record
 
 
 def _rec(label, seed, ndcg, status="ok", reason=None, groups=None, created="2026-01-01T00:00:00"):
-    return Record(cell_id=f"{label}-{seed}-{created}", status=status, reason=reason, dataset="ml-100k",
+    # a cell id is a file name (records/<cell_id>.json): only path-name characters (m6rec_bench.names)
+    return Record(cell_id=re.sub(r"[^A-Za-z0-9._-]", "_", f"{label}-{seed}-{created}"), status=status, reason=reason, dataset="ml-100k",
                   dataset_checksum="sha256:abc", protocol="default", model=label.split()[0], label=label,
                   model_kind="baseline", family="recbole", seed=seed, config={"epochs": 5},
                   test={"ndcg@10": ndcg, "recall@10": ndcg / 2} if status == "ok" else {},

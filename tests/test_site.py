@@ -54,7 +54,7 @@ def test_pages_tables_plots_and_record_links(site, ml100k_slice):
 
 def test_reproduce_a_published_record(site, ml100k_slice):
     rec = next((site / ml100k_slice.name / "default" / "records").glob("*.json"))
-    res = runner.invoke(app, ["reproduce", str(rec)])
+    res = runner.invoke(app, ["reproduce", str(rec), "--dataset", str(ml100k_slice.folder)])  # published: <dir>/<name>
     assert res.exit_code == 0, res.output
     assert "reproduced" in res.output
 

@@ -53,6 +53,11 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def warn_skipped(path: Any, reason: str) -> None:
+    """One warning line for a file that was skipped (a record that failed validation, say): never silent."""
+    err_console.print(f"[yellow]warning:[/yellow] skipped {escape(reason)}", highlight=False, soft_wrap=True)
+
+
 def split_csv(value: str | None) -> list[str] | None:
     """``"BPR, LightGCN"`` → ``["BPR", "LightGCN"]``; None stays None."""
     if value is None:

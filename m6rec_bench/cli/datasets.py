@@ -25,6 +25,7 @@ from m6rec_bench.cli.help import Group
 from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
 from m6rec_bench.datasets.registry import load_registry
 from m6rec_bench.errors import UsageError
+from m6rec_bench.names import check_slug, contained
 from m6rec_bench.paths import cache_dir
 
 app = typer.Typer(
@@ -145,7 +146,12 @@ def synth(
     spec.check()
     if out is not None and name is not None and out.name != name:
         raise UsageError(f"give --name or --out, not both: --out {out} names the dataset '{out.name}', --name says '{name}'")
-    folder = out if out is not None else cache_dir("synth") / (name or default_name(spec))
+    if out is not None:
+        folder = out  # the user's own choice of folder; its last part is still checked as a name
+    else:
+        # --name is one folder under the synth cache, never a path (../x would write beside it)
+        folder_name = check_slug(name or default_name(spec), "--name", hint="give a plain name, or --out <folder>")
+        folder = contained(cache_dir("synth"), cache_dir("synth") / folder_name, what="--name")
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
         task = bar.add_task(f"generating {interactions:,} interactions", total=interactions)

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
-from m6rec_bench.cli.common import console, friendly_errors
+from m6rec_bench.cli.common import console, friendly_errors, warn_skipped
 from m6rec_bench.cli.help import Group
 from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
 from m6rec_bench.errors import UsageError
+from m6rec_bench.names import check_slug
 
 app = typer.Typer(help="Show, rebuild or prune leaderboards.", no_args_is_help=True, cls=Group)
 
@@ -58,7 +59,8 @@ def show(
     from m6rec_bench.leaderboard.writers import board_dir, title
     from m6rec_bench.untrusted import loads_json
 
-    name = _canonical(dataset)
+    name = check_slug(_canonical(dataset), "--dataset", hint="give a dataset name (m6bench datasets list)")
+    check_slug(protocol, "--protocol", hint="give a protocol name such as default")
     path = board_dir(out, name, board_slug(protocol, "tuned" if tuned else "")) / "leaderboard.json"
     if not path.exists():
         hint = " --tune-budget N" if tuned else ""
@@ -101,7 +103,7 @@ def build(
     from m6rec_bench.leaderboard import aggregate, write
     from m6rec_bench.results.store import RecordStore
 
-    records = list(RecordStore(runs_dir).records(_canonical(dataset) if dataset else None, protocol))
+    records = list(RecordStore(runs_dir).records(_canonical(dataset) if dataset else None, protocol, on_skip=warn_skipped))
     if not records:
         raise UsageError(f"no records under {runs_dir}; run m6bench run first")
     for board in aggregate(records):

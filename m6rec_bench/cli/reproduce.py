@@ -14,6 +14,7 @@ from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.config_keys import check_record_spec
 from m6rec_bench.engine.cell import run_cell
 from m6rec_bench.errors import UsageError
+from m6rec_bench.results.portable import PLACEHOLDER
 from m6rec_bench.results.store import RecordStore, read_record
 
 
@@ -21,13 +22,19 @@ from m6rec_bench.results.store import RecordStore, read_record
 def reproduce(
     record: Annotated[Path, typer.Argument(help="A record JSON (e.g. leaderboards/ml-100k/default/records/<cell_id>.json).")],
     tolerance: Annotated[float, typer.Option(help="Largest absolute metric difference reported as a match (default 0.001).")] = 1e-3,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Your copy of the dataset (a folder or a registered name) — needed when the record ran on a local folder, which a published record names <dir>/<name>.")] = None,
 ) -> None:
     """Rerun the (dataset, protocol, model, config, seed) cell a record describes and compare its test metrics."""
-    published = read_record(record)
+    published = read_record(record)  # unreadable, or names that would lead outside the runs folder: one line
     if not published.spec:
         raise UsageError(f"{record} has no cell spec to rerun (written by an older m6rec-bench)")
     if published.status != "ok":
         raise UsageError(f"{record} is a {published.status} cell ({published.reason}); nothing to reproduce")
+    if dataset is not None:
+        published = published.model_copy(update={"spec": {**published.spec, "dataset": dataset}})
+    elif str(published.spec.get("dataset", "")).startswith(PLACEHOLDER):  # published: the folder of another machine
+        raise UsageError(f"{record} ran on a local dataset folder ({published.spec['dataset']}) — give your copy: "
+                         f"m6bench reproduce {record} --dataset <folder> (checksum {published.dataset_checksum})")
     spec = check_record_spec(published, record)  # a downloaded record's overrides pass the allow-list, before anything runs
     console.print(f"rerunning {spec.row} seed {spec.seed} on {spec.dataset}/{spec.protocol} …", markup=False, highlight=False)
     with tempfile.TemporaryDirectory(prefix="m6bench-reproduce-") as tmp:

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from m6rec_bench.datasets.atomic import clean, write_table
-from m6rec_bench.datasets.registry import Source
+from m6rec_bench.datasets.registry import LOCAL_BUILDERS, Source
 from m6rec_bench.errors import DataError
 
 CONVERTER_VERSION = 1
-LOCAL_BUILDERS = ("parquet", "csv", "json", "text", "arrow")
 
 
 def cache_key(src: Source) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from m6rec_bench.datasets.atomic import checksum_of, has_kg, item_text_columns, validate_folder
 from m6rec_bench.datasets.base import DatasetFeatures, PreparedDataset
 from m6rec_bench.errors import DataError
+from m6rec_bench.names import check_slug
 
 
 def features_of(folder: Path, name: str) -> DatasetFeatures:
@@ -31,7 +32,8 @@ def prepare_local(path: str | os.PathLike[str]) -> PreparedDataset:
     if not folder.is_dir():
         raise DataError(f"dataset path {path} is a file, not a folder — give the folder that holds {folder.stem}.inter")
     folder = folder.resolve()
-    name = folder.name
+    # the name becomes the records' and boards' dataset folder: checked here, where it enters
+    name = check_slug(folder.name, f"dataset folder name (of {path})", hint="rename the folder", error=DataError)
     features = features_of(folder, name)
     return PreparedDataset(
         name=name,

@@ -25,6 +25,7 @@ from m6rec_bench.datasets.local import prepare_local
 from m6rec_bench.datasets.registry import DatasetSpec, Source, load_registry
 from m6rec_bench.errors import DataError, UsageError
 from m6rec_bench.io import atomic_write_json, file_lock
+from m6rec_bench.names import is_slug
 from m6rec_bench.paths import cache_dir
 
 MARKER = "prepared.json"
@@ -138,7 +139,9 @@ def _fetch_url(spec: DatasetSpec, src: Source, root: Path, progress: bool) -> No
     converter = get_converter(conv)
     home = cache_dir("datasets")
     raw_dir = home / spec.name / "raw"
-    archive = raw_dir / (Path(urlparse(src.url).path).name or f"{spec.name}.zip")
+    # the url's last part names the download; one that is no plain name ("..", "%2e%2e") is not used
+    url_name = Path(urlparse(src.url).path).name
+    archive = raw_dir / (url_name if is_slug(url_name) else f"{spec.name}.zip")  # the format is sniffed, not named
     raw_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=raw_dir))  # private: concurrent runs don't collide
     extracted = work / "extracted"

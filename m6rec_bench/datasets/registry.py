@@ -19,12 +19,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from m6rec_bench.errors import UsageError, did_you_mean
 from m6rec_bench.untrusted import read_text
+from m6rec_bench.names import is_slug, slug
 
 ENV_VAR = "M6BENCH_DATASETS_YAML"
 PACKAGED_YAML = Path(__file__).with_name("datasets.yaml")
 
 _CHECKSUM_RE = re.compile(r"^(md5:[0-9a-f]{32}|sha256:[0-9a-f]{64})$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: ``datasets.load_dataset`` builders that read local ``data_files`` (anything else in ``path`` is a hub id).
+LOCAL_BUILDERS = ("parquet", "csv", "json", "text", "arrow")
+
+
+def _local_file_problem(value: str) -> str | None:
+    """Why a local ``data_files`` entry may not be read, or None.
+
+    A datasets.yaml can be handed to you, so it may only point at files beside it: a relative path
+    without ``..``. A file elsewhere is the user's own choice on the command line (``m6bench run
+    --dataset /some/folder``, a folder of atomic files), never the yaml's.
+    """
+    p = Path(value)
+    if p.is_absolute() or value.startswith("~") or re.match(r"^[A-Za-z]:[\\/]", value):
+        return f"{value!r} is absolute; a datasets.yaml may only name files under its own folder (give a relative path)"
+    if ".." in re.split(r"[\\/]", value):
+        return f"{value!r} leaves the yaml's folder ('..'); a datasets.yaml may only name files under its own folder"
+    return None
 
 
 class _Strict(BaseModel):
@@ -75,6 +92,26 @@ class Source(_Strict):
         return value.lower() if value else value
 
     @model_validator(mode="after")
+    def _paths_stay_home(self) -> Source:
+        """Names that become paths are path names; local files stay under the yaml's folder."""
+        if self.kind == "recbole-bundled" and self.path is not None:
+            slug(self.path, "path (a folder of RecBole's dataset_example)")
+        if self.kind == "huggingface" and self.path and self.path not in LOCAL_BUILDERS:
+            parts = self.path.split("/")
+            if len(parts) > 2 or not all(is_slug(p) for p in parts):
+                raise ValueError(f"path {self.path!r} must be a hub id ('org/name') or one of {', '.join(LOCAL_BUILDERS)} "
+                                 "with data_files; a local folder is given on the command line (m6bench run --dataset <folder>)")
+        if self.kind == "huggingface" and self.path in LOCAL_BUILDERS and self.data_files is not None:
+            files = self.data_files
+            flat = [files] if isinstance(files, str) else list(files) if isinstance(files, list) else \
+                [f for v in files.values() for f in ([v] if isinstance(v, str) else v)]
+            for f in flat:
+                problem = _local_file_problem(f)
+                if problem:
+                    raise ValueError(f"data_files: {problem}")
+        return self
+
+    @model_validator(mode="after")
     def _fields_for_kind(self) -> Source:
         if self.kind == "url":
             if not self.url:
@@ -122,9 +159,12 @@ class DatasetSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name_form(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError(f"name {value!r} may hold only letters, digits, '.', '_' and '-'")
-        return value
+        return slug(value, "name")  # a cache folder and the records' dataset folder
+
+    @field_validator("aliases")
+    @classmethod
+    def _alias_form(cls, value: list[str]) -> list[str]:
+        return [slug(a, "alias") for a in value]  # ``--dataset <alias>`` names a leaderboard folder too
 
     @model_validator(mode="after")
     def _converter_for_urls(self) -> DatasetSpec:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -45,6 +44,7 @@ import numpy as np
 
 from m6rec_bench.errors import UsageError
 from m6rec_bench.io import atomic_path
+from m6rec_bench.names import check_slug
 
 #: Bumped whenever the same parameters would give different files.
 GENERATOR_VERSION = 1
@@ -64,8 +64,6 @@ _SYLLABLES = (
 )
 T0 = 1420070400  # 2015-01-01
 T1 = 1577836800  # 2020-01-01
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 Progress = Callable[[int], None]
 
@@ -140,9 +138,8 @@ def default_name(spec: SynthSpec) -> str:
 
 
 def check_name(name: str) -> str:
-    """The dataset name, or UsageError: letters, digits, ``.-_``; never a bundled RecBole name."""
-    if not _NAME_RE.match(name):
-        raise UsageError(f"dataset name {name!r} must start with a letter or digit and use only letters, digits, '.', '-', '_'")
+    """The dataset name, or UsageError: a path name (:mod:`m6rec_bench.names`); never a bundled RecBole name."""
+    check_slug(name, "dataset name", hint="pick another --name or --out")
     if name == "ml-100k":
         raise UsageError("a synthetic dataset cannot be called 'ml-100k': RecBole would read its bundled copy instead")
     return name

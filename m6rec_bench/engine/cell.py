@@ -25,6 +25,7 @@ from m6rec_bench.models import registry
 from m6rec_bench.models.registry import ModelEntry
 from m6rec_bench.protocols import Protocol, get_protocol
 from m6rec_bench.protocols.cold_item import TRAIN_NEGATIVES, exclude_held_out_negatives
+from m6rec_bench.results.portable import portable_settings
 from m6rec_bench.results.record import SCHEMA_VERSION, Record
 from m6rec_bench.results.store import RecordStore
 
@@ -178,6 +179,8 @@ def cell_id(spec: CellSpec, entry: ModelEntry, ds: PreparedDataset, config: dict
 
 
 def _jsonable(config: Any) -> dict[str, Any]:
+    """RecBole's final settings as JSON, without the paths of this machine (``data_path``, …: see
+    :mod:`m6rec_bench.results.portable`; they are volatile, so the cell id is unaffected)."""
     out: dict[str, Any] = {}
     for key, value in config.final_config_dict.items():
         try:
@@ -185,7 +188,7 @@ def _jsonable(config: Any) -> dict[str, Any]:
             out[key] = value
         except TypeError:
             out[key] = str(value)
-    return out
+    return portable_settings(out)
 
 
 #: Per-user test metrics kept in every record (for paired significance tests between rows).

@@ -58,11 +58,14 @@ def hardware() -> dict[str, Any]:
 
 
 def command_line() -> str:
-    """The command that started this process, as a user would retype it."""
-    argv = list(sys.argv)
-    if argv and argv[0].endswith(("m6bench", "__main__.py")):
-        argv[0] = "m6bench"
-    return " ".join(argv)
+    """The command that started this process, as a reader of its records would retype it.
+
+    Portable (:func:`m6rec_bench.results.portable.portable_command`): ``--out``/``--runs-dir``
+    and the like are dropped, paths under the current folder are relative, others ``<dir>/<name>``.
+    """
+    from m6rec_bench.results.portable import portable_command
+
+    return portable_command(sys.argv)
 
 
 def _rss_mb() -> float:

@@ -15,6 +15,7 @@ from typing import Any
 
 from m6rec_bench.leaderboard.columns import COLUMN_SETS
 from m6rec_bench.leaderboard.stats import Comparison, Published, significance
+from m6rec_bench.results.portable import portable_path
 from m6rec_bench.results.record import Record
 
 #: The metric a leaderboard is sorted by (the default protocol's validation metric, on test).
@@ -131,7 +132,7 @@ def _reproduce(records: list[Record]) -> dict[str, Any]:
     first = records[0]
     seeds = sorted(r.seed for r in records)
     epochs = first.config.get("epochs")
-    dataset = first.spec.get("dataset", first.dataset)
+    dataset = portable_path(str(first.spec.get("dataset", first.dataset)))  # a local folder: no path of this machine
     cmd = [f"m6bench run --dataset {dataset} --protocol {first.protocol} --models {first.model}",
            f"--seeds {len(seeds)}" if seeds == list(range(2020, 2020 + len(seeds))) else f"--seeds {','.join(map(str, seeds))}"]
     if epochs is not None and "epochs" in first.config:

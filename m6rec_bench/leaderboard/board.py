@@ -49,6 +49,7 @@ from m6rec_bench.io import atomic_write_text, file_lock, sweep_stale_parts
 from m6rec_bench.leaderboard.aggregate import Leaderboard, aggregate, board_slug, variant_of
 from m6rec_bench.leaderboard.stats import Comparison, Published
 from m6rec_bench.leaderboard.writers import WRITERS, board_dir
+from m6rec_bench.results.portable import portable_record
 from m6rec_bench.results.record import Record
 from m6rec_bench.results.store import load_record
 
@@ -233,7 +234,7 @@ def _write_files(directory: Path, lb: Leaderboard, records: Iterable[Record], go
     """Write ``records`` (slim) and every format of ``lb`` into ``directory``; remove the files of ``gone``."""
     rec_dir = directory / "records"
     for rec in records:
-        slim = rec.model_copy(update={"per_user": {}})
+        slim = portable_record(rec).model_copy(update={"per_user": {}})  # no path of this machine
         atomic_write_text(rec_dir / f"{rec.cell_id}.json", slim.model_dump_json(indent=2) + "\n")
     paths = {}
     for suffix, render in WRITERS.items():

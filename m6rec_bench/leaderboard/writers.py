@@ -15,6 +15,7 @@ from pathlib import Path
 
 from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Leaderboard, Row
 from m6rec_bench.leaderboard.columns import Column, ColumnSet, present
+from m6rec_bench.names import contained
 
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
 
@@ -166,8 +167,8 @@ WRITERS: dict[str, Callable[[Leaderboard], str]] = {"md": to_markdown, "csv": to
 
 
 def board_dir(out: Path, dataset: str, slug: str) -> Path:
-    """``<out>/<dataset>/<slug>``; the slug is the protocol, plus ``-tuned`` for a tuned board."""
-    return Path(out) / dataset / slug
+    """``<out>/<dataset>/<slug>``; the slug is the protocol, plus ``-tuned`` for a tuned board (never outside ``out``)."""
+    return contained(out, Path(out) / dataset / slug, what=f"board {dataset}/{slug}")
 
 
 #: How a board written mid-suite is titled (m6bench run rewrites it as cells finish).

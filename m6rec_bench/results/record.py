@@ -1,26 +1,36 @@
-"""The record: one JSON per finished cell, the only input of leaderboards and ``reproduce``."""
+"""The record: one JSON per finished cell, the only input of leaderboards and ``reproduce``.
+
+A record can be handed to us (a published board, someone's runs folder), so the names that become
+path components — ``dataset``, ``protocol``, ``cell_id`` and the row folder made from ``label`` —
+are checked here, when it is parsed (:mod:`m6rec_bench.names`): a record naming ``../../x`` is
+refused before any path is built from it.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, model_validator
+
+from m6rec_bench.names import label_slug, slug
 
 SCHEMA_VERSION = 2  # 2: per-user test metrics
 Status = Literal["ok", "failed", "skipped"]
+#: A string that becomes a path component of the runs or leaderboard folders.
+PathName = Annotated[str, AfterValidator(slug)]
 
 
 class Record(BaseModel):
     """What a cell leaves behind: identity, outcome, metrics, cost and how to reproduce it."""
 
     schema_version: int = SCHEMA_VERSION
-    cell_id: str = Field(description="hash of the resolved config, dataset checksum and code versions")
+    cell_id: PathName = Field(description="hash of the resolved config, dataset checksum and code versions")
     status: Status
     reason: str | None = Field(None, description="why a cell failed or was skipped")
-    dataset: str
+    dataset: PathName
     dataset_checksum: str
-    protocol: str
+    protocol: PathName
     model: str
     label: str = Field("", description="leaderboard row name: the model, or the model plus a variant")
     model_kind: str = Field(description="baseline or plugin")
@@ -51,6 +61,12 @@ class Record(BaseModel):
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     _reused: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _row_folder(self) -> Record:
+        """The row folder (``label`` or ``model`` through :func:`~m6rec_bench.names.label_slug`) must be a path name."""
+        slug(label_slug(self.label or self.model), f"label {self.label or self.model!r} as a folder name")
+        return self
 
     @property
     def reused(self) -> bool:

@@ -59,11 +59,11 @@ def test_local_files_through_load_dataset(tmp_path: Path, monkeypatch: pytest.Mo
 def test_minimal_mapping_and_changed_mapping_reconverts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dsh) -> None:
     data = tmp_path / "r.parquet"
     FRAME.to_parquet(data)
-    dsh.write_registry(tmp_path / "reg.yaml", [_entry("hf-min", "parquet", str(data), {"user": "uid", "item": "iid"})], monkeypatch)
+    dsh.write_registry(tmp_path / "reg.yaml", [_entry("hf-min", "parquet", data.name, {"user": "uid", "item": "iid"})], monkeypatch)
     ds = resolve("hf-min", progress=False)
     assert ds.atomic_file("inter").read_text().splitlines()[0] == "user_id:token\titem_id:token"
     assert not ds.atomic_file("item").exists() and ds.features.item_text == ()
-    dsh.write_registry(tmp_path / "reg.yaml", [_entry("hf-min", "parquet", str(data), {"user": "uid", "item": "iid", "rating": "stars"})], monkeypatch)
+    dsh.write_registry(tmp_path / "reg.yaml", [_entry("hf-min", "parquet", data.name, {"user": "uid", "item": "iid", "rating": "stars"})], monkeypatch)
     changed = resolve("hf-min", progress=False)
     assert changed.root != ds.root and changed.checksum != ds.checksum
 
@@ -71,7 +71,7 @@ def test_minimal_mapping_and_changed_mapping_reconverts(tmp_path: Path, monkeypa
 def test_missing_column_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dsh, isolated_home: Path) -> None:
     data = tmp_path / "r.parquet"
     FRAME.to_parquet(data)
-    dsh.write_registry(tmp_path / "reg.yaml", [_entry("hf-bad", "parquet", str(data), {"user": "user_id", "item": "iid"})], monkeypatch)
+    dsh.write_registry(tmp_path / "reg.yaml", [_entry("hf-bad", "parquet", data.name, {"user": "user_id", "item": "iid"})], monkeypatch)
     with pytest.raises(DataError, match=r"has no column user_id \(found: uid, iid, stars, ts, name, kind\)"):
         resolve("hf-bad", progress=False)
     assert not [p for p in (isolated_home / "datasets" / "hf-bad").glob("hf-v*")]
