@@ -137,7 +137,7 @@ def test_hostile_record_alone_is_one_error_and_one_warning(tmp_path: Path) -> No
 def test_reproduce_refuses_a_hostile_record_before_running(tmp_path: Path) -> None:
     _, _, evil = _hostile_runs(tmp_path)
     res = runner.invoke(app, ["reproduce", str(evil)])
-    _one_line(res, 2, r"is not a readable m6rec-bench record \(not a valid record — protocol: ")
+    _one_line(res, 2, r"is not a readable m6rec-bench record: protocol: ")
 
 
 def test_datasets_yaml_path_cannot_send_records_outside_runs_dir(tmp_path: Path, ml100k_slice, monkeypatch) -> None:
