@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from m6rec_bench.errors import M6BenchError, UsageError
+from m6rec_bench.errors import M6BenchError, Terminated, UsageError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -22,7 +22,8 @@ def friendly_errors(fn: F) -> F:
     """Turn an :class:`M6BenchError` into one line on stderr and its exit code (2 usage, 1 failure).
 
     A file-system error on a named file (permission denied, not a directory, disk full) becomes one
-    line and exit code 1; Ctrl-C one line and exit code 130 (the shell's convention for SIGINT).
+    line and exit code 1; Ctrl-C one line and exit code 130 (the shell's convention for SIGINT), and
+    SIGTERM while cells run (:class:`Terminated`) one line and exit code 143.
     """
 
     @functools.wraps(fn)
@@ -38,6 +39,10 @@ def friendly_errors(fn: F) -> F:
                 raise
             err_console.print(f"[bold red]error:[/bold red] {exc.filename}: {exc.strerror or exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except Terminated:
+            err_console.print("[bold red]terminated[/bold red] — workers stopped, finished results are kept; run the "
+                              "same command again to resume", highlight=False, soft_wrap=True)
+            raise typer.Exit(143) from None
         except KeyboardInterrupt:
             # Ctrl-C: every finished result is already on disk (written atomically); say so, no traceback
             err_console.print("[bold red]interrupted[/bold red] — finished results are kept; run the same command "

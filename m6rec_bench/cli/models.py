@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from m6rec_bench.cli.common import console, friendly_errors
+from m6rec_bench.cli.common import console, err_console, friendly_errors
 from m6rec_bench.models import registry
 from m6rec_bench.protocols import PROTOCOLS, protocols_for
 
@@ -35,3 +36,8 @@ def list_models(
         table.add_row(m.name, m.kind, m.family, ", ".join(sorted(m.needs)), ", ".join(protocols_for(m.model_type)),
                       m.package, m.version, ", ".join(in_default), m.description)
     console.print(table)
+    broken = registry.broken_plugins()
+    if broken and kind != "baseline":
+        names = ", ".join(f"{b.name} ({b.error})" for b in broken)
+        err_console.print(f"[yellow]not listed, failed to load:[/yellow] {escape(names)} (m6bench plugins list)",
+                          highlight=False, soft_wrap=True)

@@ -3,7 +3,8 @@
 Baselines are RecBole's own general and sequential recommenders, looked up by name with RecBole's
 ``get_model`` and never re-implemented; sequential ones run only under ``--protocol sequential``. Plugins come only from installed entry points in the
 ``m6rec_bench.plugins`` group (built-ins included); ``M6BENCH_PLUGINS=a,b`` restricts which load.
-A plugin that fails to import is reported as broken with its error and never stops the others.
+A plugin that fails to import is reported as broken with its error and never stops the others —
+whatever it raises, ``sys.exit()`` included (only Ctrl-C goes through).
 """
 
 from __future__ import annotations
@@ -100,7 +101,9 @@ def _discover() -> tuple[tuple[ModelEntry, ...], tuple[BrokenPlugin, ...]]:
         version = dist.version if dist else "?"
         try:
             plugins = _load_entry_point(ep)
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must never stop the others
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a broken plugin never stops the others, whatever it raises (SystemExit, GeneratorExit…)
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
             broken.append(BrokenPlugin(ep.name, package, version, last))
             continue
