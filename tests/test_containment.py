@@ -186,26 +186,42 @@ def test_sigterm_stops_the_worker_and_exits_143(installed, ml100k_slice, tmp_pat
     assert _gone([worker], timeout=5) == []
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_a_model_that_kills_its_process_is_a_failed_row(installed, ml100k_slice, tmp_path, jobs):
-    runs, lb = tmp_path / "runs", tmp_path / "lb"
-    args = ["run", "-d", str(ml100k_slice.folder), "-m", "Pop,Exiter,ItemKNN", "--epochs", "1", "--jobs", jobs,
-            "--runs-dir", str(runs), "--out", str(lb)]
-    out, _ = _m6bench(args, tmp_path, installed).communicate(timeout=240)
+def _dying_suite(ml100k_slice, tmp_path: Path, jobs: str) -> list[str]:
+    return ["run", "-d", str(ml100k_slice.folder), "-m", "Pop,Exiter,ItemKNN", "--epochs", "1", "--jobs", jobs,
+            "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "lb")]
+
+
+def _check_dying_suite(out: str, ml100k_slice, tmp_path: Path) -> None:
     assert "3 cells: 2 finished (0 reused), 1 failed" in out, out
     assert "Exiter seed 2020: worker process died: exit 3" in out and "Traceback" not in out
-    board = json.loads((lb / ml100k_slice.name / "default" / "leaderboard.json").read_text())
+    board = json.loads((tmp_path / "lb" / ml100k_slice.name / "default" / "leaderboard.json").read_text())
     rows = {r["label"]: r for r in board["rows"]}
     assert {k: r["status"] for k, r in rows.items()} == {"Pop": "ok", "ItemKNN": "ok", "Exiter": "failed"}
     assert rows["Exiter"]["reason"] == "worker process died: exit 3"
-    [died] = [r for r in RecordStore(runs).records() if r.model == "Exiter"]
+    [died] = [r for r in RecordStore(tmp_path / "runs").records() if r.model == "Exiter"]
     assert died.status == "failed" and died.reason == "worker process died: exit 3"
 
-    proc = _m6bench(args, tmp_path, installed)  # the same command again: only the dead cell runs again
-    out, _ = proc.communicate(timeout=240)
+
+def test_a_model_that_kills_its_process_is_a_failed_row_with_one_job(installed, ml100k_slice, tmp_path, monkeypatch):
+    """--jobs 1 (the default): the suite goes on after the death (ItemKNN runs in a fresh worker),
+    writes its board and exits 1; the same command again runs only the dead cell."""
+    proc = _m6bench(_dying_suite(ml100k_slice, tmp_path, "1"), tmp_path, installed)  # os._exit here would end pytest
+    out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1, out
-    assert "3 cells: 2 finished (2 reused), 1 failed" in out, out
-    assert "Exiter seed 2020: worker process died: exit 3" in out
+    _check_dying_suite(out, ml100k_slice, tmp_path)
+
+    monkeypatch.delenv(IN_PROCESS_ENV)  # contained now, so the rerun may go in-process
+    res = CliRunner().invoke(app, _dying_suite(ml100k_slice, tmp_path, "1"))
+    assert res.exit_code == 1, res.output
+    assert "3 cells: 2 finished (2 reused), 1 failed" in res.output, res.output
+    assert "Exiter seed 2020: worker process died: exit 3" in res.output
+
+
+def test_a_model_that_kills_its_process_is_a_failed_row_with_two_jobs(installed, ml100k_slice, tmp_path):
+    """--jobs 2: the cells beside and behind the dead one run, instead of every cell stopping on BrokenProcessPool."""
+    res = CliRunner().invoke(app, _dying_suite(ml100k_slice, tmp_path, "2"))  # the cells run in workers either way
+    assert res.exit_code == 1, res.output
+    _check_dying_suite(res.output, ml100k_slice, tmp_path)
 
 
 def test_a_dead_worker_takes_only_its_own_task():
