@@ -82,8 +82,8 @@ def open_pool(kind: str = "local", *, jobs: int = 1, scheduler: str | None = Non
         pool = WorkerPool(jobs)
         try:
             with stop_on_sigterm():
-                yield Pool(pool, f"{jobs} local worker process{'es' if jobs > 1 else ''}",
-                           max(1, (os.cpu_count() or 1) // jobs), events=pool.events, parallel=jobs > 1)
+                yield Pool(pool, f"{jobs} local worker process{'es' if jobs > 1 else ''}", _local_threads(jobs),
+                           events=pool.events, parallel=jobs > 1)
         except BaseException:  # Ctrl-C, SIGTERM or an error: stop the cells still running instead of waiting for them
             pool.terminate()
             raise
@@ -98,6 +98,16 @@ def open_pool(kind: str = "local", *, jobs: int = 1, scheduler: str | None = Non
         yield Pool(client.get_executor(pure=False), f"Dask scheduler {scheduler}", None)
     finally:
         client.close()
+
+
+def _local_threads(jobs: int) -> int:
+    """Torch threads per local task: ``cores // jobs``, so the jobs share the machine; one contained
+    worker uses this process's own count, so its cells compute exactly as they would in-process."""
+    if jobs <= 1:
+        import torch
+
+        return torch.get_num_threads()
+    return max(1, (os.cpu_count() or 1) // jobs)
 
 
 def in_process() -> bool:
