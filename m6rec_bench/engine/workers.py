@@ -226,6 +226,11 @@ class WorkerPool(Executor):
                     if self._stopping:
                         future.set_exception(CancelledError())
                         return
+                    if proc is not None and not proc.is_alive():  # killed while idle: not this task's doing
+                        proc.join()
+                        if conn is not None:
+                            conn.close()
+                        proc = conn = None
                     if proc is None:
                         proc, conn = self._start_worker()
                         self._workers[index] = proc
@@ -233,7 +238,7 @@ class WorkerPool(Executor):
                 self.events.put((future, ("started",)))
                 try:
                     conn.send((fn, args, kwargs))
-                except (BrokenPipeError, ConnectionResetError):  # the idle worker was killed: a fresh one next time
+                except (BrokenPipeError, ConnectionResetError):  # it died just now, as the task was handed over
                     pass
                 except Exception as exc:  # noqa: BLE001 - the task cannot be pickled: its own failure
                     future.set_exception(exc)
