@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -240,6 +241,20 @@ def test_a_dead_worker_takes_only_its_own_task():
         while not pool.events.empty():
             events.append(pool.events.get_nowait())
         assert sum(event == ("started",) for _, event in events) == 5
+    finally:
+        pool.shutdown()
+
+
+def test_workers_outlive_the_thread_that_submitted_to_them():
+    """PDEATHSIG fires when the parent *thread* that started a worker ends: workers are started by
+    the pool's own threads, so a short-lived thread submitting the first task does not kill them."""
+    pool = WorkerPool(1)
+    try:
+        submitted = []
+        thread = threading.Thread(target=lambda: submitted.append(pool.submit(time.sleep, 1.0)))
+        thread.start()
+        thread.join()
+        assert submitted[0].result(timeout=60) is None
     finally:
         pool.shutdown()
 
