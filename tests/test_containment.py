@@ -171,8 +171,10 @@ def test_workers_die_with_a_sigkilled_parent(installed, ml100k_slice, tmp_path):
     workers = _wait_for_markers(proc, markers, 2)
     assert proc.pid not in workers
     os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
-    assert _gone(workers, timeout=5) == [], "workers outlived their killed parent"
+    proc.wait(timeout=30)  # not communicate(): workers left alive would hold its stdout open
+    left = _gone(workers, timeout=5)
+    proc.stdout.close()
+    assert left == [], "workers outlived their killed parent"
 
 
 def test_sigterm_stops_the_worker_and_exits_143(installed, ml100k_slice, tmp_path):
