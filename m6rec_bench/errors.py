@@ -34,3 +34,9 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" — did you mean 'x'?"`` for the closest choice, or ``""`` when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" — did you mean '{close[0]}'?" if close else ""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``) while cells run: unwinds like Ctrl-C — workers stopped, finished
+    results kept — and the CLI exits 143 (128 + SIGTERM). A KeyboardInterrupt, so no
+    ``except Exception`` on the way swallows it."""

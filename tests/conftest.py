@@ -53,3 +53,12 @@ def fusion_content() -> Iterator[dict[str, int]]:
 
     with content_stand_ins() as calls:
         yield calls
+
+
+@pytest.fixture(autouse=True)
+def _cells_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--jobs 1`` runs its cells in this process, not in one contained worker process
+    (m6rec_bench.engine.workers): tests monkeypatch the engine and the registry, which a worker
+    would not see, and a worker's start-up (torch + RecBole imports) would add seconds to every run.
+    tests/test_containment.py deletes it to run the default, contained path."""
+    monkeypatch.setenv("M6BENCH_IN_PROCESS", "1")

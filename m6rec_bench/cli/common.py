@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from m6rec_bench.errors import M6BenchError, UsageError
+from m6rec_bench.errors import M6BenchError, Terminated, UsageError
 
 # emoji=False: rich would turn user text such as "--rerank mmr:abc: …" into an emoji (":abc:");
 # markup in user text is escaped (or printed with markup=False) where it is printed
@@ -24,7 +24,8 @@ def friendly_errors(fn: F) -> F:
     """Turn an :class:`M6BenchError` into one line on stderr and its exit code (2 usage, 1 failure).
 
     A file-system error on a named file (permission denied, not a directory, disk full) becomes one
-    line and exit code 1; Ctrl-C one line and exit code 130 (the shell's convention for SIGINT).
+    line and exit code 1; Ctrl-C one line and exit code 130 (the shell's convention for SIGINT), and
+    SIGTERM while cells run (:class:`Terminated`) one line and exit code 143.
     """
 
     @functools.wraps(fn)
@@ -41,6 +42,10 @@ def friendly_errors(fn: F) -> F:
             err_console.print(f"[bold red]error:[/bold red] {escape(f'{exc.filename}: {exc.strerror or exc}')}", highlight=False,
                               soft_wrap=True)
             raise typer.Exit(1) from None
+        except Terminated:  # SIGTERM (a KeyboardInterrupt subclass: before the Ctrl-C branch)
+            err_console.print("[bold red]terminated[/bold red] — workers stopped, finished results are kept; run the "
+                              "same command again to resume", highlight=False, soft_wrap=True)
+            raise typer.Exit(143) from None
         except KeyboardInterrupt as exc:
             # Ctrl-C: every finished result is already on disk (written atomically); say so, no traceback.
             # A command adds what else helps (where its partial results are) as a note on the exception.

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from m6rec_bench.cli.common import friendly_errors
+from m6rec_bench.cli.common import err_console, friendly_errors
 from m6rec_bench.cli.help import Group
 from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
 from m6rec_bench.errors import UsageError
@@ -48,3 +49,8 @@ def list_models(
         if kind is None or m.kind == kind
     ]
     render(COLUMNS, rows, title="models", fmt=fmt, wide=wide)
+    broken = registry.known_broken_plugins()
+    if broken and kind != "baseline":
+        names = ", ".join(f"{b.name} ({b.error})" for b in broken)
+        err_console.print(f"[yellow]not listed, failed to load:[/yellow] {escape(names)} (m6bench plugins list)",
+                          highlight=False, soft_wrap=True)

@@ -355,13 +355,7 @@ def run_cell(
     check_protocol(entry, protocol)
     check_device(spec.device)
     ds = prepared or datasets.resolve(spec.dataset)
-    base = {
-        "dataset": ds.name, "dataset_checksum": ds.checksum, "protocol": protocol.name, "model": entry.name,
-        "label": row_label(spec, entry), "spec": spec.model_dump(mode="json"),
-        "model_kind": entry.kind, "family": entry.family, "seed": spec.seed,
-        "versions": {**environment.versions(), **({entry.package: entry.version} if entry.kind == "plugin" else {})},
-        "hardware": environment.hardware(), "command": command if command is not None else environment.command_line(),
-    }
+    base = _record_base(spec, entry, protocol, ds, command)
     missing = set(entry.needs) - ds.features.provides()
     if missing:
         config = {"overrides": spec.overrides}
@@ -407,6 +401,38 @@ def run_cell(
     if store is not None:
         if rec.status == "ok" and save_artifact:
             _save_artifact(run, rec, store)
+        store.put(rec)
+    return rec
+
+
+def _record_base(spec: CellSpec, entry: ModelEntry, protocol: Protocol, ds: PreparedDataset,
+                 command: str | None) -> dict[str, Any]:
+    """The fields every record of a cell carries, whatever its status."""
+    return {
+        "dataset": ds.name, "dataset_checksum": ds.checksum, "protocol": protocol.name, "model": entry.name,
+        "label": row_label(spec, entry), "spec": spec.model_dump(mode="json"),
+        "model_kind": entry.kind, "family": entry.family, "seed": spec.seed,
+        "versions": {**environment.versions(), **({entry.package: entry.version} if entry.kind == "plugin" else {})},
+        "hardware": environment.hardware(), "command": command if command is not None else environment.command_line(),
+    }
+
+
+def failed_record(spec: CellSpec, reason: str, *, store: RecordStore | None = None, prepared: PreparedDataset | None = None,
+                  command: str | None = None) -> Record:
+    """The ``failed`` record of a cell whose run ended outside :func:`run_cell` — its worker process
+    died (``os._exit``, a segfault in native code, the OOM killer), so no exception came back — with
+    the same cell id as the run would have had. Stored when ``store`` is given; a ``failed`` record
+    is never reused, so a rerun retries the cell."""
+    from m6rec_bench import datasets
+
+    entry = registry.get(spec.model)
+    protocol = get_protocol(spec.protocol)
+    ds = prepared or datasets.resolve(spec.dataset)
+    _, extra = protocol.prepare(ds, spec.seed)
+    config_dict = build_config_dict(spec, entry, protocol, ds, extra)
+    rec = Record(cell_id=cell_id(spec, entry, ds, config_dict), status="failed", reason=reason, config=config_dict,
+                 **_record_base(spec, entry, protocol, ds, command))
+    if store is not None:
         store.put(rec)
     return rec
 

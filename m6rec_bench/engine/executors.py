@@ -3,8 +3,10 @@
 :func:`open_pool` gives one ``concurrent.futures.Executor`` for either kind, so the suite and the
 tuner have a single parallel code path:
 
-* ``local`` with ``jobs > 1`` — a spawned :class:`~concurrent.futures.ProcessPoolExecutor` on this
-  machine (``jobs == 1`` gives ``None``: the caller runs in-process, sequentially);
+* ``local`` — ``jobs`` spawned worker processes on this machine
+  (:class:`~m6rec_bench.engine.workers.WorkerPool`: they die with this process, and a worker that
+  dies takes only its own task with it); ``jobs == 1`` gives one such worker when the caller asks
+  for containment, else ``None`` (the caller runs in-process);
 * ``dask`` — ``distributed.Client(scheduler).get_executor()``: tasks go to the cluster's workers.
 
 A task runs inside :func:`task_slot`, which sets its torch threads and lets one task at a time run
@@ -20,15 +22,17 @@ client stores it.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
+import queue
+import signal
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from m6rec_bench.errors import M6BenchError, UsageError
+from m6rec_bench.engine.workers import WorkerPool
+from m6rec_bench.errors import M6BenchError, Terminated, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -38,6 +42,8 @@ KINDS = ("local", "dask")
 #: Seconds to reach a Dask scheduler (and to wait for its first worker) before giving up.
 CONNECT_TIMEOUT_S = 10.0
 DASK_HINT = 'pip install "m6rec-bench[dask]"'
+#: ``M6BENCH_IN_PROCESS=1``: with ``--jobs 1``, run cells in this process instead of one contained worker.
+IN_PROCESS_ENV = "M6BENCH_IN_PROCESS"
 
 _ONE_AT_A_TIME = threading.Lock()
 
@@ -45,26 +51,41 @@ _ONE_AT_A_TIME = threading.Lock()
 @dataclass
 class Pool:
     """An executor and how its tasks should use a worker: ``threads`` torch threads per task
-    (``None``: as many as the Dask worker has threads)."""
+    (``None``: as many as the Dask worker has threads). ``events`` (local workers only) carries what
+    tasks :func:`~m6rec_bench.engine.workers.report` — epoch progress — and when each starts.
+    ``parallel``: more than one task at a time (one contained local worker is not)."""
 
     executor: Executor
     where: str
     threads: int | None
+    events: queue.SimpleQueue[tuple[Future[Any], Any]] | None = None
+    parallel: bool = True
 
 
 @contextlib.contextmanager
-def open_pool(kind: str = "local", *, jobs: int = 1, scheduler: str | None = None) -> Iterator[Pool | None]:
-    """The executor of ``kind``, shut down on exit; ``None`` for ``local`` with one job."""
+def open_pool(kind: str = "local", *, jobs: int = 1, scheduler: str | None = None,
+              contain: bool = False) -> Iterator[Pool | None]:
+    """The executor of ``kind``, shut down on exit.
+
+    ``local`` with one job gives ``None`` (the caller runs in-process), unless ``contain``: then one
+    worker process, so a cell that kills its process (``os._exit``, a segfault, the OOM killer)
+    becomes a failed cell instead of the end of the suite — except with ``M6BENCH_IN_PROCESS=1``
+    (debugging with pdb; the tests, which monkeypatch the engine).
+
+    Local workers die with this process whatever ends it (:mod:`m6rec_bench.engine.workers`); SIGTERM
+    stops them and unwinds like Ctrl-C, as :class:`~m6rec_bench.errors.Terminated`.
+    """
     if kind == "local":
-        if jobs <= 1:
+        if jobs <= 1 and (not contain or in_process()):
             yield None
             return
-        # spawned, not forked: torch's thread pools do not survive a fork
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+        pool = WorkerPool(jobs)
         try:
-            yield Pool(pool, f"{jobs} local worker processes", max(1, (os.cpu_count() or 1) // jobs))
-        except BaseException:  # Ctrl-C, or an error: stop the cells still running instead of waiting for them
-            _abandon(pool)
+            with stop_on_sigterm():
+                yield Pool(pool, f"{jobs} local worker process{'es' if jobs > 1 else ''}", _local_threads(jobs),
+                           events=pool.events, parallel=jobs > 1)
+        except BaseException:  # Ctrl-C, SIGTERM or an error: stop the cells still running instead of waiting for them
+            pool.terminate()
             raise
         pool.shutdown(wait=True)
         return
@@ -79,36 +100,38 @@ def open_pool(kind: str = "local", *, jobs: int = 1, scheduler: str | None = Non
         client.close()
 
 
-def _abandon(pool: ProcessPoolExecutor) -> None:
-    """Cancel queued cells and terminate the workers. A cell killed mid-way leaves no record (records
-    are written atomically; a stale temp file is swept on the next run), so a rerun resumes it."""
-    workers = list((getattr(pool, "_processes", None) or {}).values())  # no public handle on them
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in workers:
-        if proc.is_alive():
-            proc.terminate()
-    for proc in workers:
-        proc.join(timeout=10)
-    _forget_wakeup(pool)
+def _local_threads(jobs: int) -> int:
+    """Torch threads per local task: ``cores // jobs``, so the jobs share the machine; one contained
+    worker uses this process's own count, so its cells compute exactly as they would in-process."""
+    if jobs <= 1:
+        import torch
+
+        return torch.get_num_threads()
+    return max(1, (os.cpu_count() or 1) // jobs)
 
 
-def _forget_wakeup(pool: ProcessPoolExecutor) -> None:
-    """Let the pool's manager thread finish, then keep the interpreter's exit hook away from it.
+def in_process() -> bool:
+    """Whether ``M6BENCH_IN_PROCESS=1`` asks for cells in this process with ``--jobs 1`` (no containment)."""
+    return os.environ.get(IN_PROCESS_ENV, "").strip().lower() in ("1", "true", "yes")
 
-    CPython < 3.12.8 / 3.13.1 checks ``_ThreadWakeup._closed`` and writes to the pipe without a lock
-    (python/cpython#125451): when the manager thread closes the pipe while ``_python_exit`` wakes
-    it at interpreter exit, a Ctrl-C'd ``--jobs`` run prints an ``OSError: Bad file descriptor``
-    traceback after its clean message (seen about once in five runs of
-    ``tests/test_faults.py::test_ctrl_c_with_jobs_stops_the_workers_too``).
-    """
-    import concurrent.futures.process as cf_process
 
-    thread = getattr(pool, "_executor_manager_thread", None)
-    if thread is None:
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """While inside: SIGTERM (``kill PID``) raises :class:`Terminated` in the main thread, so the
+    caller stops its workers and says so in one line, as for Ctrl-C. Elsewhere than the main thread
+    (where no handler can be set) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    thread.join(timeout=10)
-    if not thread.is_alive():
-        getattr(cf_process, "_threads_wakeups", {}).pop(thread, None)
+
+    def _raise(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def connect(address: str, timeout: float | None = None) -> Client:

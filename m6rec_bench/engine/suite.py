@@ -3,13 +3,15 @@
 Finished cells are never recomputed: a cell whose ``ok`` or ``skipped`` record exists for the same
 config hash is reused (``--no-resume`` forces a rerun). A failing model becomes a ``failed`` record
 and the suite goes on; the caller decides the exit code from :attr:`SuiteResult.failed`.
-Cells run in this process, in ``--jobs`` worker processes or on a Dask cluster
-(:mod:`m6rec_bench.engine.executors`), with the same records either way.
+Cells run in ``--jobs`` worker processes (one with ``--jobs 1``: a model that kills its process is
+a ``failed`` record too) or on a Dask cluster (:mod:`m6rec_bench.engine.executors`), with the same
+records either way; ``M6BENCH_IN_PROCESS=1`` runs ``--jobs 1`` cells in this process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +20,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from m6rec_bench.engine.cell import CellSpec, EpochCallback, finished_record, run_cell, validate_spec
+from m6rec_bench.engine.cell import CellSpec, EpochCallback, failed_record, finished_record, run_cell, validate_spec
 from m6rec_bench.engine.executors import Pool, open_pool, task_slot
+from m6rec_bench.engine.workers import WorkerDied, report
 from m6rec_bench.errors import DataError, M6BenchError, UsageError
 from m6rec_bench.models import registry
 from m6rec_bench.protocols import get_protocol
@@ -270,11 +273,15 @@ def _run_planned(cfg: SuiteConfig, cells: list[CellSpec], listener: SuiteListene
     for dataset, protocol in dict.fromkeys((c.dataset, c.protocol) for c in cells):
         get_protocol(protocol).check_dataset(prepared[dataset])  # before any cell runs, not as NaN rows
     result = SuiteResult()
-    with open_pool(cfg.executor, jobs=cfg.jobs, scheduler=cfg.scheduler) as pool:
+    # contain=True: even --jobs 1 runs its cells in a worker process, so a model that kills its process
+    # (os._exit, a segfault, the OOM killer) is one failed cell, not the end of the suite
+    with open_pool(cfg.executor, jobs=cfg.jobs, scheduler=cfg.scheduler, contain=True) as pool:
         if cfg.tune_budget:
             from m6rec_bench.tuning import tune_suite
 
-            cells, result.tuning = tune_suite(cfg, cells, prepared, listener, pool=pool)
+            # one contained worker would run the studies one by one anyway, without their trial progress
+            cells, result.tuning = tune_suite(cfg, cells, prepared, listener,
+                                              pool=pool if pool is not None and pool.parallel else None)
         # compressed and re-ranked cells go last: each reuses its plain twin's record and artifact (trained once)
         cells = [c for c in cells if not c.post_training] + [c for c in cells if c.post_training]
         if pool is not None:
@@ -282,7 +289,7 @@ def _run_planned(cfg: SuiteConfig, cells: list[CellSpec], listener: SuiteListene
             for phase in ([c for c in cells if not c.post_training], [c for c in cells if c.post_training]):
                 if phase:
                     records += _run_parallel(cfg, pool, phase, prepared, store, listener, command)
-        else:
+        else:  # M6BENCH_IN_PROCESS=1 with --jobs 1
             records = []
             for i, spec in enumerate(cells):
                 listener.cell_started(i, len(cells), spec)
@@ -300,7 +307,8 @@ def _cell_job(spec: CellSpec, runs_dir: Path, resume: bool, command: str | None,
     """One cell in a worker; returns the record as JSON (records cross processes and machines as data).
 
     The worker writes the record into ``runs_dir`` when it sees that folder (a shared filesystem);
-    otherwise it only returns it and the client stores it.
+    otherwise it only returns it and the client stores it. Epochs are reported to a local parent
+    (:func:`~m6rec_bench.engine.workers.report`; nothing on Dask).
     """
     import socket
 
@@ -309,8 +317,16 @@ def _cell_job(spec: CellSpec, runs_dir: Path, resume: bool, command: str | None,
                         "dataset cache (M6BENCH_HOME) must be on a filesystem every worker shares")
     store = RecordStore(runs_dir) if Path(runs_dir).is_dir() else None
     with task_slot(threads):
-        record = run_cell(spec, store=store, resume=resume, command=command, prepared=prepared)
+        record = run_cell(spec, store=store, resume=resume, command=command, prepared=prepared, on_epoch=_report_epoch)
     return record.model_dump_json(), record.reused
+
+
+def _report_epoch(epoch: int, score: float) -> None:
+    report(("epoch", epoch, score))
+
+
+#: Seconds between two looks at the workers' progress events while waiting for cells.
+_POLL_S = 0.2
 
 
 def _run_parallel(cfg: SuiteConfig, pool: Pool, cells: list[CellSpec], prepared: dict[str, Any], store: RecordStore,
@@ -321,47 +337,80 @@ def _run_parallel(cfg: SuiteConfig, pool: Pool, cells: list[CellSpec], prepared:
     not the workers share the runs directory. Local workers get ``cores // jobs`` torch threads so
     the jobs share the machine instead of oversubscribing it; Dask workers their own thread count.
     Records come back in plan order; a cell that fails is a ``failed`` record exactly as in the
-    sequential path, and a record a worker could not write is written here.
+    sequential path, and a record a worker could not write is written here. A cell whose local
+    worker process died (:class:`~m6rec_bench.engine.workers.WorkerDied`) is a ``failed`` record
+    with how it died; the cells beside it and after it go on. Local workers say when a cell starts
+    and report its epochs, so the listener hears them as in the sequential path.
     """
-    from concurrent.futures import as_completed
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     runs_dir = cfg.runs_dir.resolve()  # workers may run elsewhere: absolute paths only
     out: list[Record | None] = [None] * len(cells)
     futures = {}
     for i, spec in enumerate(cells):
-        listener.cell_started(i, len(cells), spec)
         done = finished_record(spec, store, prepared[spec.dataset]) if cfg.resume else None
+        if done is not None or pool.events is None:  # Dask says nothing of when a cell starts: now, then
+            listener.cell_started(i, len(cells), spec)
         if done is not None:
             out[i] = done
             listener.cell_finished(i, len(cells), spec, done, True)
             continue
         job = pool.executor.submit(_cell_job, spec, runs_dir, cfg.resume, command, prepared[spec.dataset], pool.threads)
         futures[job] = i
+    pending = set(futures)
     try:
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                payload, reused = future.result()
-            except M6BenchError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a worker died or the cluster went away: not a model failure
-                spec = cells[i]
-                raise M6BenchError(
-                    f"{spec.row} seed {spec.seed} ({spec.dataset}/{spec.protocol}) was lost on {pool.where}: "
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} — finished cells are kept; "
-                    "run the same command again to resume"
-                ) from None
-            record = Record.model_validate_json(payload)
-            record._reused = reused
-            if not store.path_for(record).is_file():  # a worker without the shared runs directory
-                store.put(record)
-            out[i] = record
-            listener.cell_finished(i, len(cells), cells[i], record, reused)
+        while pending:
+            finished, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+            _relay_events(pool, futures, cells, listener)  # a task's events all arrive before its result
+            for future in sorted(finished, key=futures.__getitem__):
+                i = futures[future]
+                out[i] = record = _collect(future, cells[i], pool, store, prepared, command)
+                listener.cell_finished(i, len(cells), cells[i], record, record.reused)
     except BaseException:
         for future in futures:
             future.cancel()
         raise
     return [r for r in out if r is not None]
+
+
+def _collect(future: Any, spec: CellSpec, pool: Pool, store: RecordStore, prepared: dict[str, Any],
+             command: str | None) -> Record:
+    """The record of a finished job: the worker's, or a ``failed`` one when its worker process died."""
+    try:
+        payload, reused = future.result()
+    except WorkerDied as exc:  # os._exit, a segfault, the OOM killer: the process, not an exception, ended the cell
+        return failed_record(spec, str(exc), store=store, prepared=prepared[spec.dataset], command=command)
+    except M6BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the cluster lost it: not a model failure
+        raise M6BenchError(
+            f"{spec.row} seed {spec.seed} ({spec.dataset}/{spec.protocol}) was lost on {pool.where}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} — finished cells are kept; "
+            "run the same command again to resume"
+        ) from None
+    record = Record.model_validate_json(payload)
+    record._reused = reused
+    if not store.path_for(record).is_file():  # a worker without the shared runs directory
+        store.put(record)
+    return record
+
+
+def _relay_events(pool: Pool, futures: dict[Any, int], cells: list[CellSpec], listener: SuiteListener) -> None:
+    """Pass the local workers' events — a cell started, an epoch ended — to the listener, in this thread."""
+    if pool.events is None:
+        return
+    while True:
+        try:
+            future, event = pool.events.get_nowait()
+        except queue.Empty:
+            return
+        i = futures.get(future)
+        if i is None:  # a tuning study's, or a cancelled cell's
+            continue
+        if event[0] == "started":
+            listener.cell_started(i, len(cells), cells[i])
+        elif event[0] == "epoch":
+            listener.epoch(cells[i], event[1], event[2])
 
 
 def _bind(fn: Callable[[CellSpec, int, float], None], spec: CellSpec) -> EpochCallback:

@@ -3,7 +3,8 @@
 Baselines are RecBole's own general and sequential recommenders, looked up by name with RecBole's
 ``get_model`` and never re-implemented; sequential ones run only under ``--protocol sequential``. Plugins come only from installed entry points in the
 ``m6rec_bench.plugins`` group (built-ins included); ``M6BENCH_PLUGINS=a,b`` restricts which load.
-A plugin that fails to import is reported as broken with its error and never stops the others.
+A plugin that fails to import is reported as broken with its error and never stops the others —
+whatever it raises, ``sys.exit()`` included (only Ctrl-C goes through).
 """
 
 from __future__ import annotations
@@ -128,7 +129,9 @@ def _declared_cards(ep: metadata.EntryPoint) -> tuple[PluginCard, ...] | None:
         return None
     try:
         declared = getattr(importlib.import_module(top), "PLUGIN_CARDS", None)
-    except Exception:  # noqa: BLE001 - loading the entry point itself will report it
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - SystemExit too: loading the entry point itself will report it
         return None
     if not isinstance(declared, dict) or ep.name not in declared:
         return None
@@ -155,7 +158,9 @@ def _load(source: _Source) -> tuple[Plugin, ...]:
                 raise ValueError(f"its PLUGIN_CARDS entry {list(source.cards)} does not match the loaded "
                                  f"plugins {actual}; update the card in {source.ep.module.partition('.')[0]}")
             _loaded[key] = plugins_
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must never stop the others
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a broken plugin never stops the others, whatever it raises (SystemExit…)
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
             _loaded[key] = PluginLoadError(last)
     result = _loaded[key]
