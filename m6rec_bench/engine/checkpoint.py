@@ -21,7 +21,9 @@ What cannot be captured is never guessed: a trainer with its own ``fit`` loop (N
 the decision-tree trainers), a sparse parameter, an attribute of a type we cannot encode, or any
 other model attribute (a sparse adjacency, a numpy array, an object) that *changed* since the model
 was built (e.g. KGAT's attentive matrix) switches checkpoints off for that cell with one warning,
-and an interrupted run restarts at epoch 0 as before — never a wrong continuation.
+and an interrupted run restarts at epoch 0 as before — never a wrong continuation. A model declares
+the attributes that are mere caches of its parameters (rebuilt on demand) in a class attribute
+``cache_attributes`` (:data:`CACHE_ATTRIBUTES`); those are neither saved nor compared.
 
 Format (one folder per cell, ``<runs>/.inprogress/<cell_id>/``, deleted once the cell's record is
 written; safetensors + JSON only, nothing is unpickled and no code runs on load):
@@ -72,6 +74,12 @@ _MODULE_INTERNALS = frozenset(vars(torch.nn.Module()))
 #: Trainer fields restored explicitly (or set by us) rather than as plain scalars.
 _TRAINER_FIELDS = ("cur_step", "best_valid_score", "best_valid_result", "train_loss_dict")
 _RNG_TYPES = (torch.Generator, np.random.Generator, np.random.RandomState, random.Random)
+
+
+#: A model (or submodule) class attribute naming its caches: values derived from its parameters that
+#: it rebuilds on demand (e.g. item vectors kept for an evaluation pass, dropped by ``train()``). A
+#: checkpoint neither saves nor compares them; a resumed run starts with them as built.
+CACHE_ATTRIBUTES = "cache_attributes"
 
 
 class Unsupported(Exception):
@@ -359,8 +367,9 @@ class EpochCheckpoints:
         other = set(getattr(self.trainer.model, "other_parameter_name", ()) or ())
         out: dict[str, dict[str, Any]] = {}
         for name, module in self._modules():
+            caches = set(getattr(module, CACHE_ATTRIBUTES, ()) or ())
             out[name] = {a: v for a, v in vars(module).items()
-                         if a not in _MODULE_INTERNALS and not (name == "" and a in other)}
+                         if a not in _MODULE_INTERNALS and a not in caches and not (name == "" and a in other)}
         return out
 
     def _attr_fingerprints(self) -> dict[str, Any]:
