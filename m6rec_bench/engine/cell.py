@@ -301,7 +301,7 @@ def train_and_evaluate(
         t0 = time.perf_counter()
         finished = saver is not None and saver.resume() and saver.finished  # fit then only returns the best
         _, valid_result = trainer.fit(b.train_data, b.valid_data, saved=not finished, show_progress=False, callback_fn=_cb)
-        train_time = time.perf_counter() - t0
+        train_time = time.perf_counter() - t0 + (saver.prior_train_time if saver is not None else 0.0)
         compat.restore_best(trainer, best)
         t1 = time.perf_counter()
         test_result = trainer.evaluate(b.test_data, load_best_model=False, show_progress=False) if evaluate_test else {}

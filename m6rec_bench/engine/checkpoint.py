@@ -32,10 +32,13 @@ written; safetensors + JSON only, nothing is unpickled and no code runs on load)
   ``optim/<attr>/...``, ``rng/torch``, ``rng/<object path>`` ... (dense, CPU).
 - ``state.json`` — written last, so it always names a complete tensor file: ``format``,
   ``cell_id``, ``model``, ``epoch`` (last finished epoch), ``finished`` (early-stopped or last
-  epoch), ``tensors`` (file name) and its ``sha256``, and the non-tensor state. Nested values
+  epoch), ``tensors`` (file name) and its ``sha256``, ``train_time_s`` (training time so far, so a
+  resumed cell's record counts the interrupted runs' epochs too), and the non-tensor state. Nested values
   (an optimizer's ``state_dict``) are encoded so they come back with their types: a tensor is
   ``{"$tensor": "<key in the safetensors file>"}``, a tuple ``{"$tuple": [...]}``, a dict
-  ``{"$dict": [[key, value], ...]}`` (keys may be ints), a numpy array ``{"$ndarray": [dtype, shape, [values]]}``.
+  ``{"$dict": [[key, value], ...]}`` (keys may be ints), a numpy array ``{"$ndarray": "<key>"}`` (stored as a tensor of its dtype).
+  ``other_parameter()`` entries (model and best) that are unchanged since the model was built
+  (ItemKNN's similarity matrix, EASE's) are left out: the rebuilt model has them.
 
 Each file is written atomically (:mod:`m6rec_bench.io`); older tensor files are removed after the
 new ``state.json`` is in place. A checkpoint that does not parse, whose tensor file is missing,
@@ -51,6 +54,7 @@ import json
 import logging
 import random
 import shutil
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,9 +112,10 @@ def _encode(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
         tensors[key] = value.detach().cpu().contiguous().clone()
         return {"$tensor": key}
     if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
+        if value.dtype.kind not in "biuf" or value.dtype.byteorder == ">":
             raise Unsupported(f"{key} is a numpy array of {value.dtype}")
-        return {"$ndarray": [value.dtype.str, list(value.shape), value.ravel().tolist()]}
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(value).copy())
+        return {"$ndarray": key}
     if isinstance(value, np.generic):
         return _encode(value.item(), key, tensors)
     if isinstance(value, _SCALARS):
@@ -142,8 +147,7 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor], device: Any = None) ->
         t = tensors[body]
         return t.to(device) if device is not None else t
     if tag == "$ndarray":
-        dtype, shape, data = body
-        return np.asarray(data, dtype=np.dtype(dtype)).reshape(shape)
+        return tensors[body].numpy().copy()
     if tag == "$tuple":
         return tuple(_decode(v, tensors, device) for v in body)
     if tag == "$dict":
@@ -267,13 +271,20 @@ class EpochCheckpoints:
         self.folder, self.trainer, self.best, self.epochs_seen = Path(folder), trainer, best, epochs_seen
         self.cell_id, self.model_name = cell_id, type(trainer.model).__name__
         self.finished = False
+        #: Training seconds spent before this run by the runs this one continues (0.0 when fresh).
+        self.prior_train_time = 0.0
+        self._t0 = time.perf_counter()
         self._loaders = list(loaders)
         self._last_saved = -1
         self._disabled: str | None = None
         self._warned = False
-        if type(trainer).fit is not Trainer.fit:
+        self._baseline: dict[str, Any] = {}
+        self._other_baseline: dict[str, Any] = {}
+        if not isinstance(trainer, Trainer) or type(trainer).fit is not Trainer.fit:
             self._disabled = f"its trainer {type(trainer).__name__} has its own fit loop"
+            return
         self._baseline = self._attr_fingerprints()
+        self._other_baseline = {k: _fingerprint(v) for k, v in self.trainer.model.other_parameter().items()}
         self._wrap_train_epoch()
 
     # -- hooks into the fit loop
@@ -305,7 +316,9 @@ class EpochCheckpoints:
         data = st_save(tensors)
         name = f"epoch-{epoch}.safetensors"
         atomic_write_bytes(self.folder / name, data)
-        atomic_write_json(self.folder / STATE, {**state, "tensors": name, "sha256": hashlib.sha256(data).hexdigest()})
+        elapsed = self.prior_train_time + time.perf_counter() - self._t0
+        atomic_write_json(self.folder / STATE, {**state, "tensors": name, "sha256": hashlib.sha256(data).hexdigest(),
+                                                "train_time_s": elapsed})
         for old in self.folder.glob("epoch-*.safetensors"):
             if old.name != name:
                 old.unlink(missing_ok=True)
@@ -316,10 +329,11 @@ class EpochCheckpoints:
         Sets ``trainer.start_epoch`` (to ``epochs`` when training had finished: then call ``fit``
         with ``saved=False`` — see :attr:`finished`). Returns whether training resumes.
         """
-        if not (self.folder / STATE).is_file():
-            return False
-        if self._disabled is not None:
+        self._t0 = time.perf_counter()
+        if self._disabled is not None:  # known before training: a trainer with its own loop
             self._warn_disabled()
+            return False
+        if not (self.folder / STATE).is_file():
             return False
         try:
             state, tensors = self._read()
@@ -346,6 +360,7 @@ class EpochCheckpoints:
         self.finished = bool(state["finished"])
         self.trainer.start_epoch = self.trainer.epochs if self.finished else epoch + 1
         self._last_saved = epoch
+        self.prior_train_time = float(state.get("train_time_s", 0.0))
         log.info("cell %s (%s): resuming from the checkpoint of epoch %d%s", self.cell_id, self.model_name, epoch,
                  " (training had finished)" if self.finished else "")
         return True
@@ -416,13 +431,14 @@ class EpochCheckpoints:
             "finished": epoch + 1 >= trainer.epochs or trainer.cur_step > trainer.stopping_step,
             "epochs_seen": list(self.epochs_seen),
             "model_state": _encode(dict(model.state_dict()), "model", tensors),
-            "model_other": _encode(dict(model.other_parameter()), "other", tensors),
+            "model_other": _encode(self._changed_others(model.other_parameter()), "other", tensors),
             "model_attrs": scalars,
             "trainer": _encode({f: getattr(trainer, f) for f in _TRAINER_FIELDS}, "trainer", tensors),
             "trainer_attrs": trainer_scalars,
             "stateful": _encode({a: v.state_dict() for a, v in self._stateful()[0].items()}, "optim", tensors),
             "stateful_aliases": self._stateful()[1],
-            "best": _encode(dict(self.best), "best", tensors),
+            "best": _encode({**self.best, **({"other_parameter": self._changed_others(self.best["other_parameter"])}
+                                              if "other_parameter" in self.best else {})}, "best", tensors),
             "rng": {
                 "torch": _encode(torch.get_rng_state(), "rng/torch", tensors),
                 "cuda": _encode(torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [], "rng/cuda", tensors),
@@ -432,6 +448,10 @@ class EpochCheckpoints:
             },
         }
         return state, tensors
+
+    def _changed_others(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``other_parameter()`` entries that differ from the freshly built model's (the rest it rebuilds)."""
+        return {k: v for k, v in values.items() if _fingerprint(v) != self._other_baseline.get(k, ())}
 
     def _read(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         from safetensors.torch import load as st_load
