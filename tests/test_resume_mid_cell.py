@@ -85,6 +85,17 @@ def test_a_cell_interrupted_after_its_last_epoch_only_evaluates(ml100k_slice, tm
     _assert_same(a, b)
 
 
+@pytest.mark.parametrize(("k", "resumed"), [(2, [3]), (3, [])])
+def test_early_stopping_continues_from_its_saved_counters(k, resumed, ml100k_slice, tmp_path, tmp_path_factory):
+    # lr 0.05 and stopping_step 0 stop this cell after epoch 3 (best epoch 2) of 10
+    spec = CellSpec(dataset=ml100k_slice.name, model="BPR", epochs=10, overrides={"stopping_step": 0, "learning_rate": 0.05})
+    a = _baseline(spec, ml100k_slice, tmp_path_factory)
+    assert a.epochs_run == 4 and a.best_epoch == 2
+    b, seen, _ = _interrupted_then_resumed(spec, ml100k_slice, tmp_path, k=k)
+    assert seen == resumed  # interrupted at the stopping epoch: the early stop holds, nothing is trained
+    _assert_same(a, b)
+
+
 def test_a_kill_inside_an_epoch_without_validation_resumes_from_the_epoch_before(ml100k_slice, tmp_path, tmp_path_factory, monkeypatch):
     from recbole.trainer import Trainer
 
