@@ -211,6 +211,18 @@ def test_a_model_with_state_a_checkpoint_cannot_hold_restarts_at_epoch_0(ml100k_
     assert rec.status == "ok" and seen == [0, 1, 2]
 
 
+def test_a_checkpoint_that_cannot_be_written_does_not_fail_the_cell(ml100k_slice, tmp_path, monkeypatch, caplog):
+    def disk_full(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", disk_full)
+    spec = CellSpec(dataset=ml100k_slice.name, model="BPR", epochs=2)
+    with caplog.at_level(logging.WARNING, logger=checkpoint.__name__):
+        rec = _run(spec, RecordStore(tmp_path / "runs"), ml100k_slice)
+    assert rec.status == "ok", rec.reason
+    assert "No space left on device" in caplog.text and caplog.text.count("no mid-cell checkpoint") == 1
+
+
 def test_nested_state_round_trips_through_safetensors_and_json():
     import torch
 

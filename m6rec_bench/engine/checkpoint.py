@@ -315,13 +315,17 @@ class EpochCheckpoints:
 
         data = st_save(tensors)
         name = f"epoch-{epoch}.safetensors"
-        atomic_write_bytes(self.folder / name, data)
         elapsed = self.prior_train_time + time.perf_counter() - self._t0
-        atomic_write_json(self.folder / STATE, {**state, "tensors": name, "sha256": hashlib.sha256(data).hexdigest(),
-                                                "train_time_s": elapsed})
-        for old in self.folder.glob("epoch-*.safetensors"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+        try:
+            atomic_write_bytes(self.folder / name, data)
+            atomic_write_json(self.folder / STATE, {**state, "tensors": name, "sha256": hashlib.sha256(data).hexdigest(),
+                                                    "train_time_s": elapsed})
+            for old in self.folder.glob("epoch-*.safetensors"):
+                if old.name != name:
+                    old.unlink(missing_ok=True)
+        except OSError as exc:  # a full disk must not fail the cell: it only loses the checkpoint
+            self._disabled = f"writing {self.folder} failed ({exc})"
+            self._warn_disabled()
 
     def resume(self) -> bool:
         """Put back the state of the last finished epoch, if a usable checkpoint exists.
@@ -356,11 +360,10 @@ class EpochCheckpoints:
             log.warning("cell %s (%s): its checkpoint in %s does not fit the model (%s: %s); training starts at epoch 0",
                         self.cell_id, self.model_name, self.folder, type(exc).__name__, exc)
             return False
-        epoch = int(state["epoch"])
-        self.finished = bool(state["finished"])
+        epoch, self.finished = state["epoch"], state["finished"]
         self.trainer.start_epoch = self.trainer.epochs if self.finished else epoch + 1
         self._last_saved = epoch
-        self.prior_train_time = float(state.get("train_time_s", 0.0))
+        self.prior_train_time = state["train_time_s"]
         log.info("cell %s (%s): resuming from the checkpoint of epoch %d%s", self.cell_id, self.model_name, epoch,
                  " (training had finished)" if self.finished else "")
         return True
@@ -461,6 +464,11 @@ class EpochCheckpoints:
             raise ValueError(f"unknown checkpoint format {state.get('format') if isinstance(state, dict) else state!r}")
         if state.get("cell_id") != self.cell_id or state.get("model") != self.model_name:
             raise ValueError(f"it belongs to cell {state.get('cell_id')} ({state.get('model')})")
+        if not (isinstance(state.get("epoch"), int) and isinstance(state.get("finished"), bool)
+                and isinstance(state.get("train_time_s"), (int, float))):
+            raise ValueError("its epoch, finished or train_time_s is missing or mistyped")
+        if not 0 <= state["epoch"] < self.trainer.epochs:
+            raise ValueError(f"its epoch {state['epoch']} is not one of this cell's {self.trainer.epochs}")
         name = str(state["tensors"])
         if Path(name).name != name or not name.endswith(".safetensors"):
             raise ValueError(f"bad tensor file name {name!r}")
