@@ -20,7 +20,7 @@ the loop reads, and a later run of the same cell id puts it all back and sets
 What cannot be captured is never guessed: a trainer with its own ``fit`` loop (NCL, S3Rec, RaCT,
 the decision-tree trainers), a sparse parameter, an attribute of a type we cannot encode, or any
 other model attribute (a sparse adjacency, a numpy array, an object) that *changed* since the model
-was built (e.g. KGAT's attentive matrix) switches checkpoints off for that cell with one warning,
+was built (a model that rewrites such an attribute each epoch) switches checkpoints off for that cell with one warning,
 and an interrupted run restarts at epoch 0 as before — never a wrong continuation. A model declares
 the attributes that are mere caches of its parameters (rebuilt on demand) in a class attribute
 ``cache_attributes`` (:data:`CACHE_ATTRIBUTES`); those are neither saved nor compared.
@@ -44,7 +44,14 @@ Each file is written atomically (:mod:`m6rec_bench.io`); older tensor files are 
 new ``state.json`` is in place. A checkpoint that does not parse, whose tensor file is missing,
 truncated or does not match its digest, or that does not fit the model is ignored with a warning:
 training starts at epoch 0. Applying one is all-or-nothing (the fresh state is captured first and
-put back if anything fails).
+put back if anything fails). A write that fails (full disk) turns checkpoints off for the cell with
+a warning; the cell itself goes on.
+
+Cost, measured on full ml-100k (1 torch thread, shared CPU): a save takes 0.1-0.2 s per epoch for
+BPR and LightGCN (2-3 s and 12 s epochs): 170k parameters, Adam's two moments and the best
+weights, plus the fingerprints of the unsaved attributes (LightGCN's sparse adjacency).
+On CUDA the RNG states are saved too, but a continuation is only as deterministic as the kernels
+(the bit-identical guarantee is tested on CPU).
 """
 
 from __future__ import annotations
@@ -172,12 +179,16 @@ def _digest(h: Any, t: torch.Tensor) -> None:
     h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
-def _fingerprint(value: Any, depth: int = 0) -> Any:
-    """A value to compare an attribute by: content for arrays and tensors, identity for objects."""
+def _fingerprint(value: Any, depth: int = 0, state: frozenset[int] = frozenset()) -> Any:
+    """A value to compare an attribute by: content for arrays and tensors, identity for objects and
+    for the tensors in ``state`` (ids of the model's parameters and buffers: references to them, like
+    ``nn.GRU``'s ``_flat_weights``, stay valid because a checkpoint loads weights in place)."""
     import scipy.sparse as sp
 
     if isinstance(value, _SCALARS):
         return value
+    if isinstance(value, torch.Tensor) and id(value) in state:
+        return ("state", id(value))
     if isinstance(value, torch.Tensor):
         h = hashlib.sha256()
         _digest(h, value)
@@ -190,9 +201,9 @@ def _fingerprint(value: Any, depth: int = 0) -> Any:
         coo = value.tocoo()
         return ("sparse", _fingerprint(coo.row), _fingerprint(coo.col), _fingerprint(coo.data), coo.shape)
     if depth < 3 and isinstance(value, (list, tuple)):
-        return (type(value).__name__, tuple(_fingerprint(v, depth + 1) for v in value))
+        return (type(value).__name__, tuple(_fingerprint(v, depth + 1, state) for v in value))
     if depth < 3 and isinstance(value, dict):
-        return ("dict", tuple((repr(k), _fingerprint(v, depth + 1)) for k, v in value.items()))
+        return ("dict", tuple((repr(k), _fingerprint(v, depth + 1, state)) for k, v in value.items()))
     return ("object", type(value).__qualname__, id(value))
 
 
@@ -392,11 +403,13 @@ class EpochCheckpoints:
 
     def _attr_fingerprints(self) -> dict[str, Any]:
         """Fingerprints of the model attributes a checkpoint does not store (compared at each save)."""
+        model = self.trainer.model
+        state = frozenset(id(t) for t in (*model.parameters(), *model.buffers()))
         out = {}
         for mod, attrs in self._plain_attrs().items():
             for a, v in attrs.items():
                 if not isinstance(v, (*_SCALARS, *_RNG_TYPES)):
-                    out[f"{mod}:{a}"] = _fingerprint(v)
+                    out[f"{mod}:{a}"] = _fingerprint(v, state=state)
         return out
 
     def _rngs(self) -> dict[str, Any]:
