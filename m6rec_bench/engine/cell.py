@@ -13,7 +13,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -28,6 +28,9 @@ from m6rec_bench.protocols.cold_item import TRAIN_NEGATIVES, exclude_held_out_ne
 from m6rec_bench.results.portable import portable_settings
 from m6rec_bench.results.record import SCHEMA_VERSION, Record
 from m6rec_bench.results.store import RecordStore
+
+if TYPE_CHECKING:
+    from m6rec_bench.engine.checkpoint import CheckpointPlan
 
 EpochCallback = Callable[[int, float], None]
 
@@ -269,12 +272,15 @@ def train_and_evaluate(
     *,
     on_epoch: EpochCallback | None = None,
     evaluate_test: bool = True,
+    checkpoints: CheckpointPlan | None = None,
 ) -> CellRun:
     """Build the cell (:func:`build`), train it with RecBole's trainer and evaluate it on test.
 
     ``on_epoch(epoch, valid_score)`` is called after every validation; an exception it raises (e.g.
     Optuna's ``TrialPruned``) stops training and propagates. ``evaluate_test=False`` skips the test
-    evaluation (tuning selects on validation only) and leaves ``test`` empty.
+    evaluation (tuning selects on validation only) and leaves ``test`` empty. With ``checkpoints``
+    the full training state is saved after every epoch and a run interrupted mid-training resumes
+    from its last finished epoch (:mod:`m6rec_bench.engine.checkpoint`).
     """
     from recbole.utils import get_trainer
 
@@ -284,15 +290,19 @@ def train_and_evaluate(
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         best = compat.keep_best_in_memory(trainer)
         epochs_seen: list[int] = []
+        saver = checkpoints.attach(trainer, b, best, epochs_seen) if checkpoints is not None else None
 
         def _cb(epoch: int, score: float) -> None:
             epochs_seen.append(epoch)
+            if saver is not None:
+                saver.save(epoch)  # before on_epoch: an interrupt raised there keeps this epoch
             if on_epoch is not None:
                 on_epoch(epoch, float(score))
 
         t0 = time.perf_counter()
-        _, valid_result = trainer.fit(b.train_data, b.valid_data, saved=True, show_progress=False, callback_fn=_cb)
-        train_time = time.perf_counter() - t0
+        finished = saver is not None and saver.resume() and saver.finished  # fit then only returns the best
+        _, valid_result = trainer.fit(b.train_data, b.valid_data, saved=not finished, show_progress=False, callback_fn=_cb)
+        train_time = time.perf_counter() - t0 + (saver.prior_train_time if saver is not None else 0.0)
         compat.restore_best(trainer, best)
         t1 = time.perf_counter()
         test_result = trainer.evaluate(b.test_data, load_best_model=False, show_progress=False) if evaluate_test else {}
@@ -382,9 +392,14 @@ def run_cell(
 
         return run_reranked(spec, protocol, ds, config_dict, cid, base, store=store, command=command)
 
+    plan = None
+    if store is not None:  # a cell killed mid-training resumes from its last finished epoch
+        from m6rec_bench.engine.checkpoint import CheckpointPlan, folder_for
+
+        plan = CheckpointPlan(folder_for(store.root, cid), cid, resume=resume)
     try:
         with environment.PeakMemory() as mem:
-            run = train_and_evaluate(entry, split_ds, config_dict, on_epoch=on_epoch)
+            run = train_and_evaluate(entry, split_ds, config_dict, on_epoch=on_epoch, checkpoints=plan)
             per_user, beyond_group = per_user_and_beyond(run)
             extra_metrics = {**protocol.extra_metrics(run), beyond.GROUP: beyond_group, **plugin_metrics(entry, run)}
         rec = Record(
@@ -402,6 +417,8 @@ def run_cell(
         if rec.status == "ok" and save_artifact:
             _save_artifact(run, rec, store)
         store.put(rec)
+        if plan is not None:
+            plan.discard()
     return rec
 
 

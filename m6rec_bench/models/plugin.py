@@ -21,6 +21,13 @@ Minimal example (one file plus one entry-point line, see README "Adding a plugin
 
     plugin = Plugin(name="MyModel", family="cf", description="…", config_cls=MyConfig,
                     model_cls=MyModel)
+
+A cell interrupted mid-training resumes from its last finished epoch
+(:mod:`m6rec_bench.engine.checkpoint`): parameters, buffers, ``other_parameter()`` and plain scalar
+attributes are saved; any other model attribute that changes during training switches this off for
+the model. A model keeping caches of its parameters that it rebuilds on demand (item vectors for an
+evaluation pass, dropped by ``train()``) names them in a class attribute,
+``cache_attributes = ("_cache",)``, so checkpoints leave them out.
 """
 
 from __future__ import annotations

@@ -211,6 +211,9 @@ class M6Fusion(GeneralRecommender):
 
     input_type = InputType.PAIRWISE
 
+    #: evaluation caches, rebuilt on demand: mid-cell checkpoints leave them out (plugin API, "cache_attributes")
+    cache_attributes = ("_cache",)
+
     def __init__(self, config: Any, dataset: Any) -> None:
         super().__init__(config, dataset)
         self.d = int(config["embedding_size"])

@@ -178,6 +178,9 @@ class _GraphRecommender(GeneralRecommender):
 
     input_type = InputType.PAIRWISE
 
+    #: evaluation caches, rebuilt on demand: mid-cell checkpoints leave them out (plugin API, "cache_attributes")
+    cache_attributes = ("_cache", "_params")
+
     def __init__(self, config: Any, dataset: Any) -> None:
         super().__init__(config, dataset)
         inter = dataset.inter_matrix(form="coo")

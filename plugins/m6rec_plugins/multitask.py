@@ -159,6 +159,9 @@ def rating_column(config: Any, dataset: Any) -> str:
 class M6FusionMTL(M6Fusion):
     """M6-Fusion's encoder and ranking loss plus a rating head, weighted fixed or by uncertainty (module doc)."""
 
+    #: evaluation caches, rebuilt on demand: mid-cell checkpoints leave them out (plugin API, "cache_attributes")
+    cache_attributes = ("_cache", "_raw_cache")
+
     def __init__(self, config: Any, dataset: Any) -> None:
         field = rating_column(config, dataset)  # before the (costly) content vectors are loaded
         super().__init__(config, dataset)

@@ -238,6 +238,9 @@ class TextTower(GeneralRecommender):
 
     input_type = InputType.PAIRWISE
 
+    #: evaluation caches, rebuilt on demand: mid-cell checkpoints leave them out (plugin API, "cache_attributes")
+    cache_attributes = ("_eval_items",)
+
     def __init__(self, config: Any, dataset: Any) -> None:
         super().__init__(config, dataset)
         self.embedding_size: int = config["embedding_size"]
