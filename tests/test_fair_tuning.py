@@ -106,3 +106,37 @@ def test_a_plugin_whose_defaults_leave_its_space_cannot_be_tuned(ml100k_slice, t
     monkeypatch.setattr(study_mod, "search_space", lambda entry: narrow)
     with pytest.raises(M6BenchError, match="BPR: the defaults must lie in the search space"):
         tune("BPR", ml100k_slice, n_trials=1, epochs=1, overrides=FAST, runs_dir=tmp_path)
+
+
+def test_a_tuned_run_records_its_study_and_the_site_plots_it(ml100k_slice, tmp_path):
+    """``run --tune-budget``: the record's typed ``tuning`` field, the board's columns, the best-so-far plot."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from m6rec_bench.cli import app
+    from m6rec_bench.leaderboard.site import build_site
+    from m6rec_bench.results.record import Record
+
+    cfg = tmp_path / "suite.yaml"
+    cfg.write_text(f"datasets: ['{ml100k_slice.folder}']\nmodels: [BPR]\nepochs: 1\n"
+                   f"overrides: {{BPR: {{eval_batch_size: 1000000}}}}\n")
+    runs, lb = tmp_path / "runs", tmp_path / "lb"
+    res = CliRunner().invoke(app, ["run", "--config", str(cfg), "--tune-budget", "2", "--runs-dir", str(runs),
+                                   "-o", str(lb)])
+    assert res.exit_code == 0, res.output
+    (path,) = runs.rglob("seed*.json")
+    rec = Record.model_validate_json(path.read_text())
+    assert rec.tuning is not None and rec.tuning.budget == 2 and rec.tuning.trials == 2
+    assert rec.tuning.best_valid is not None and rec.tuning.default_valid is not None
+    assert rec.tuning.best_valid >= rec.tuning.default_valid
+    assert rec.tuning.trial_epochs == 2 and rec.tuning.trial_seconds > 0 and len(rec.tuning.history) == 2
+    assert "tuning" not in rec.spec  # the summary is not part of the cell's spec (nor of its id)
+
+    board = json.loads((lb / ml100k_slice.name / "default-tuned" / "leaderboard.json").read_text())
+    (row,) = board["rows"]
+    assert row["reproduce"]["tuning"]["trials"] == 2 and row["reproduce"]["tuning"]["budget"] == 2
+    build_site(lb)
+    page = (lb / ml100k_slice.name / "default-tuned" / "index.html").read_text()
+    assert "<th>Tuning epochs</th>" in page and "<th>Best valid</th>" in page
+    assert "id='tuning'" in page and "best-so-far vs trials" in page
