@@ -93,7 +93,7 @@ def tune(
     model: Annotated[str, typer.Option("--model", "-m", help="Model to tune (m6bench models list): a RecBole baseline or a plugin.")],
     trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Finished trials (complete + pruned) the study should hold; a rerun only runs the missing ones.")] = 20,
     timeout: Annotated[float | None, typer.Option("--timeout", min=0.001, help="Wall-clock budget in seconds for this call: no new trial starts after it, and the running one stops at its next validation.")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Max training epochs per trial (RecBole default 300, with early stopping).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Max training epochs per trial (RecBole default 300, with early stopping, like the final runs; a shorter cap favours fast learners).")] = None,
     protocol: Annotated[str, typer.Option("--protocol", "-p", help="Evaluation protocol whose validation split is tuned on: default, cold-item or sequential (sequential models need sequential).")] = "default",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the model and the TPE sampler.")] = DEFAULT_SEED,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
@@ -102,7 +102,10 @@ def tune(
     study_name: Annotated[str | None, typer.Option("--study-name", help="Study name (default: derived from dataset checksum, protocol, model, epochs, seed and fixed settings, so the same command resumes the same study).")] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Runs directory that holds the default journal file.")] = Path("runs"),
 ) -> None:
-    """Tune one model's hyper-parameters with Optuna (seeded TPE, median pruning) on validation.
+    """Tune one model's hyper-parameters with Optuna (seeded TPE, Hyperband on epochs) on validation.
+
+    Trial 0 is the model's defaults and is never pruned, so the best trial is at least as good
+    on validation as not tuning.
 
     The study persists: interrupt it and run the same command again to go on, or start the same
     command on several machines with a shared --storage to split the trials between them. The
@@ -136,5 +139,9 @@ def tune(
             why = "; give it more --trials" + (" or a longer --timeout" if timeout is not None else "")
         raise M6BenchError(f"no trial of {result.model} completed yet{why}")
     console.print(_best_table(result))
+    if result.default_value is not None:
+        console.print(f"defaults (trial {result.default_trial}): valid {result.metric} {result.default_value:.4f}; "
+                      f"study compute: {result.trial_epochs} epochs, {result.trial_seconds:.1f}s of trials",
+                      highlight=False)
     console.print(f"study: {result.study_name}   view it: [bold]{result.dashboard}[/bold]", highlight=False,
                   soft_wrap=True)

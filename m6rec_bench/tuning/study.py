@@ -4,9 +4,17 @@
   (:func:`~m6rec_bench.engine.cell.build_config_dict` →
   :func:`~m6rec_bench.engine.cell.train_and_evaluate` with ``evaluate_test=False``) and returns the
   best validation score of the protocol's ``valid_metric``; the test split is never looked at.
-* **Pruning.** Every validation is reported to the trial (step = epoch); when the pruner says so the
-  trial stops and is recorded ``PRUNED``, not as a failure. A time budget cuts the running trial the
-  same way at the next validation.
+* **The defaults are trial 0.** Every new study enqueues the model's untuned settings
+  (:func:`~m6rec_bench.tuning.spaces.default_params`; a default outside the space is refused), and
+  that trial is never pruned: the best trial is at least as good as not tuning, on validation.
+* **Multi-fidelity, not short trials.** Trials train like the final runs (same ``epochs``, same
+  early stopping). Every validation is reported to the trial (step = epoch) and Optuna's
+  ``HyperbandPruner`` stops weak trials at its rungs; a stopped trial is recorded ``PRUNED``, not as
+  a failure. (The old setting — trials capped at 20 epochs and a median pruner after one trial —
+  favoured fast learners.) A time budget cuts the running trial the same way at the next validation.
+* **Compute is counted.** Each trial records the epochs it trained and its seconds whatever its end;
+  :class:`TuningResult` sums them over the study (``trial_epochs``, ``trial_seconds``), so models
+  given the same number of trials can be compared on what they spent.
 * **Resume.** The study name is derived from everything that changes what a trial measures
   (dataset checksum, protocol, model, epochs, seed, device, fixed overrides, metric), so running the
   same command again opens the same study and only the trials still missing to reach ``n_trials``
