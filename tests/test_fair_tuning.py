@@ -71,6 +71,16 @@ def test_two_implementations_of_one_model_share_one_space(baseline, plugin):
     assert a[1] == b[1]
 
 
+def test_bpr_trained_plugins_share_bprs_grids():
+    """KG-TransE and Text-Tower are BPR-trained: their learning rate and embedding size are BPR's grid."""
+    bpr = probe(search_space(registry.get("BPR")))[1]
+    for name in ("KG-TransE", "Text-Tower"):
+        dims = probe(search_space(registry.get(name)))[1]
+        for shared in ("learning_rate", "embedding_size"):
+            assert dims[shared] == bpr[shared], (name, shared)
+        assert dims["reg_weight"] == probe(search_space(registry.get("KG-TransE")))[1]["reg_weight"]
+
+
 def test_the_default_pruner_is_hyperband_on_epochs():
     assert isinstance(default_pruner(30), optuna.pruners.HyperbandPruner)
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from m6rec_bench.models.plugin import EMBEDDING_SIZES, RECBOLE_LEARNING_RATES
 from m6rec_bench.models.registry import ModelEntry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,8 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Space = Callable[["optuna.Trial"], dict[str, Any]]
 
-#: RecBole's learning-rate grid for its general recommenders.
-LEARNING_RATES = [5e-5, 1e-4, 5e-4, 7e-4, 1e-3, 5e-3, 7e-3]
+#: RecBole's learning-rate grid for its general recommenders (shared with plugins through the plugin API).
+LEARNING_RATES = list(RECBOLE_LEARNING_RATES)
 
 
 def _ints(trial: optuna.Trial, name: str, choices: list[str]) -> list[int]:
