@@ -105,12 +105,14 @@ def test_trials_complete_then_resume_after_interrupt(ml100k_slice, tmp_path):
 
 
 def test_pruned_trial_is_recorded_as_pruned(ml100k_slice, tmp_path):
-    res = tune("BPR", ml100k_slice, n_trials=1, epochs=2, overrides=FAST, runs_dir=tmp_path, pruner=_AlwaysPrune())
-    assert res.n_pruned == 1 and res.n_failed == 0 and res.best_trial is None
-    (trial,) = _study(res).get_trials()
+    # trial 0 runs the defaults and is never pruned; trial 1 is
+    res = tune("BPR", ml100k_slice, n_trials=2, epochs=2, overrides=FAST, runs_dir=tmp_path, pruner=_AlwaysPrune())
+    assert res.n_pruned == 1 and res.n_complete == 1 and res.n_failed == 0 and res.best_trial == 0
+    default, trial = _study(res).get_trials()
+    assert default.state == TrialState.COMPLETE
     assert trial.state == TrialState.PRUNED and trial.last_step == 0  # stopped after the first validation
     # a pruned trial counts toward the budget
-    assert tune("BPR", ml100k_slice, n_trials=1, epochs=2, overrides=FAST, runs_dir=tmp_path).ran == []
+    assert tune("BPR", ml100k_slice, n_trials=2, epochs=2, overrides=FAST, runs_dir=tmp_path).ran == []
 
 
 class _Rendezvous(TuningListener):

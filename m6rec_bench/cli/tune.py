@@ -103,7 +103,10 @@ def tune(
     study_name: Annotated[str | None, typer.Option("--study-name", help="Study name (default: derived from the settings, so a rerun resumes).")] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", metavar="DIR", help="Holds the default journal file (default ./runs).")] = Path("runs"),
 ) -> None:
-    """Tune one model's hyper-parameters with Optuna (seeded TPE, median pruning) on validation.
+    """Tune one model's hyper-parameters with Optuna (seeded TPE, Hyperband on epochs) on validation.
+
+    Trial 0 is the model's defaults and is never pruned, so the best trial is at least as good
+    on validation as not tuning.
 
     The study persists: interrupt it and run the same command again to go on, or start the same
     command on several machines with a shared --storage to split the trials between them. The
@@ -145,5 +148,9 @@ def tune(
             why = "; give it more --trials" + (" or a longer --timeout" if timeout is not None else "")
         raise M6BenchError(f"no trial of {result.model} completed yet{why}")
     console.print(_best_table(result))
+    if result.default_value is not None:
+        console.print(f"defaults (trial {result.default_trial}): valid {result.metric} {result.default_value:.4f}; "
+                      f"study compute: {result.trial_epochs} epochs, {result.trial_seconds:.1f}s of trials",
+                      highlight=False, markup=False)
     console.print(f"study: {escape(result.study_name)}   view it: [bold]{escape(result.dashboard)}[/bold]", highlight=False,
                   soft_wrap=True)

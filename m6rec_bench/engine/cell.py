@@ -26,7 +26,7 @@ from m6rec_bench.models.registry import ModelEntry
 from m6rec_bench.protocols import Protocol, get_protocol
 from m6rec_bench.protocols.cold_item import TRAIN_NEGATIVES, exclude_held_out_negatives
 from m6rec_bench.results.portable import portable_settings
-from m6rec_bench.results.record import SCHEMA_VERSION, Record
+from m6rec_bench.results.record import SCHEMA_VERSION, Record, TuningSummary
 from m6rec_bench.results.store import RecordStore
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ class CellSpec(BaseModel):
     label: str | None = Field(None, description="leaderboard row name (default: the model name)")
     compress: str | None = Field(None, description="post-training compression of the trained model: int8 or prune:<ratio>")
     rerank: str | None = Field(None, description="re-ranking of the trained model's top-50 into its top-10: linucb or mmr")
+    tuning: TuningSummary | None = Field(None, description="how --tune-budget chose the overrides (not part of the cell's identity)")
 
     @property
     def row(self) -> str:
@@ -427,10 +428,11 @@ def _record_base(spec: CellSpec, entry: ModelEntry, protocol: Protocol, ds: Prep
     """The fields every record of a cell carries, whatever its status."""
     return {
         "dataset": ds.name, "dataset_checksum": ds.checksum, "protocol": protocol.name, "model": entry.name,
-        "label": row_label(spec, entry), "spec": spec.model_dump(mode="json"),
+        "label": row_label(spec, entry), "spec": spec.model_dump(mode="json", exclude={"tuning"}),
         "model_kind": entry.kind, "family": entry.family, "seed": spec.seed,
         "versions": {**environment.versions(), **({entry.package: entry.version} if entry.kind == "plugin" else {})},
         "hardware": environment.hardware(), "command": command if command is not None else environment.command_line(),
+        "tuning": spec.tuning,
     }
 
 

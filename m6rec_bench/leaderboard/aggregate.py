@@ -152,7 +152,9 @@ def _reproduce(records: list[Record]) -> dict[str, Any]:
         "cell_ids": [r.cell_id for r in sorted(records, key=lambda r: r.seed)],
         "config": {k: v for k, v in first.config.items() if not k.startswith("m6_")},
         # how the row was tuned (budget, timeout, trial epochs, study), when it was
-        "tuning": {k.removeprefix("m6_tune_"): v for k, v in first.config.items() if k.startswith("m6_tune_")},
+        # and what it cost and found on validation (the record's typed field, when the run wrote one)
+        "tuning": {**{k.removeprefix("m6_tune_"): v for k, v in first.config.items() if k.startswith("m6_tune_")},
+                   **(first.tuning.model_dump(mode="json", exclude={"budget"}) if first.tuning else {})},
         "dataset_checksum": first.dataset_checksum,
         "versions": first.versions,
         "hardware": first.hardware,

@@ -111,6 +111,50 @@ def quality_vs_time(board: dict[str, Any]) -> str:
     return _svg(fig, f"{board['dataset']}/{board['protocol']}/{board.get('variant', '')}/time")
 
 
+def _tuning(r: dict[str, Any]) -> dict[str, Any]:
+    return r.get("reproduce", {}).get("tuning", {}) or {}
+
+
+def _tuned(board: dict[str, Any]) -> bool:
+    """A board some of whose rows carry their study's summary (records of ``--tune-budget`` runs)."""
+    return any("trials" in _tuning(r) for r in board["rows"])
+
+
+def best_so_far(board: dict[str, Any]) -> str:
+    """Best validation score so far against trials, one line per tuned row, as inline SVG.
+
+    Trial 0 is the row's defaults, so each line starts at the untuned score and can only rise:
+    how far it rises, and how soon it flattens, says how much the budget bought each model.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    metric = "valid"
+    for r in board["rows"]:
+        t = _tuning(r)
+        history = t.get("history") or []
+        best, xs, ys = None, [], []
+        for i, v in enumerate(history, 1):
+            if v is not None:
+                best = v if best is None else max(best, v)
+            if best is not None:
+                xs.append(i)
+                ys.append(best)
+        if xs:
+            metric = f"valid {t.get('metric', 'NDCG@10')}"
+            ax.step(xs, ys, where="post", label=r["label"], marker="o", markersize=3)
+    ax.set_xlabel("trials (trial 1 = the defaults)")
+    ax.set_ylabel(f"best {metric} so far")
+    ax.set_title("tuning: best-so-far vs trials")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7, loc="lower right")
+    return _svg(fig, f"{board['dataset']}/{board['protocol']}/{board.get('variant', '')}/tuning")
+
+
 def _fmt(stat: dict[str, Any] | None) -> tuple[str, str]:
     if not stat:
         return "—", ""
@@ -123,9 +167,11 @@ def table(board: dict[str, Any]) -> str:
     groups = sorted({g for r in board["rows"] for g in r.get("groups", {})})
     # column sets (compression, beyond accuracy, rating, adaptation, rerank) some row has
     sets = present(r.get("extras", {}) for r in board["rows"])
+    tuned = _tuned(board)  # each row's study: trials, compute, the chosen trial's validation score
     cols = ["#", "Model", "Kind", "Seeds", *[f"Test {metric_label(m)}" for m in PLOT_METRICS],
             *[f"{g} NDCG@10" for g in groups], *[c.heading for cs in sets for c in cs.columns],
-            "vs best baseline", "Train s", "Params", "Status", "Reproduce"]
+            "vs best baseline", "Train s", "Params",
+            *(["Trials", "Tuning epochs", "Tuning s", "Best valid"] if tuned else []), "Status", "Reproduce"]
     out = ["<table class='sortable' id='leaderboard'><thead><tr>",
            *[f"<th>{html.escape(c)}</th>" for c in cols], "</tr></thead><tbody>"]
     for i, r in enumerate(board["rows"], 1):
@@ -148,8 +194,15 @@ def table(board: dict[str, Any]) -> str:
         t = r["cost"].get("train_time_s")
         p = r["cost"].get("n_params")
         cells += [(f"{t['mean']:.1f}" if t else "—", f"{t['mean']:.3f}" if t else ""),
-                  (f"{p['mean']:,.0f}" if p else "—", f"{p['mean']:.0f}" if p else ""),
-                  (r["status"] + (f": {r['reason']}" if r.get("reason") else ""), r["status"])]
+                  (f"{p['mean']:,.0f}" if p else "—", f"{p['mean']:.0f}" if p else "")]
+        if tuned:
+            tu = _tuning(r)
+            trials, epochs, secs, best = (tu.get(k) for k in ("trials", "trial_epochs", "trial_seconds", "best_valid"))
+            cells += [(f"{trials}/{tu.get('budget', '?')}" if trials is not None else "—", str(trials or "")),
+                      (str(epochs) if epochs is not None else "—", str(epochs or "")),
+                      (f"{secs:.0f}" if secs is not None else "—", f"{secs:.3f}" if secs is not None else ""),
+                      (f"{best:.4f}" if best is not None else "—", f"{best:.6f}" if best is not None else "")]
+        cells += [(r["status"] + (f": {r['reason']}" if r.get("reason") else ""), r["status"])]
         links = " ".join(f"<a href='records/{html.escape(cid)}.json'>seed {s}</a>"
                          for cid, s in zip(r["reproduce"]["cell_ids"], sorted(r["seeds"]) or [None] * 99, strict=False))
         row_html = "".join(
@@ -178,6 +231,10 @@ def board_page(board: dict[str, Any]) -> str:
         f"{_replaced(board)}{table(board)}<h2>Metrics</h2><div class='plots' id='bars'>{plots}</div>"
         f"<h2>Quality vs training time</h2><div class='plots' id='scatter'><figure>{quality_vs_time(board)}</figure></div>"
     )
+    if any(_tuning(r).get("history") for r in board["rows"]):
+        body += (f"<h2>Tuning</h2><p>Best validation score so far against trials; trial 1 is each model's defaults, "
+                 f"so the chosen configuration is never worse on validation.</p>"
+                 f"<div class='plots' id='tuning'><figure>{best_so_far(board)}</figure></div>")
     return _page(f"{board['dataset']} / {_name(board)} — m6rec-bench", body)
 
 

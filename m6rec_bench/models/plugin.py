@@ -62,6 +62,20 @@ class PluginConfig(BaseModel):
 
 
 SearchSpace = Callable[["optuna.Trial"], dict[str, Any]]
+"""A plugin's search space, declared beside its config: ``trial -> config overrides``.
+
+Rules every space follows (``tests/test_fair_tuning.py`` walks them): the plugin's defaults lie in
+it (tuning enqueues them as trial 0), its docstring names where its ranges come from (a paper or
+RecBole's hyper-parameter pages), and a model of a family that RecBole also tunes uses the same
+grid as its RecBole relative (the shared grids below), so the rows of a family compare.
+"""
+
+#: RecBole's learning-rate grid for its general recommenders (https://recbole.io/hyperparameters/).
+RECBOLE_LEARNING_RATES: tuple[float, ...] = (5e-5, 1e-4, 5e-4, 7e-4, 1e-3, 5e-3, 7e-3)
+#: Embedding sizes searched for BPR-trained ID embeddings (BPR's grid in ``m6rec_bench.tuning.spaces``).
+EMBEDDING_SIZES: tuple[int, ...] = (32, 64, 128)
+#: L2 weights: 0 (BPR has none) plus RecBole's usual ``reg_weight`` choices (1e-6 … 1e-2).
+L2_WEIGHTS: tuple[float, ...] = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from m6rec_bench.names import label_slug, slug
 
@@ -19,6 +19,30 @@ SCHEMA_VERSION = 2  # 2: per-user test metrics
 Status = Literal["ok", "failed", "skipped"]
 #: A string that becomes a path component of the runs or leaderboard folders.
 PathName = Annotated[str, AfterValidator(slug)]
+
+
+class TuningSummary(BaseModel):
+    """How the suite tuned a cell's model before it ran (``m6bench run --tune-budget``), typed.
+
+    Not part of the cell's identity (its ``cell_id`` hashes the chosen settings, which are in
+    ``config``): this says what the choice cost and how good it was on validation, for the board.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: int = Field(description="trials the study was given (the same for every model of the suite)")
+    trials: int = Field(0, description="finished trials (complete + pruned)")
+    pruned: int = 0
+    metric: str = "NDCG@10"
+    best_trial: int | None = None
+    best_valid: float | None = Field(None, description="validation score of the chosen (best) trial")
+    default_valid: float | None = Field(None, description="validation score of the defaults (trial 0)")
+    trial_epochs: int = Field(0, description="epochs trained by all the study's trials together")
+    trial_seconds: float = Field(0.0, description="wall seconds of all the study's trials together")
+    history: list[float | None] = Field(default_factory=list,
+                                        description="validation score per trial number (None: pruned or failed)")
+    study: str = ""
+    note: str | None = None
 
 
 class Record(BaseModel):
@@ -55,6 +79,7 @@ class Record(BaseModel):
     eval_time_s: float | None = None
     peak_mem_mb: float | None = None
     artifact: str | None = Field(None, description="folder of the trained model beside this record (m6rec_bench.artifacts)")
+    tuning: TuningSummary | None = Field(None, description="how the model was tuned on validation before this run")
     versions: dict[str, str] = Field(default_factory=dict)
     hardware: dict[str, Any] = Field(default_factory=dict)
     command: str = ""

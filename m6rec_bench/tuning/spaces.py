@@ -12,9 +12,16 @@ descent; the non-trained ones (Pop, Random) have nothing to tune and run once.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
+from m6rec_bench.models.plugin import EMBEDDING_SIZES, RECBOLE_LEARNING_RATES
 from m6rec_bench.models.registry import ModelEntry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,8 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Space = Callable[["optuna.Trial"], dict[str, Any]]
 
-#: RecBole's learning-rate grid for its general recommenders.
-LEARNING_RATES = [5e-5, 1e-4, 5e-4, 7e-4, 1e-3, 5e-3, 7e-3]
+#: RecBole's learning-rate grid for its general recommenders (shared with plugins through the plugin API).
+LEARNING_RATES = list(RECBOLE_LEARNING_RATES)
 
 
 def _ints(trial: optuna.Trial, name: str, choices: list[str]) -> list[int]:
@@ -131,7 +138,7 @@ def nceplrec(trial: optuna.Trial) -> dict[str, Any]:
 def enmf(trial: optuna.Trial) -> dict[str, Any]:
     """ENMF (Chen et al., TOIS 2020)."""
     return {
-        "learning_rate": _lr(trial, [0.005, 0.01, 0.05]),
+        "learning_rate": _lr(trial, [0.001, 0.005, 0.01, 0.05]),  # + RecBole's default 0.001
         "dropout_prob": trial.suggest_categorical("dropout_prob", [0.3, 0.5, 0.7]),
         "negative_weight": trial.suggest_categorical("negative_weight", [0.001, 0.005, 0.01, 0.05, 0.1, 0.5]),
     }
@@ -164,7 +171,7 @@ def ncl(trial: optuna.Trial) -> dict[str, Any]:
         "num_clusters": trial.suggest_categorical("num_clusters", [100, 1000]),
         "ssl_temp": trial.suggest_categorical("ssl_temp", [0.05, 0.07, 0.1]),
         "ssl_reg": trial.suggest_categorical("ssl_reg", [1e-7, 1e-6]),
-        "proto_reg": trial.suggest_categorical("proto_reg", [1e-8, 1e-7, 1e-6]),
+        "proto_reg": trial.suggest_categorical("proto_reg", [1e-8, 8e-8, 1e-7, 1e-6]),  # + RecBole's default 8e-8
     }
 
 
@@ -201,3 +208,142 @@ def search_space(entry: ModelEntry) -> Space | None:
     if entry.name in NOTHING_TO_TUNE:
         return None
     return BASELINE_SPACES.get(entry.name, learning_rate_only)
+
+
+# ------------------------------------------------------------------- dimensions and defaults
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One dimension of a space as a probe saw it: categorical ``choices`` or a numeric range."""
+
+    name: str
+    kind: str  # "categorical" | "float" | "int"
+    choices: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` (in Optuna's form: list settings as ``"64,32"``) lies in this dimension."""
+        if self.kind == "categorical":
+            return any(_same(value, c) for c in self.choices)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        assert self.low is not None and self.high is not None
+        if not self.low - 1e-12 <= value <= self.high + 1e-12:
+            return False
+        if self.kind == "int":
+            return float(value).is_integer() and (self.step is None or (value - self.low) % self.step == 0)
+        return True
+
+    def shown(self) -> str:
+        if self.kind == "categorical":
+            return "{" + ", ".join(map(str, self.choices)) + "}"
+        return f"[{self.low:g}, {self.high:g}]"
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-15)
+    return a == b
+
+
+class _Probe:
+    """A stand-in trial that takes the first choice / lower bound of every suggestion and records it."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.dimensions: dict[str, Dimension] = {}
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        self.dimensions[name] = Dimension(name, "categorical", tuple(choices))
+        self.params[name] = list(choices)[0]
+        return self.params[name]
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, **_: Any) -> float:
+        self.dimensions[name] = Dimension(name, "float", low=low, high=high, step=step)
+        self.params[name] = low
+        return low
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, **_: Any) -> int:
+        self.dimensions[name] = Dimension(name, "int", low=low, high=high, step=step)
+        self.params[name] = low
+        return low
+
+    def __getattr__(self, name: str) -> Any:  # set_user_attr, report… are harmless no-ops
+        return lambda *a, **k: None
+
+
+def probe(space: Space) -> tuple[dict[str, Any], dict[str, Dimension]] | None:
+    """One sample of ``space`` (config overrides) and its dimensions; None if it cannot tell."""
+    p = _Probe()
+    try:
+        sample = dict(space(p))  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - a space using other Trial APIs is simply not probed
+        return None
+    return sample, p.dimensions
+
+
+@functools.cache
+def _recbole_yaml(name: str) -> dict[str, Any]:
+    """RecBole's own defaults: ``overall.yaml`` or ``model/<Model>.yaml`` of the installed RecBole."""
+    import recbole
+
+    path = Path(recbole.__file__).parent / "properties" / name
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, str):  # PyYAML reads 1e-05 as a string; RecBole's loader reads a float
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        out[key] = value
+    return out
+
+
+def model_defaults(entry: ModelEntry) -> dict[str, Any]:
+    """The settings an untuned cell of ``entry`` trains with (RecBole's, then the model's own)."""
+    base = {**_recbole_yaml("overall.yaml")}
+    if entry.plugin is not None:
+        return {**base, **entry.plugin.recbole_config, **entry.plugin.default_config().model_dump(mode="json")}
+    return {**base, **_recbole_yaml(f"model/{entry.name}.yaml"), **entry.recbole_config}
+
+
+def default_params(entry: ModelEntry, space: Space | None = None) -> dict[str, Any]:
+    """The model's defaults as Optuna params of its space: what ``study.enqueue_trial`` takes as trial 0.
+
+    Raises :class:`ValueError` naming every dimension whose default is unknown or outside the
+    space: a space must contain the configuration it is compared with, or tuning could end worse
+    than not tuning.
+    """
+    space = space if space is not None else search_space(entry)
+    if space is None:
+        return {}
+    probed = probe(space)
+    if probed is None:
+        raise ValueError(f"{entry.name}: its search space cannot be probed, so its defaults cannot be trial 0")
+    defaults = model_defaults(entry)
+    params: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, dim in probed[1].items():
+        if name not in defaults:
+            problems.append(f"{name} has no default")
+            continue
+        value = defaults[name]
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        if not dim.contains(value):
+            problems.append(f"{name} default {value!r} is outside {dim.shown()}")
+            continue
+        if dim.kind == "categorical":  # Optuna matches categorical values exactly: take the choice itself
+            value = next(c for c in dim.choices if _same(value, c))
+        params[name] = value
+    if problems:
+        raise ValueError(f"{entry.name}: the defaults must lie in the search space, but " + "; ".join(problems))
+    return params

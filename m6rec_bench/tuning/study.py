@@ -4,9 +4,17 @@
   (:func:`~m6rec_bench.engine.cell.build_config_dict` →
   :func:`~m6rec_bench.engine.cell.train_and_evaluate` with ``evaluate_test=False``) and returns the
   best validation score of the protocol's ``valid_metric``; the test split is never looked at.
-* **Pruning.** Every validation is reported to the trial (step = epoch); when the pruner says so the
-  trial stops and is recorded ``PRUNED``, not as a failure. A time budget cuts the running trial the
-  same way at the next validation.
+* **The defaults are trial 0.** Every new study enqueues the model's untuned settings
+  (:func:`~m6rec_bench.tuning.spaces.default_params`; a default outside the space is refused), and
+  that trial is never pruned: the best trial is at least as good as not tuning, on validation.
+* **Multi-fidelity, not short trials.** Trials train like the final runs (same ``epochs``, same
+  early stopping). Every validation is reported to the trial (step = epoch) and Optuna's
+  ``HyperbandPruner`` stops weak trials at its rungs; a stopped trial is recorded ``PRUNED``, not as
+  a failure. (The old setting — trials capped at 20 epochs and a median pruner after one trial —
+  favoured fast learners.) A time budget cuts the running trial the same way at the next validation.
+* **Compute is counted.** Each trial records the epochs it trained and its seconds whatever its end;
+  :class:`TuningResult` sums them over the study (``trial_epochs``, ``trial_seconds``), so models
+  given the same number of trials can be compared on what they spent.
 * **Resume.** The study name is derived from everything that changes what a trial measures
   (dataset checksum, protocol, model, epochs, seed, device, fixed overrides, metric), so running the
   same command again opens the same study and only the trials still missing to reach ``n_trials``
@@ -41,7 +49,7 @@ from m6rec_bench.engine.cell import CellSpec, build_config_dict, check_device, t
 from m6rec_bench.errors import M6BenchError, UsageError
 from m6rec_bench.models import registry
 from m6rec_bench.protocols import get_protocol
-from m6rec_bench.tuning.spaces import Space, search_space
+from m6rec_bench.tuning.spaces import Space, default_params, probe, search_space
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -53,6 +61,8 @@ DEFAULT_SEED = 2020
 DEFAULT_JOURNAL = Path("tuning") / "optuna.journal"
 #: Heartbeat of database storages: a trial silent this long (its worker died) is marked failed.
 HEARTBEAT_S, GRACE_S = 60, 180
+#: User attribute of the trial that runs the model's defaults (trial 0 of a new study).
+DEFAULT_ATTR = "default_config"
 #: A running trial with no worker tag older than this is taken as abandoned.
 UNTAGGED_STALE_S = 300
 
@@ -169,6 +179,14 @@ class TuningResult:
     wall_time_s: float = 0.0
     nothing_to_tune: bool = False
     last_failure: str | None = None
+    #: the trial that ran the model's defaults (enqueued first, never pruned) and its validation score
+    default_trial: int | None = None
+    default_value: float | None = None
+    #: compute the whole study spent (all workers, all trials whatever their end): epochs and seconds
+    trial_epochs: int = 0
+    trial_seconds: float = 0.0
+    #: validation score of each trial by number (None: pruned, failed or running), for best-so-far plots
+    history: list[float | None] = field(default_factory=list)
 
     @property
     def n_trials(self) -> int:
@@ -205,34 +223,10 @@ def quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(before)
 
 
-class _Probe:
-    """A stand-in trial that takes the first choice / lower bound of every suggestion."""
-
-    def __init__(self) -> None:
-        self.params: dict[str, Any] = {}
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        self.params[name] = list(choices)[0]
-        return self.params[name]
-
-    def suggest_float(self, name: str, low: float, high: float, **_: Any) -> float:
-        self.params[name] = low
-        return low
-
-    def suggest_int(self, name: str, low: int, high: int, *_: Any, **__: Any) -> int:
-        self.params[name] = low
-        return low
-
-    def __getattr__(self, name: str) -> Any:  # set_user_attr, report… are harmless no-ops
-        return lambda *a, **k: None
-
-
 def _probe(space: Space) -> dict[str, Any] | None:
     """One sample of ``space`` (to validate and to see whether it is empty); None if it cannot tell."""
-    try:
-        return dict(space(_Probe()))  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001 - a space using other Trial APIs is simply not probed
-        return None
+    probed = probe(space)
+    return probed[0] if probed is not None else None
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
@@ -262,10 +256,19 @@ def _sampler(seed: int, number: int, n_trials: int) -> optuna.samplers.TPESample
 
 
 def default_pruner(n_trials: int) -> optuna.pruners.BasePruner:
-    """Median pruning after a few full trials and a few epochs of warm-up."""
+    """Hyperband on epochs: unbiased towards fast learners, unlike an epoch cap or early median pruning.
+
+    A trial reports its validation score every epoch (``trial.report``); Hyperband runs several
+    successive-halving brackets with different minimum epochs (rungs at 1, 3, 9, … epochs,
+    ``reduction_factor`` 3), so a slow starter is compared with the others late in some bracket,
+    and the survivors of a bracket train on to convergence with the final runs' early stopping.
+    ``max_resource="auto"`` takes the epochs of the first finished trial (the defaults, trial 0,
+    which is never pruned). ``n_trials`` is kept for the signature: Hyperband needs no warm-up count.
+    """
     import optuna
 
-    return optuna.pruners.MedianPruner(n_startup_trials=min(5, max(1, n_trials // 4)), n_warmup_steps=5)
+    del n_trials
+    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
 
 
 def _worker_tag() -> dict[str, Any]:
@@ -386,6 +389,10 @@ def tune(
         result.nothing_to_tune = True
         return result
 
+    try:
+        defaults = default_params(entry, space)
+    except ValueError as exc:
+        raise M6BenchError(f"{exc}; widen {entry.name}'s search space so its defaults are trial 0") from None
     name = study_name or study_name_for(entry.name, ds, proto.name, epochs=epochs, seed=seed, device=device,
                                         overrides=fixed, metric=metric,
                                         version=entry.version if entry.kind == "plugin" else None)
@@ -398,6 +405,8 @@ def tune(
                            "protocol": proto.name, "epochs": epochs, "seed": seed, "device": device,
                            "overrides": _jsonable(fixed), "metric": metric}.items():
             study.set_user_attr(key, value)
+    if not any(t.user_attrs.get(DEFAULT_ATTR) for t in study.get_trials(deepcopy=False)):
+        study.enqueue_trial(defaults, user_attrs={DEFAULT_ATTR: True}, skip_if_exists=True)
 
     t0 = time.monotonic()
     deadline = t0 + timeout if timeout is not None else None
@@ -407,15 +416,25 @@ def tune(
         trial.set_user_attr("worker", _worker_tag())
         study.sampler = _sampler(seed, trial.number, n_trials)  # per-trial seed: resumes replay nothing
         listener.trial_started(entry.name, trial.number, index, attempts)
+        is_default = bool(trial.user_attrs.get(DEFAULT_ATTR))
+        reported = [0]
+        started = time.monotonic()
 
         def on_epoch(epoch: int, score: float) -> None:
             trial.report(score, epoch)
+            reported[0] += 1
             listener.trial_epoch(entry.name, trial.number, epoch, score)
             if deadline is not None and time.monotonic() > deadline:
                 trial.set_user_attr("stopped", "time budget")
                 raise optuna.TrialPruned(f"time budget of {timeout:g}s reached at epoch {epoch}")
-            if trial.should_prune():
+            # the defaults are never pruned: the chosen config is then at least as good on validation
+            if not is_default and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} (valid {metric} {score:.4f})")
+
+        def spent(epochs_run: int | None = None) -> None:
+            """Compute of this trial, whatever its end: the study's budget is counted in both."""
+            trial.set_user_attr("epochs_run", epochs_run if epochs_run is not None else reported[0])
+            trial.set_user_attr("trial_time_s", round(time.monotonic() - started, 3))
 
         try:
             params = space(trial)
@@ -426,13 +445,15 @@ def tune(
             if metric_key not in run.valid:
                 raise RuntimeError(f"validation gave no {metric} (got {sorted(run.valid)})")
         except optuna.TrialPruned:
+            spent()
             raise
         except Exception as exc:
+            spent()
             trial.set_user_attr("fail_reason", _last_line(exc))
             raise
+        spent(run.epochs_run)
         trial.set_user_attr("valid", run.valid)
         trial.set_user_attr("best_epoch", run.best_epoch)
-        trial.set_user_attr("epochs_run", run.epochs_run)
         trial.set_user_attr("train_time_s", round(run.train_time, 3))
         return run.valid[metric_key]
 
@@ -465,6 +486,13 @@ def _fill(result: TuningResult, study: optuna.Study, store: Storage) -> None:
     trials = study.get_trials(deepcopy=False)
     fails = [t for t in trials if t.state == TrialState.FAIL and "fail_reason" in t.user_attrs]
     result.last_failure = fails[-1].user_attrs["fail_reason"] if fails else None
+    result.trial_epochs = sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials)
+    result.trial_seconds = round(sum(float(t.user_attrs.get("trial_time_s", 0.0)) for t in trials), 3)
+    result.history = [float(t.value) if t.state == TrialState.COMPLETE and t.value is not None else None
+                      for t in sorted(trials, key=lambda t: t.number)]
+    default = [t for t in trials if t.user_attrs.get(DEFAULT_ATTR) and t.state == TrialState.COMPLETE]
+    if default:
+        result.default_trial, result.default_value = default[0].number, float(default[0].value)
     if result.n_complete:
         best = study.best_trial
         result.best_trial, result.best_value = best.number, float(best.value)

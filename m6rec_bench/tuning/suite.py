@@ -4,7 +4,12 @@ Each (dataset, protocol, model) is tuned on the suite's first seed with ``N`` tr
 time budget, if one is given), on validation only. The best configuration then goes into the
 overrides of every cell of that model — all seeds, ablation rows included — so the test run, its
 config hash and its record carry the tuned settings, plus ``m6_tune_budget`` (and
-``m6_tune_timeout``, ``m6_tune_epochs``, ``m6_tune_study``) naming the budget. The studies live in the suite's runs
+``m6_tune_timeout``, ``m6_tune_epochs``, ``m6_tune_study``) naming the budget; the record's typed
+``tuning`` field (:class:`~m6rec_bench.results.record.TuningSummary`, not part of the cell's
+identity) says what the study cost (trials, trial epochs and seconds) and what it found on
+validation (the best trial's and the defaults' scores, best-so-far history). Every study starts
+from the model's defaults (trial 0) and prunes with Hyperband on epochs, so trials train like the
+final runs (``--epochs``, the same early stopping) unless ``--tune-epochs`` caps them. The studies live in the suite's runs
 directory, so a rerun resumes them, and ``m6bench tune`` with the same settings fills the same study.
 """
 
@@ -17,6 +22,7 @@ from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.engine.cell import CellSpec
 from m6rec_bench.engine.executors import Pool, task_slot
 from m6rec_bench.models import registry
+from m6rec_bench.results.record import TuningSummary
 from m6rec_bench.tuning.study import TuningListener, TuningResult, open_storage, quiet_optuna, tune
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +51,18 @@ def tuned_overrides(result: TuningResult, tune_epochs: int | None = None) -> dic
     if tune_epochs is not None:
         out["m6_tune_epochs"] = tune_epochs
     return out
+
+
+def tuning_summary(result: TuningResult) -> TuningSummary:
+    """The typed record field of a tuned cell: budget, trials, compute and validation scores of its study."""
+    note = "nothing to tune" if result.nothing_to_tune else (
+        "no trial finished: defaults" if result.best_trial is None else None)
+    return TuningSummary(
+        budget=result.budget, trials=result.n_trials, pruned=result.n_pruned, metric=result.metric,
+        best_trial=result.best_trial, best_valid=result.best_value, default_valid=result.default_value,
+        trial_epochs=result.trial_epochs, trial_seconds=result.trial_seconds, history=list(result.history),
+        study=result.study_name, note=note,
+    )
 
 
 def _tune_job(kwargs: dict[str, Any], threads: int | None) -> TuningResult:
@@ -110,6 +128,9 @@ def tune_suite(
     out: list[CellSpec] = []
     for spec in cells:
         result = results[(spec.dataset, spec.protocol, spec.model)]
-        extra = tuned_overrides(result, cfg.tune_epochs) if result is not None else {}
-        out.append(spec.model_copy(update={"overrides": {**extra, **spec.overrides}}) if extra else spec)
+        if result is None:
+            out.append(spec)
+            continue
+        extra = tuned_overrides(result, cfg.tune_epochs)
+        out.append(spec.model_copy(update={"overrides": {**extra, **spec.overrides}, "tuning": tuning_summary(result)}))
     return out, [r for r in results.values() if r is not None]

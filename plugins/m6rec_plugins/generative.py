@@ -60,7 +60,10 @@ Two plugins share this core (:class:`GenerativeCore`):
 
 Training recipe and budget (a shared 2-core CPU; ``d_model`` 64, 2 layers, 20 history items and
 the target = 85 tokens per row): 256 trained rows take about a second on one core. Adam at
-learning rate 0.003 (better than RecBole's 0.001 on seed 2020's validation NDCG@10 in a pilot).
+learning rate 0.003 (better than RecBole's 0.001 on seed 2020's validation NDCG@10 in a pilot whose
+numbers were not kept; to be confirmed on validation by
+``m6bench tune --dataset movielens --protocol sequential --model GenRec-TIGER --trials 30``, whose
+trial 0 is this default).
 ``GenRec-TIGER`` trains on half of each 512-row batch (``train_share`` 0.5,
 ``train_batch_size`` 512): one epoch over ml-100k (~98k rows, 192 steps) takes ~2 min, so the
 sequential board's budget of one epoch per model holds (each interaction is a target ~10 times

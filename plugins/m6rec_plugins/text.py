@@ -36,7 +36,7 @@ from torch import nn
 
 from m6rec_bench import embcache, sideinfo
 from m6rec_bench.errors import DataError
-from m6rec_bench.models.plugin import Plugin, PluginConfig
+from m6rec_bench.models.plugin import EMBEDDING_SIZES, L2_WEIGHTS, RECBOLE_LEARNING_RATES, Plugin, PluginConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,17 @@ class ZeroShotConfig(PluginConfig):
 
 
 def tower_search_space(trial: Any) -> dict[str, Any]:
-    """Optuna search space of :class:`TextTowerConfig` (plus RecBole's learning rate)."""
+    """Optuna search space of :class:`TextTowerConfig` (plus RecBole's learning rate).
+
+    BPR-trained like BPR and KG-TransE, it shares their grids (RecBole's BPR learning rates and
+    embedding sizes, https://recbole.io/hyperparameters/, and the L2 grid with 0); ``tower_hidden``
+    spans the linear map (0) to a 1024-wide residual MLP.
+    """
     return {
-        "embedding_size": trial.suggest_categorical("embedding_size", [32, 64, 128, 256]),
+        "embedding_size": trial.suggest_categorical("embedding_size", list(EMBEDDING_SIZES)),
         "tower_hidden": trial.suggest_categorical("tower_hidden", [0, 128, 256, 512, 1024]),
-        "reg_weight": trial.suggest_float("reg_weight", 1e-6, 1e-2, log=True),
-        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
+        "reg_weight": trial.suggest_categorical("reg_weight", list(L2_WEIGHTS)),
+        "learning_rate": trial.suggest_categorical("learning_rate", list(RECBOLE_LEARNING_RATES)),
     }
 
 
