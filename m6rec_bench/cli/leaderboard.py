@@ -13,7 +13,7 @@ from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.errors import UsageError
 from m6rec_bench.leaderboard import aggregate, write
 from m6rec_bench.leaderboard.aggregate import board_slug
-from m6rec_bench.leaderboard.board import Selection, prune as prune_board, row_label
+from m6rec_bench.leaderboard.board import Selection, prune as prune_board, published_records, row_label
 from m6rec_bench.leaderboard.writers import board_dir, metric_label, title
 from m6rec_bench.results.store import RecordStore
 
@@ -71,7 +71,7 @@ def show(
 @app.command("build")
 @friendly_errors
 def build(
-    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Directory of records written by m6bench run.")] = Path("runs"),
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Directory of records written by m6bench run, or a published board's records/ folder (<cell_id>.json with their .per_user.npz).")] = Path("runs"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Leaderboard root directory; boards already there are merged into, never emptied.")] = Path("leaderboards"),
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Only this protocol.")] = None,
@@ -79,9 +79,14 @@ def build(
     """Rebuild leaderboards from every record under --runs-dir (newest record per row and seed).
 
     A board folder that already holds a board keeps its other rows: the records are merged into it
-    (m6bench leaderboard prune removes rows).
+    (m6bench leaderboard prune removes rows). From a published board's records/ folder alone, the
+    board's every p-value and interval is recomputed.
     """
-    records = list(RecordStore(runs_dir).records(_canonical(dataset) if dataset else None, protocol))
+    name = _canonical(dataset) if dataset else None
+    records = list(RecordStore(runs_dir).records(name, protocol))
+    if not records:  # a published board's records/ folder: <cell_id>.json (+ .per_user.npz), flat
+        records = [r for r in published_records(runs_dir)
+                   if (name is None or r.dataset == name) and (protocol is None or r.protocol == protocol)]
     if not records:
         raise UsageError(f"no records under {runs_dir}; run m6bench run first")
     for board in aggregate(records):

@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Implementation, Leaderboard, Row
 from m6rec_bench.leaderboard.columns import Column, ColumnSet, present
@@ -55,6 +56,14 @@ def comparison_text(delta: float, ci_low: float | None, ci_high: float | None, m
     if ci_low is None or ci_high is None or p is None:
         return f"{delta:+.4f} ({n_seeds} seed{'s' if n_seeds != 1 else ''}, no test)"
     return f"{delta:+.4f} [{ci_low:+.4f}, {ci_high:+.4f}]{(' ' + mark) if mark else ''} (p={p:.3g})"
+
+
+def comparison_json_text(sig: dict[str, Any]) -> str:
+    """:func:`comparison_text` of a ``leaderboard.json`` significance; a board of the per-user method keeps its words."""
+    if "method" not in sig:  # written before the seed-level test: delta and Holm p of the per-user test
+        return f"{sig['delta']:+.4f}{' ' + sig['mark'] if sig.get('mark') else ''} (p={sig['p_holm']:.3g}, per-user)"
+    return comparison_text(sig["delta"], sig.get("ci_low"), sig.get("ci_high"), sig.get("mark", ""), sig.get("p_holm"),
+                           len(sig.get("seeds", [])))
 
 
 def significance_cell(row: Row) -> str:
