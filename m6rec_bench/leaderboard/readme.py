@@ -30,7 +30,7 @@ def _versus(row: dict[str, Any]) -> str:
     if row.get("is_reference"):
         return "reference"
     c = row.get("significance")
-    return comparison_json_text(c) if c else "—"
+    return comparison_json_text(c, p_digits=2) if c else "—"
 
 
 def _budget(board: dict[str, Any]) -> str:

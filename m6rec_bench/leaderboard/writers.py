@@ -58,10 +58,13 @@ def comparison_text(delta: float, ci_low: float | None, ci_high: float | None, m
     return f"{delta:+.4f} [{ci_low:+.4f}, {ci_high:+.4f}]{(' ' + mark) if mark else ''} (p={p:.3g})"
 
 
-def comparison_json_text(sig: dict[str, Any]) -> str:
-    """:func:`comparison_text` of a ``leaderboard.json`` significance; a board of the per-user method keeps its words."""
+def comparison_json_text(sig: dict[str, Any], p_digits: int = 3) -> str:
+    """:func:`comparison_text` of a ``leaderboard.json`` significance; a board of the per-user method keeps its words.
+
+    ``p_digits``: significant digits of an older board's Holm p (the README block printed 2).
+    """
     if "method" not in sig:  # written before the seed-level test: delta and Holm p of the per-user test
-        return f"{sig['delta']:+.4f}{' ' + sig['mark'] if sig.get('mark') else ''} (p={sig['p_holm']:.3g}, per-user)"
+        return f"{sig['delta']:+.4f}{' ' + sig['mark'] if sig.get('mark') else ''} (p={sig['p_holm']:.{p_digits}g})"
     return comparison_text(sig["delta"], sig.get("ci_low"), sig.get("ci_high"), sig.get("mark", ""), sig.get("p_holm"),
                            len(sig.get("seeds", [])))
 
