@@ -163,10 +163,18 @@ def test_a_budget_run_says_so_and_carries_no_marks(tmp_path):
     page = (tmp_path / "ml-100k" / "default" / "index.html").read_text()
     assert "budget run, not converged" in page and "▼" not in page.split("<table")[1].split("</table>")[0]
 
-    # the same cap, but early stopping ended most rows before it: not a budget run, marks stand
-    done = [r.model_copy(update={"config": {"epochs": 300}, "best_epoch": 40, "epochs_run": 52}) for r in recs]
+    # a cap most rows peaked before: not a budget run, marks stand — but not for a row still improving at the cap
+    done = [r.model_copy(update={"config": {"epochs": 300}, "best_epoch": 40 if r.label != "SASRec" else 299,
+                                 "epochs_run": 300}) for r in recs]
     [lb] = aggregate(done, implements={})
-    assert not lb.budget and any(r.significance and r.significance.mark for r in lb.rows)
+    by = {r.label: r for r in lb.rows}
+    assert not lb.budget and by["GRU4Rec"].significance.mark == "▼"
+    assert by["SASRec"].capped and by["SASRec"].significance.mark == "" and by["SASRec"].significance.p_holm < 0.05
+    assert "(p=" in to_markdown(lb) and " capped |" in to_markdown(lb)
+    # the reference itself still improving at the cap: every comparison is against an unconverged row
+    ref_capped = [r.model_copy(update={"best_epoch": 299}) if r.label == "Pop" else r for r in done]
+    [lb] = aggregate(ref_capped, implements={})
+    assert lb.budget and not any(r.significance.mark for r in lb.rows if r.significance)
 
 
 def test_gnn_lightgcn_declares_what_it_implements():

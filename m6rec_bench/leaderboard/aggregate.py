@@ -11,9 +11,10 @@ Three decisions are made here, each from the records:
 * **A budget run** is a board whose rows were stopped by an ``--epochs`` cap rather than by early
   stopping: a row is *capped* when, for most of its finished seeds, its config sets ``epochs``, it
   ran all of them and its best validation epoch was the last one run (still improving when the cap
-  hit). When most finished rows are capped, the board is a budget run: its title says "budget run,
-  not converged" and it carries no ▲/▼ (differences between unconverged models say little about
-  the models).
+  hit). When most finished rows are capped, or the reference row is (every comparison would be
+  against an unconverged yardstick), the board is a budget run: its title says "budget run, not
+  converged" and it carries no ▲/▼ (differences between unconverged models say little about the
+  models). On any other board a capped row is still tested but never marked.
 * **Implementation variants**: a plugin may declare the RecBole model it re-implements
   (``Plugin.implements``, e.g. GNN-LightGCN → LightGCN). Where that model's own row is on the
   board, the plugin's rows leave the ranking and the Holm family for a separate implementations
@@ -84,6 +85,8 @@ class Row:
     #: the row of the RecBole model this row re-implements (a plugin's ``implements``, that row on
     #: the board): the row is in the implementations table, not in the ranking
     implements: str | None = None
+    #: stopped by an ``--epochs`` cap while still improving (:func:`row_capped`): tested, never marked
+    capped: bool = False
 
     @property
     def ranked(self) -> bool:
@@ -209,14 +212,17 @@ def capped(rec: Record) -> bool:
             and rec.best_epoch is not None and rec.epochs_run >= cap and rec.best_epoch >= rec.epochs_run - 1)
 
 
-def is_budget_run(rows: dict[str, list[Record]]) -> bool:
-    """Most finished rows capped, a row being capped when most of its finished seeds are."""
-    flags = []
-    for recs in rows.values():
-        ok = [r for r in recs if r.status == "ok"]
-        if ok:
-            flags.append(2 * sum(map(capped, ok)) > len(ok))
-    return bool(flags) and 2 * sum(flags) > len(flags)
+def row_capped(records: list[Record]) -> bool:
+    """Most of the row's finished seeds :func:`capped`."""
+    ok = [r for r in records if r.status == "ok"]
+    return bool(ok) and 2 * sum(map(capped, ok)) > len(ok)
+
+
+def is_budget_run(rows: dict[str, list[Record]], reference: str | None = None) -> bool:
+    """Most finished rows capped (:func:`row_capped`), or the reference row capped."""
+    finished = [recs for recs in rows.values() if any(r.status == "ok" for r in recs)]
+    n_capped = sum(map(row_capped, finished))
+    return bool(finished) and (2 * n_capped > len(finished) or (reference is not None and row_capped(rows[reference])))
 
 
 def declared_implementations(models: Iterable[str]) -> dict[str, str]:
@@ -275,10 +281,13 @@ def aggregate(records: Iterable[Record], published: Published | None = None,
         best = min(candidates, key=lambda r: (-(r.valid[PRIMARY].mean if PRIMARY in r.valid else float("-inf")), r.label),
                    default=None)
         reference = best.label if best else None
-        budget = is_budget_run(rows)
+        budget = is_budget_run(rows, reference)
+        for r in out:
+            r.capped = row_capped(rows[r.label])
         if reference is not None:
             variants = {r.label for r in out if not r.ranked}
-            tests = significance(rows, reference, PRIMARY, published, exclude=variants, marks=not budget)
+            unmarked = set(rows) if budget else {r.label for r in out if r.capped}
+            tests = significance(rows, reference, PRIMARY, published, exclude=variants, unmarked=unmarked)
             for r in out:
                 r.significance = tests.get(r.label)
                 r.is_reference = r.label == reference

@@ -143,7 +143,7 @@ def table(board: dict[str, Any]) -> str:
         if r.get("is_reference"):
             cells.append(("reference", "0"))
         elif sig:
-            cells.append((comparison_json_text(sig), f"{sig['delta']:.6f}"))
+            cells.append((comparison_json_text(sig) + (" capped" if r.get("capped") else ""), f"{sig['delta']:.6f}"))
         else:
             cells.append(("—", ""))
         t = r["cost"].get("train_time_s")

@@ -141,10 +141,11 @@ def user_test(row: list[Record], ref: list[Record], metric: str) -> UserTest | N
     return UserTest(len(users), float(diff.mean()), p)
 
 
-def holm(comparisons: dict[str, Comparison], alpha: float = ALPHA, marks: bool = True) -> dict[str, Comparison]:
+def holm(comparisons: dict[str, Comparison], alpha: float = ALPHA, unmarked: Collection[str] = ()) -> dict[str, Comparison]:
     """Holm step-down correction over the comparisons that have a p-value; sets ``p_holm`` and ``mark``.
 
-    ``marks=False`` (a budget run, see ``aggregate``): corrected p-values, but no ``▲``/``▼``.
+    ``unmarked``: rows that stay in the family but get no ``▲``/``▼`` (rows still improving when an
+    ``--epochs`` cap stopped them, every row of a budget run; see ``aggregate``).
     """
     tested = sorted((k for k, c in comparisons.items() if c.p_value is not None), key=lambda k: comparisons[k].p_value)
     m = len(tested)
@@ -153,7 +154,7 @@ def holm(comparisons: dict[str, Comparison], alpha: float = ALPHA, marks: bool =
     for i, key in enumerate(tested):
         c = comparisons[key]
         running = max(running, min(1.0, (m - i) * c.p_value))
-        mark = ("▲" if c.delta > 0 else "▼") if marks and running < alpha else ""
+        mark = ("▲" if c.delta > 0 else "▼") if key not in unmarked and running < alpha else ""
         out[key] = Comparison(c.reference, c.metric, c.seeds, c.delta, c.ci_low, c.ci_high, c.p_value, running, mark,
                               c.users, c.method)
     return out
@@ -191,11 +192,11 @@ class Published:
 
 def significance(rows: dict[str, list[Record]], reference: str, metric: str = "ndcg@10",
                  published: Published | None = None, exclude: Collection[str] = (),
-                 marks: bool = True) -> dict[str, Comparison]:
+                 unmarked: Collection[str] = ()) -> dict[str, Comparison]:
     """Compare every row (but ``exclude``) with ``reference`` seed by seed and Holm-correct across rows.
 
     ``exclude``: rows kept out of the comparison and the Holm family (implementation variants).
-    ``marks=False``: no ``▲``/``▼`` (a budget run). A row whose records (or the reference's) carry
+    ``unmarked``: rows tested and corrected but never marked (capped rows; all rows of a budget run). A row whose records (or the reference's) carry
     no per-user metrics takes its secondary per-user test from ``published`` when that was
     computed on the same cells.
     """
@@ -214,4 +215,4 @@ def significance(rows: dict[str, list[Record]], reference: str, metric: str = "n
             users = published.users(label, frozenset(r.cell_id for r in recs), reference, ref_cells, metric)
         raw[label] = Comparison(c.reference, c.metric, c.seeds, c.delta, c.ci_low, c.ci_high, c.p_value,
                                 users=users)
-    return holm(raw, marks=marks)
+    return holm(raw, unmarked=unmarked)

@@ -76,7 +76,7 @@ def significance_cell(row: Row) -> str:
     c = row.significance
     if c is None:
         return "—"
-    return comparison_text(c.delta, c.ci_low, c.ci_high, c.mark, c.p_holm, c.n_seeds)
+    return comparison_text(c.delta, c.ci_low, c.ci_high, c.mark, c.p_holm, c.n_seeds) + (" capped" if row.capped else "")
 
 
 def method_note(reference: str | None, budget: bool) -> str:
@@ -89,8 +89,11 @@ def method_note(reference: str | None, budget: bool) -> str:
             "A per-user Wilcoxon test is kept in `leaderboard.json` (`rows[].significance.users`): secondary, "
             "uncorrected, never the basis of a mark.")
     if budget:
-        note += (" **Budget run, not converged**: most rows ran to their `--epochs` cap with their best validation "
-                 "epoch the last one run, so their differences say little about the models: no ▲/▼.")
+        note += (" **Budget run, not converged**: most rows (or the reference) ran to their `--epochs` cap with their "
+                 "best validation epoch the last one run, so their differences say little about the models: no ▲/▼.")
+    else:
+        note += (" *capped*: a row still improving when its `--epochs` cap stopped it (best validation epoch the last "
+                 "one run, on most seeds): tested, never marked.")
     return note
 
 
