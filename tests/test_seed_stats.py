@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from m6rec_bench.cli import app
 from m6rec_bench.leaderboard import aggregate, write
 from m6rec_bench.leaderboard.aggregate import declared_implementations
-from m6rec_bench.leaderboard.board import PER_USER_SUFFIX, published_records, read_per_user
+from m6rec_bench.leaderboard.board import PER_USER_SUFFIX, Selection, prune, published_records, read_per_user
 from m6rec_bench.leaderboard.site import build_site
 from m6rec_bench.leaderboard.stats import seed_test, user_test
 from m6rec_bench.leaderboard.writers import to_csv, to_markdown
@@ -132,6 +132,9 @@ def test_a_board_rebuilt_from_its_published_records_alone_reproduces_every_p_val
     assert first == second  # every p-value, Holm p, interval and per-user test, exactly
     assert first["Fusion"]["mark"] == "▲" and first["Pop"]["mark"] == "▼"
     assert all(first[k]["users"]["p_value"] is not None for k in ("Fusion", "Pop", "Noise"))
+    # a pruned row's per-user files go with its records
+    prune(tmp_path / "first", "ml-100k", "default", "", Selection(labels=["Noise"]))
+    assert not list(published.glob("Noise*")) and len(list(published.glob(f"*{PER_USER_SUFFIX}"))) == 9
 
 
 def test_a_per_user_file_that_would_need_unpickling_is_ignored(tmp_path):
