@@ -101,9 +101,9 @@ _PRUNE_HELP = "\n\n".join([
     "The selection must be explicit: at least one of --label, --model, --seed, --cell-id. A record goes when it "
     "matches every option given (any value of a repeated one): --label BPR --seed 2021 removes BPR's seed 2021 "
     "only. The removed records' records/<cell_id>.json go too.",
-    "Nothing is asked (safe in CI); --dry-run lists what would go and changes nothing. The paired tests of the rows "
-    "left are kept, unless the reference row is pruned (then they read '—' until those rows are rerun). Run "
-    "m6bench publish afterwards to refresh the HTML pages.",
+    "Nothing is asked (safe in CI); --dry-run lists what would go and changes nothing. The seed-level tests of the "
+    "rows left are recomputed from their records (against a new reference if the reference row is pruned), Holm over "
+    "the rows left. Run m6bench publish afterwards to refresh the HTML pages.",
 ])
 
 
