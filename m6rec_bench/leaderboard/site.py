@@ -225,7 +225,7 @@ def _method(board: dict[str, Any]) -> str:
         return (f"<em>vs best baseline</em>: per-user paired Wilcoxon test against <b>{html.escape(str(board.get('reference')))}</b>, "
                 "Holm-corrected; ▲/▼ significant at α = 0.05 (a board written before the seed-level test; "
                 "rebuild it with <code>m6bench leaderboard build</code>).")
-    return _inline(method_note(board.get("reference"), bool(board.get("budget"))))
+    return _inline(method_note(board.get("reference"), bool(board.get("budget")), any(r.get("capped") for r in board["rows"])))
 
 
 def _replaced(board: dict[str, Any]) -> str:

@@ -79,7 +79,7 @@ def significance_cell(row: Row) -> str:
     return comparison_text(c.delta, c.ci_low, c.ci_high, c.mark, c.p_holm, c.n_seeds) + (" capped" if row.capped else "")
 
 
-def method_note(reference: str | None, budget: bool) -> str:
+def method_note(reference: str | None, budget: bool, capped: bool = False) -> str:
     """What the *vs best baseline* column means (Markdown; the site renders the same words)."""
     note = (f"*vs best baseline*: test NDCG@10 minus that of **{reference or '—'}** (the baseline with the best mean "
             "*validation* NDCG@10), averaged over the seeds both rows ran, [95 % t-interval]; p: paired t-test over "
@@ -91,7 +91,7 @@ def method_note(reference: str | None, budget: bool) -> str:
     if budget:
         note += (" **Budget run, not converged**: most rows (or the reference) ran to their `--epochs` cap with their "
                  "best validation epoch the last one run, so their differences say little about the models: no ▲/▼.")
-    else:
+    elif capped:  # some row of the board is
         note += (" *capped*: a row still improving when its `--epochs` cap stopped it (best validation epoch the last "
                  "one run, on most seeds): tested, never marked.")
     return note
@@ -149,7 +149,7 @@ def to_markdown(lb: Leaderboard) -> str:
         f"tuning budget: {tuning_note(lb)}; generated {lb.created_at}. "
         "Reproduce any row with the command in `leaderboard.json` (`rows[].reproduce.command`).",
         "",
-        method_note(lb.reference, lb.budget),
+        method_note(lb.reference, lb.budget, any(r.capped for r in lb.rows)),
         "",
     ]
     if lb.superseded:
