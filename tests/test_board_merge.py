@@ -68,6 +68,12 @@ def _new_row(label: str, seed: int, ndcg: float) -> Record:
                                   "created_at": "2026-12-02T00:00:00+00:00"})
 
 
+def _per_user(sig: dict) -> dict | None:
+    """The per-user Wilcoxon test of a published significance: ``users`` now, the whole of it on the committed boards."""
+    users = sig.get("users") if "method" in sig else sig
+    return None if users is None else {k: users[k] for k in ("n_users", "delta", "p_value")}
+
+
 def _files(board: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in (board / "records").glob("*.json")}
 
@@ -82,11 +88,10 @@ def test_one_new_row_keeps_every_published_row_and_record(board):
     files = _files(board)
     assert {k: files[k] for k in before_files} == before_files  # every old record, byte for byte
     assert set(files) == set(before_files) | {f"{new.cell_id}.json"}
-    for label, row in before_rows.items():  # old rows unchanged: numbers, cells, raw paired tests
+    for label, row in before_rows.items():  # old rows unchanged: numbers, cells, carried per-user tests
         assert rows[label]["test"] == row["test"] and rows[label]["reproduce"]["cell_ids"] == row["reproduce"]["cell_ids"]
-        if row["significance"]:
-            assert rows[label]["significance"]["p_value"] == row["significance"]["p_value"]
-            assert rows[label]["significance"]["delta"] == row["significance"]["delta"]
+        if row["significance"] and label != "GNN-LightGCN":  # now in the implementations table
+            assert _per_user(rows[label]["significance"]) == _per_user(row["significance"])
     assert rows["EASE"]["seeds"] == [2020]
 
 
@@ -95,8 +100,12 @@ def test_rebuilding_a_board_from_its_own_records_keeps_its_paired_tests(board):
     before = _rows(board)
     _write(_records(board), board.parent.parent)
     after = _rows(board)
-    assert list(after) == list(before)
-    assert {k: r["significance"] for k, r in after.items()} == {k: r["significance"] for k, r in before.items()}
+    assert set(after) == set(before)
+    # the per-user tests of the committed (older) board are carried; the seed-level ones recomputed
+    assert {k: _per_user(r["significance"]) for k, r in after.items() if r["significance"]} == {
+        k: _per_user(r["significance"]) for k, r in before.items() if r["significance"] and k != "GNN-LightGCN"}
+    _write(_records(board), board.parent.parent)
+    assert {k: r["significance"] for k, r in _rows(board).items()} == {k: r["significance"] for k, r in after.items()}
     assert "superseded" not in json.loads((board / "leaderboard.json").read_text())
     assert "Replaced rows" not in (board / "leaderboard.md").read_text()
 
@@ -166,10 +175,10 @@ def test_prune_removes_exactly_the_selected_rows_and_their_records(board):
     assert _labels_everywhere(board) == set(before_rows) - {"Pop"}
     assert _files(board) == {k: v for k, v in before_files.items() if k not in pop}
     rows = _rows(board)
-    for label, row in rows.items():  # the raw tests stay; Holm is redone over one row fewer
+    for label, row in rows.items():  # the per-user tests stay; Holm is redone over one row fewer
         assert row["test"] == before_rows[label]["test"]
         if row["significance"]:
-            assert row["significance"]["p_value"] == before_rows[label]["significance"]["p_value"]
+            assert _per_user(row["significance"]) == _per_user(before_rows[label]["significance"])
 
     # one seed of one row: the row stays with its other seeds
     [bpr21] = _by("BPR", 2021)
@@ -261,11 +270,13 @@ def test_a_cell_rerun_with_other_results_drops_its_rows_published_test(board):
     [old] = _by("BPR", 2020)
     _write([old.model_copy(update={"test": {**old.test, "ndcg@10": 0.2}})], board.parent.parent)
     rows = _rows(board)
-    assert rows["BPR"]["significance"] is None  # its records are slim: nothing to pair, and the old test is stale
-    assert rows["Pop"]["significance"]["p_value"] == before["Pop"]["significance"]["p_value"]
+    # its records are slim: nothing to pair users on, and the old per-user test is stale; the seed-level test is redone
+    assert rows["BPR"]["significance"]["users"] is None and rows["BPR"]["significance"]["seeds"] == [2020, 2021, 2022]
+    assert rows["Pop"]["significance"]["users"] == _per_user(before["Pop"]["significance"])
     [ref] = _by("MultiVAE", 2020)
     _write([ref.model_copy(update={"test": {**ref.test, "ndcg@10": 0.31}})], board.parent.parent)
-    assert not any(r["significance"] for r in _rows(board).values())  # the reference changed: no test carries
+    # the reference changed: no per-user test carries
+    assert not any(r["significance"]["users"] for r in _rows(board).values() if r["significance"])
 
 
 def test_prune_explains_itself():

@@ -71,24 +71,30 @@ def _pu_rec(label, seed, values, kind="baseline"):
     return rec
 
 
-def test_paired_wilcoxon_with_holm_marks_real_differences():
+def test_seed_paired_test_with_holm_marks_real_differences():
+    """▲/▼ come from the paired t-test over seeds (Holm-corrected); the per-user Wilcoxon rides along."""
     import random
 
     rng = random.Random(0)
-    base = [rng.random() * 0.5 for _ in range(200)]
-    better = [v + 0.05 + rng.random() * 0.01 for v in base]
-    same = [v + rng.choice([-1, 1]) * 1e-3 * rng.random() for v in base]
-    worse_plugin = [max(0.0, v - 0.2) for v in base]
-    recs = [_pu_rec("BPR", 2020, base), _pu_rec("Fusion", 2020, better, "plugin"),
-            _pu_rec("Noise", 2020, same, "plugin"), _pu_rec("Pop", 2020, worse_plugin)]
-    [lb] = aggregate(recs)
+    recs = []
+    for seed in (2020, 2021, 2022):
+        base = [rng.random() * 0.5 for _ in range(200)]
+        better = [v + 0.05 + rng.random() * 0.01 for v in base]
+        same = [v + rng.choice([-1, 1]) * 1e-3 * rng.random() for v in base]
+        worse = [max(0.0, v - 0.2) for v in base]
+        recs += [_pu_rec("BPR", seed, base), _pu_rec("Fusion", seed, better, "plugin"),
+                 _pu_rec("Noise", seed, same, "plugin"), _pu_rec("Pop", seed, worse)]
+    [lb] = aggregate(recs, implements={})
     assert lb.reference == "BPR"
     by = {r.label: r for r in lb.rows}
     assert by["BPR"].is_reference and by["BPR"].significance is None
-    assert by["Fusion"].significance.mark == "▲" and by["Fusion"].significance.p_holm < 1e-6
+    fusion = by["Fusion"].significance
+    assert fusion.mark == "▲" and fusion.p_holm < 0.05 and fusion.seeds == (2020, 2021, 2022)
+    assert fusion.ci_low > 0.05 and fusion.ci_high < 0.06
+    assert fusion.users is not None and fusion.users.n_users == 200 and fusion.users.p_value < 1e-6
     assert by["Pop"].significance.mark == "▼"
     assert by["Noise"].significance.mark == "" and by["Noise"].significance.p_holm > 0.05
-    # Holm: corrected p-values are monotone in the raw ones and never smaller
+    # Holm: corrected p-values are never smaller than the raw ones
     for r in ("Fusion", "Noise", "Pop"):
         assert by[r].significance.p_holm >= by[r].significance.p_value
     assert "▲" in to_markdown(lb)

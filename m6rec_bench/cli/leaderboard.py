@@ -52,8 +52,8 @@ def show(
     fmt: FormatOption = Format.table,
     wide: WideOption = False,
 ) -> None:
-    """Print a leaderboard written by m6bench run: mean ± std over seeds, and the paired test
-    (Wilcoxon, Holm-corrected) against the best baseline."""
+    """Print a leaderboard written by m6bench run: mean ± std over seeds, and the seed-paired
+    t-test (Holm-corrected) against the baseline best on validation."""
     from m6rec_bench.leaderboard.aggregate import board_slug
     from m6rec_bench.leaderboard.readme import fmt_stat, versus_cell
     from m6rec_bench.leaderboard.writers import board_dir, title
@@ -83,14 +83,14 @@ def show(
             "train_s": f"{train['mean']:.1f}" if train else "—",
             "status": row["status"] + (f": {row['reason']}" if row.get("reason") else ""),
         })
-    heading = f"{data['dataset']} / {title(data['protocol'], data.get('variant', ''), data.get('partial', False))}: mean ± std over seeds"
+    heading = f"{data['dataset']} / {title(data['protocol'], data.get('variant', ''), partial=data.get('partial', False), budget=bool(data.get('budget')))}: mean ± std over seeds"
     render(board_columns(groups), rows, title=heading, fmt=fmt, wide=wide)
 
 
 @app.command("build")
 @friendly_errors
 def build(
-    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Records written by m6bench run (default ./runs).")] = Path("runs"),
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Directory of records written by m6bench run, or a published board's records/ folder (<cell_id>.json with their .per_user.npz).")] = Path("runs"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Leaderboard root (default ./leaderboards); boards there are merged into, never emptied.")] = Path("leaderboards"),
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Only this protocol.")] = None,
@@ -98,12 +98,18 @@ def build(
     """Rebuild leaderboards from every record under --runs-dir (newest record per row and seed).
 
     A board folder that already holds a board keeps its other rows: the records are merged into it
-    (m6bench leaderboard prune removes rows).
+    (m6bench leaderboard prune removes rows). From a published board's records/ folder alone, the
+    board's every p-value and interval is recomputed.
     """
     from m6rec_bench.leaderboard import aggregate, write
+    from m6rec_bench.leaderboard.board import published_records
     from m6rec_bench.results.store import RecordStore
 
-    records = list(RecordStore(runs_dir).records(_canonical(dataset) if dataset else None, protocol, on_skip=warn_skipped))
+    name = _canonical(dataset) if dataset else None
+    records = list(RecordStore(runs_dir).records(name, protocol, on_skip=warn_skipped))
+    if not records:  # a published board's records/ folder: <cell_id>.json (+ .per_user.npz), flat
+        records = [r for r in published_records(runs_dir)
+                   if (name is None or r.dataset == name) and (protocol is None or r.protocol == protocol)]
     if not records:
         raise UsageError(f"no records under {runs_dir}; run m6bench run first")
     for board in aggregate(records):
@@ -118,9 +124,9 @@ _PRUNE_HELP = "\n\n".join([
     "The selection must be explicit: at least one of --label, --model, --seed, --cell-id. A record goes when it "
     "matches every option given (any value of a repeated one): --label BPR --seed 2021 removes BPR's seed 2021 "
     "only. The removed records' records/<cell_id>.json go too.",
-    "Nothing is asked (safe in CI); --dry-run lists what would go and changes nothing. The paired tests of the rows "
-    "left are kept, unless the reference row is pruned (then they read '—' until those rows are rerun). Run "
-    "m6bench publish afterwards to refresh the HTML pages.",
+    "Nothing is asked (safe in CI); --dry-run lists what would go and changes nothing. The seed-level tests of the "
+    "rows left are recomputed from their records (against a new reference if the reference row is pruned), Holm over "
+    "the rows left. Run m6bench publish afterwards to refresh the HTML pages.",
 ])
 
 

@@ -1,7 +1,25 @@
 """Records → leaderboard rows: mean ± std over seeds, sorted by test NDCG@10.
 
-A writer never re-runs a model: everything here is computed from records alone (plus, for a board
-rebuilt from its own published records, the raw paired tests it published: see ``stats.Published``).
+A writer never re-runs a model: everything here is computed from records alone (plus, for an older
+board published without per-user metrics, the per-user tests it published: see ``stats.Published``).
+
+Three decisions are made here, each from the records:
+
+* **The reference row** is the plain baseline with the best mean *validation* NDCG@10 (ties: the
+  label), never chosen on test: every row is compared with it seed by seed
+  (:mod:`m6rec_bench.leaderboard.stats`).
+* **A budget run** is a board whose rows were stopped by an ``--epochs`` cap rather than by early
+  stopping: a row is *capped* when, for most of its finished seeds, its config sets ``epochs``, it
+  ran all of them and its best validation epoch was the last one run (still improving when the cap
+  hit). When most finished rows are capped, or the reference row is (every comparison would be
+  against an unconverged yardstick), the board is a budget run: its title says "budget run, not
+  converged" and it carries no ▲/▼ (differences between unconverged models say little about the
+  models). On any other board a capped row is still tested but never marked.
+* **Implementation variants**: a plugin may declare the RecBole model it re-implements
+  (``Plugin.implements``, e.g. GNN-LightGCN → LightGCN). Where that model's own row is on the
+  board, the plugin's rows leave the ranking and the Holm family for a separate implementations
+  table: the metric difference against the original (seed-paired, with its interval) and the
+  speed ratio of training time per epoch. Without the original on the board they rank as usual.
 """
 
 from __future__ import annotations
@@ -14,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from m6rec_bench.leaderboard.columns import COLUMN_SETS
-from m6rec_bench.leaderboard.stats import Comparison, Published, significance
+from m6rec_bench.leaderboard.stats import Comparison, Published, seed_test, significance
 from m6rec_bench.results.portable import portable_path
 from m6rec_bench.results.record import Record
 
@@ -65,10 +83,33 @@ class Row:
     reproduce: dict[str, Any] = field(default_factory=dict)
     significance: Comparison | None = None
     is_reference: bool = False
+    #: the row of the RecBole model this row re-implements (a plugin's ``implements``, that row on
+    #: the board): the row is in the implementations table, not in the ranking
+    implements: str | None = None
+    #: stopped by an ``--epochs`` cap while still improving (:func:`row_capped`): tested, never marked
+    capped: bool = False
+
+    @property
+    def ranked(self) -> bool:
+        return self.implements is None
 
     def primary(self) -> float:
         stat = self.test.get(PRIMARY)
         return stat.mean if stat else float("-inf")
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """A plugin row against the RecBole row of the model it re-implements (not ranked, not in Holm's family)."""
+
+    label: str
+    implements: str
+    #: variant − original on test NDCG@10, seed-paired, with its interval and uncorrected p; never marked
+    comparison: Comparison | None
+    s_per_epoch: float | None  # mean over seeds of train_time_s / epochs_run
+    original_s_per_epoch: float | None
+    #: original's seconds per epoch / the variant's: > 1 means the variant trains an epoch faster
+    speedup: float | None
 
 
 @dataclass
@@ -93,6 +134,14 @@ class Leaderboard:
     #: rows whose earlier records a newer configuration replaced (m6rec_bench.leaderboard.board):
     #: ``{"label", "seeds", "cell_ids", "replaced_at"}`` each; left out of the JSON while empty
     superseded: list[dict[str, Any]] = field(default_factory=list)
+    #: most rows stopped by an ``--epochs`` cap, not converged: no ▲/▼ (module docstring)
+    budget: bool = False
+    implementations: list[Implementation] = field(default_factory=list)
+
+    @property
+    def ranked_rows(self) -> list[Row]:
+        """The rows of the ranking (implementation variants are in :attr:`implementations`)."""
+        return [r for r in self.rows if r.ranked]
 
     @property
     def groups(self) -> list[str]:
@@ -161,11 +210,54 @@ def _reproduce(records: list[Record]) -> dict[str, Any]:
     }
 
 
-def aggregate(records: Iterable[Record], published: Published | None = None) -> list[Leaderboard]:
+def capped(rec: Record) -> bool:
+    """Whether an ``--epochs`` cap, not early stopping, ended this run (its best epoch was the last one run)."""
+    cap = rec.config.get("epochs")
+    return (isinstance(cap, int) and not isinstance(cap, bool) and rec.epochs_run is not None
+            and rec.best_epoch is not None and rec.epochs_run >= cap and rec.best_epoch >= rec.epochs_run - 1)
+
+
+def row_capped(records: list[Record]) -> bool:
+    """Most of the row's finished seeds :func:`capped`."""
+    ok = [r for r in records if r.status == "ok"]
+    return bool(ok) and 2 * sum(map(capped, ok)) > len(ok)
+
+
+def is_budget_run(rows: dict[str, list[Record]], reference: str | None = None) -> bool:
+    """Most finished rows capped (:func:`row_capped`), or the reference row capped."""
+    finished = [recs for recs in rows.values() if any(r.status == "ok" for r in recs)]
+    n_capped = sum(map(row_capped, finished))
+    return bool(finished) and (2 * n_capped > len(finished) or (reference is not None and row_capped(rows[reference])))
+
+
+def declared_implementations(models: Iterable[str]) -> dict[str, str]:
+    """``plugin model -> RecBole model it re-implements`` for those of ``models`` that declare one."""
+    from m6rec_bench.models.registry import plugins
+
+    loaded = plugins()
+    return {m: loaded[m].implements for m in models if m in loaded and loaded[m].implements}
+
+
+def _seconds_per_epoch(records: list[Record]) -> float | None:
+    values = [r.train_time_s / r.epochs_run for r in records
+              if r.status == "ok" and r.train_time_s is not None and r.epochs_run]
+    return statistics.fmean(values) if values else None
+
+
+def _implementation(label: str, original: str, rows: dict[str, list[Record]]) -> Implementation:
+    mine, theirs = rows[label], rows[original]
+    comparison = seed_test([r for r in mine if r.status == "ok"], [r for r in theirs if r.status == "ok"], PRIMARY, original)
+    s, o = _seconds_per_epoch(mine), _seconds_per_epoch(theirs)
+    return Implementation(label, original, comparison, s, o, o / s if s and o is not None else None)
+
+
+def aggregate(records: Iterable[Record], published: Published | None = None,
+              implements: dict[str, str] | None = None) -> list[Leaderboard]:
     """Group records by (dataset, protocol, variant) and by row label; newest record wins per (label, seed).
 
-    ``published``: the raw paired tests a board published, for rows whose records lack per-user
-    metrics (records read back from a board folder); only used for one board's records.
+    ``published``: the per-user tests a board published, for rows whose records lack per-user
+    metrics (records of an older board folder); only used for one board's records.
+    ``implements``: ``plugin model -> RecBole model``; by default what the loaded plugins declare.
     """
     latest: dict[tuple[str, str, str, str, int], Record] = {}
     for rec in records:
@@ -176,20 +268,35 @@ def aggregate(records: Iterable[Record], published: Published | None = None) -> 
     for (ds, proto, variant, label, _), rec in latest.items():
         by_board[(ds, proto, variant)][label].append(rec)
 
+    if implements is None:
+        plugin_models = {r.model for r in latest.values() if r.model_kind == "plugin"}
+        implements = declared_implementations(plugin_models) if plugin_models else {}
     boards = []
     for (ds, proto, variant), rows in sorted(by_board.items()):
         out = [_row(label, recs) for label, recs in rows.items()]
         _twin_sizes(out, rows)
-        out.sort(key=lambda r: (not r.status.startswith("ok"), -r.primary(), r.label))
-        # the reference is a plain baseline, never a re-ranked variant of one ("BPR [linucb]")
+        finished = {r.label for r in out if r.status.startswith("ok")}
+        for r in out:
+            if implements.get(r.model) in finished and r.kind == "plugin":
+                r.implements = implements[r.model]
+        out.sort(key=lambda r: (not r.ranked, not r.status.startswith("ok"), -r.primary(), r.label))
+        # the reference is a plain baseline, never a re-ranked variant of one ("BPR [linucb]"), chosen on validation
         reranked = {label for label, recs in rows.items() if any("m6_rerank" in r.config for r in recs)}
-        reference = next((r.label for r in out if r.kind == "baseline" and r.status.startswith("ok")
-                          and r.label not in reranked), None)
+        candidates = [r for r in out if r.kind == "baseline" and r.status.startswith("ok") and r.label not in reranked]
+        best = min(candidates, key=lambda r: (-(r.valid[PRIMARY].mean if PRIMARY in r.valid else float("-inf")), r.label),
+                   default=None)
+        reference = best.label if best else None
+        budget = is_budget_run(rows, reference)
+        for r in out:
+            r.capped = row_capped(rows[r.label])
         if reference is not None:
-            tests = significance(rows, reference, PRIMARY, published)
+            variants = {r.label for r in out if not r.ranked}
+            unmarked = set(rows) if budget else {r.label for r in out if r.capped}
+            tests = significance(rows, reference, PRIMARY, published, exclude=variants, unmarked=unmarked)
             for r in out:
                 r.significance = tests.get(r.label)
                 r.is_reference = r.label == reference
+        impls = [_implementation(r.label, r.implements, rows) for r in out if r.implements]
         any_rec = next(iter(rows.values()))[0]
         every = [r for recs in rows.values() for r in recs]
         settings = {
@@ -198,7 +305,8 @@ def aggregate(records: Iterable[Record], published: Published | None = None) -> 
             # epochs of a tuning trial, where a suite capped them apart from --epochs (--tune-epochs)
             "tune_epochs": sorted({str(r.config["m6_tune_epochs"]) for r in every if "m6_tune_epochs" in r.config}),
         }
-        boards.append(Leaderboard(ds, proto, out, any_rec.dataset_checksum, settings, reference, variant))
+        boards.append(Leaderboard(ds, proto, out, any_rec.dataset_checksum, settings, reference, variant,
+                                  budget=budget, implementations=impls))
     return boards
 
 

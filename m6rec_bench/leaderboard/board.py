@@ -21,11 +21,17 @@ drops a row:
   added. A row leaves the board only by ``m6bench leaderboard prune`` (:func:`prune`).
 * Records on another dataset checksum than the board's are refused: rows computed on different
   data are not ranked in one table.
-* Records kept on a board have no per-user metrics, so the paired test of a row read back from
-  the folder is carried from the board's ``leaderboard.json`` while the row and the reference are
-  the very same cells with the same results (``stats.Published``); Holm's correction is
-  recomputed over the rows. A new row is tested where its records and the reference's both carry
-  per-user metrics, else it reads '—'.
+* A record is published as ``records/<cell_id>.json`` without its per-user arrays, which go beside
+  it as ``records/<cell_id>.per_user.npz`` (users as strings, each metric as float64, read back
+  with ``allow_pickle=False``; an unreadable or malformed file is ignored, never trusted). Kept in
+  the JSON they would quadruple a board's records (≈30 kB of per-user JSON per ml-100k record
+  against ≈8 kB for the record; the compressed npz is ≈8 kB and round-trips the values exactly),
+  which is why they were stripped. With them, the board's seed-level tests (from the records' test
+  means) and per-user tests are recomputed from the published records alone: ``m6bench leaderboard
+  build --runs-dir <board>/records`` reproduces every published p-value and interval.
+* For a board published before the per-user files, a row's secondary per-user test is carried
+  from its ``leaderboard.json`` while the row and the reference are the very same cells with the
+  same results (``stats.Published``); the seed-level tests and Holm's correction are recomputed.
 
 Read, merge and write of one folder happen under an exclusive ``fcntl.flock`` on ``<dir>/.lock``,
 so two suites writing one board at once end with both suites' rows; every file is written
@@ -37,17 +43,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
+import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from m6rec_bench.errors import DataError, M6BenchError, UsageError
-from m6rec_bench.io import atomic_write_text, file_lock, sweep_stale_parts
+from m6rec_bench.io import atomic_write_bytes, atomic_write_text, file_lock, sweep_stale_parts
 from m6rec_bench.leaderboard.aggregate import Leaderboard, aggregate, board_slug, variant_of
-from m6rec_bench.leaderboard.stats import Comparison, Published
+from m6rec_bench.leaderboard.stats import Published, UserTest
 from m6rec_bench.leaderboard.writers import WRITERS, board_dir
 from m6rec_bench.results.portable import portable_record
 from m6rec_bench.results.record import Record
@@ -58,6 +68,61 @@ from m6rec_bench.results.store import load_record
 _NOT_CONFIGURATION = {"seed", "data_path", "checkpoint_dir", "show_progress", "benchmark_filename"}
 #: Versions recorded for the reader but not hashed into a cell id (engine.cell.cell_id).
 _ENVIRONMENT_ONLY = {"python", "numpy", "scipy", "pandas"}
+#: Beside ``records/<cell_id>.json``: that record's per-user test metrics.
+PER_USER_SUFFIX = ".per_user.npz"
+
+
+def per_user_bytes(per_user: dict[str, list[Any]]) -> bytes:
+    """A record's per-user metrics as a compressed npz: ``users`` (str) and one float64 array per metric."""
+    users = np.array([str(u) for u in per_user["users"]], dtype=str)
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in per_user.items() if k != "users"}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, users=users, **arrays)
+    return buf.getvalue()
+
+
+def read_per_user(path: Path) -> dict[str, list[Any]] | None:
+    """The per-user metrics in ``path`` (:func:`per_user_bytes`), or None when absent or malformed.
+
+    Never unpickles (``allow_pickle=False``): only a string ``users`` array and float arrays of the
+    same length are accepted.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            users = npz["users"]
+            if users.ndim != 1 or users.dtype.kind != "U":
+                return None
+            out: dict[str, list[Any]] = {"users": users.tolist()}
+            for key in npz.files:
+                if key == "users":
+                    continue
+                values = npz[key]
+                if values.shape != users.shape or values.dtype.kind != "f":
+                    return None
+                out[key] = values.tolist()
+            return out
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+
+
+def load_published(path: Path) -> Record | None:
+    """A record of a board's ``records/`` folder, with its per-user metrics when their file is beside it."""
+    rec = load_record(path)
+    if rec is not None and not rec.per_user:
+        pu = read_per_user(path.with_name(path.stem + PER_USER_SUFFIX))
+        if pu is not None:
+            rec.per_user = pu
+    return rec
+
+
+def published_records(folder: Path) -> list[Record]:
+    """Every readable record of a board's ``records/`` folder (``<cell_id>.json``, with per-user metrics)."""
+    out = []
+    for path in sorted(Path(folder).glob("*.json")):
+        rec = load_published(path)
+        if rec is not None and path.stem == rec.cell_id:
+            out.append(rec)
+    return out
 
 
 @contextlib.contextmanager
@@ -115,7 +180,7 @@ def read_board(directory: Path, dataset: str, protocol: str, variant: str) -> He
     for path in sorted((directory / "records").glob("*.json")):
         if listed is not None and path.stem not in listed:
             continue
-        rec = load_record(path)
+        rec = load_published(path)
         if rec is not None and path.stem == rec.cell_id and (rec.dataset, rec.protocol, variant_of(rec)) == (dataset, protocol, variant):
             held.records.append(rec)
     return held
@@ -141,22 +206,32 @@ def _note(raw: Any) -> dict[str, Any] | None:
 
 
 def _published(data: dict[str, Any]) -> Published | None:
-    """The raw paired tests of a ``leaderboard.json``, keyed by the cells each was computed on."""
+    """The per-user tests of a ``leaderboard.json``, keyed by the cells each was computed on.
+
+    A board of the seed-level method publishes them under ``significance.users``; an older board's
+    ``significance`` *was* the per-user Wilcoxon test (``n_users``, ``delta``, ``p_value``).
+    """
     try:
         cells = {row["label"]: frozenset(row["reproduce"]["cell_ids"]) for row in data["rows"]}
         reference = data["reference"]
         if reference not in cells:
             return None
-        rows = {}
+        rows: dict[str, tuple[frozenset[str], UserTest]] = {}
+        metrics = set()
         for row in data["rows"]:
             sig = row.get("significance")
-            if isinstance(sig, dict):
-                c = Comparison(str(sig["reference"]), str(sig["metric"]), int(sig["n_users"]), float(sig["delta"]),
-                               float(sig["p_value"]))
-                rows[row["label"]] = (cells[row["label"]], c)
-        return Published(reference, cells[reference], rows)
+            if not isinstance(sig, dict):
+                continue
+            metrics.add(str(sig["metric"]))
+            users = sig.get("users") if "method" in sig else sig
+            if isinstance(users, dict):
+                rows[row["label"]] = (cells[row["label"]], UserTest(int(users["n_users"]), float(users["delta"]),
+                                                                     float(users["p_value"])))
+        if len(metrics) > 1:
+            return None
+        return Published(reference, cells[reference], rows, metrics.pop() if metrics else "ndcg@10")
     except (KeyError, TypeError, ValueError):
-        return None  # an older or hand-edited board: its rows are kept, their tests not carried
+        return None  # an older or hand-edited board: its rows are kept, their per-user tests not carried
 
 
 def merge(held: Iterable[Record], new: Iterable[Record]) -> list[Record]:
@@ -199,9 +274,9 @@ def _check_same_data(directory: Path, held: list[Record], new: list[Record]) -> 
 
 
 def _still_published(held: Held, merged: list[Record]) -> Published | None:
-    """The board's published tests minus those of rows where a rerun of a cell changed its results.
+    """The board's published per-user tests minus those of rows where a rerun of a cell changed its results.
 
-    A test is carried only for the very same cells (``Published.raw``); a cell run again with the
+    A test is carried only for the very same cells (``Published.users``); a cell run again with the
     same id but other numbers (a nondeterministic device) makes its row's published test stale.
     """
     if held.published is None:
@@ -235,6 +310,8 @@ def _write_files(directory: Path, lb: Leaderboard, records: Iterable[Record], go
     rec_dir = directory / "records"
     for rec in records:
         slim = portable_record(rec).model_copy(update={"per_user": {}})  # no path of this machine
+        if rec.per_user.get("users"):  # before the record that names it: a reader finds both or the old pair
+            atomic_write_bytes(rec_dir / f"{rec.cell_id}{PER_USER_SUFFIX}", per_user_bytes(rec.per_user))
         atomic_write_text(rec_dir / f"{rec.cell_id}.json", slim.model_dump_json(indent=2) + "\n")
     paths = {}
     for suffix, render in WRITERS.items():
@@ -243,6 +320,7 @@ def _write_files(directory: Path, lb: Leaderboard, records: Iterable[Record], go
         paths[suffix] = path
     for rec in gone:  # after the board that no longer lists them is in place
         (rec_dir / f"{rec.cell_id}.json").unlink(missing_ok=True)
+        (rec_dir / f"{rec.cell_id}{PER_USER_SUFFIX}").unlink(missing_ok=True)
     return paths
 
 
@@ -250,7 +328,7 @@ def write(lb: Leaderboard, out: Path, records: Iterable[Record] = ()) -> dict[st
     """Write ``lb`` into its folder under ``out``, merged with the board already there; return the paths by suffix.
 
     ``records`` are (at least) the records of ``lb``'s rows: they go to ``records/<cell_id>.json``
-    (minus their per-user arrays), so every published row links the exact settings, versions,
+    (their per-user arrays to ``records/<cell_id>.per_user.npz``), so every published row links the exact settings, versions,
     dataset checksum, hardware and command that produced it (``m6bench reproduce`` reruns one).
     Where the folder already holds a board, the board written is the merge of both (module docstring).
     """
@@ -337,6 +415,7 @@ def prune(out: Path, dataset: str, protocol: str, variant: str, select: Selectio
                 (directory / name).unlink(missing_ok=True)
             for rec in removed:
                 (directory / "records" / f"{rec.cell_id}.json").unlink(missing_ok=True)
+                (directory / "records" / f"{rec.cell_id}{PER_USER_SUFFIX}").unlink(missing_ok=True)
         else:
             lb.superseded = _notes(lb, held.superseded, [], lb.created_at)
             _write_files(directory, lb, [], removed)

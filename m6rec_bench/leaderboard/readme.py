@@ -15,7 +15,7 @@ from typing import Any
 
 from m6rec_bench.errors import UsageError
 from m6rec_bench.io import atomic_write_text
-from m6rec_bench.leaderboard.writers import title
+from m6rec_bench.leaderboard.writers import comparison_json_text, title
 
 BEGIN, END = "<!-- leaderboards -->", "<!-- /leaderboards -->"
 
@@ -32,9 +32,7 @@ def versus_cell(row: dict[str, Any]) -> str:
     if row.get("is_reference"):
         return "reference"
     c = row.get("significance")
-    if not c:
-        return "—"
-    return f"{c['delta']:+.4f}{' ' + c['mark'] if c['mark'] else ''} (p={c['p_holm']:.2g})"
+    return comparison_json_text(c, p_digits=2) if c else "—"
 
 
 def _budget(board: dict[str, Any]) -> str:
@@ -60,10 +58,11 @@ def board_table(board: dict[str, Any], rel: str) -> list[str]:
     groups = [g for g in ("cold", "warm") if any(g in r.get("groups", {}) for r in board["rows"])]
     seeds = sorted({s for r in board["rows"] for s in r.get("seeds", [])})
     head = ["#", "Model", "Seeds", "Test NDCG@10", *[f"{g} NDCG@10" for g in groups], "vs best baseline", "Train s"]
-    lines = [f"**{board['dataset']} / {title(board['protocol'], board.get('variant', ''), board.get('partial', False))}** "
+    lines = [f"**{board['dataset']} / {title(board['protocol'], board.get('variant', ''), partial=board.get('partial', False), budget=bool(board.get('budget')))}** "
              f"([`{rel}`]({rel})) — {_budget(board)}{_epochs(board)}; seeds {', '.join(map(str, seeds)) or '—'}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for i, row in enumerate(board["rows"], 1):
+    # implementation variants (rows[].implements) are compared with their original on the board's page, not ranked
+    for i, row in enumerate([r for r in board["rows"] if not r.get("implements")], 1):
         if row["status"].startswith("ok"):
             train = row["cost"].get("train_time_s")
             cells = [fmt_stat(row["test"].get("ndcg@10")),

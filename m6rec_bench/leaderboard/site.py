@@ -10,12 +10,14 @@ from __future__ import annotations
 import html
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from m6rec_bench.io import atomic_write_text
 from m6rec_bench.leaderboard.columns import present
-from m6rec_bench.leaderboard.writers import metric_label, title
+from m6rec_bench.leaderboard.writers import (IMPLEMENTATIONS_NOTE, comparison_json_text, comparison_text, method_note,
+                                             metric_label, title)
 
 PLOT_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@10")
 
@@ -174,7 +176,7 @@ def table(board: dict[str, Any]) -> str:
             *(["Trials", "Tuning epochs", "Tuning s", "Best valid"] if tuned else []), "Status", "Reproduce"]
     out = ["<table class='sortable' id='leaderboard'><thead><tr>",
            *[f"<th>{html.escape(c)}</th>" for c in cols], "</tr></thead><tbody>"]
-    for i, r in enumerate(board["rows"], 1):
+    for i, r in enumerate(_ranked(board), 1):
         cls = "" if r["status"].startswith("ok") else r["status"].split()[0]
         cells = [(str(i), str(i)), (r["label"], r["label"]), (r["kind"], r["kind"]), (str(len(r["seeds"])), str(len(r["seeds"])))]
         cells += [_fmt(r["test"].get(m)) for m in PLOT_METRICS]
@@ -187,8 +189,7 @@ def table(board: dict[str, Any]) -> str:
         if r.get("is_reference"):
             cells.append(("reference", "0"))
         elif sig:
-            mark = sig["mark"]
-            cells.append((f"{sig['delta']:+.4f} {mark} (p={sig['p_holm']:.3g})".replace("  ", " "), f"{sig['delta']:.6f}"))
+            cells.append((comparison_json_text(sig) + (" capped" if r.get("capped") else ""), f"{sig['delta']:.6f}"))
         else:
             cells.append(("—", ""))
         t = r["cost"].get("train_time_s")
@@ -214,6 +215,42 @@ def table(board: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def _ranked(board: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of the ranking: implementation variants (``implements``) are in their own table."""
+    return [r for r in board["rows"] if not r.get("implements")]
+
+
+def _inline(md: str) -> str:
+    """The few Markdown marks of the shared notes (``**b**``, ``*em*``, backticks) as escaped HTML."""
+    text = html.escape(md, quote=False)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"\*(.+?)\*", r"<em>\1</em>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def implementations_table(board: dict[str, Any]) -> str:
+    """Plugin rows that re-implement a RecBole model, against that model's row (not ranked)."""
+    impls = [i for i in board.get("implementations", []) if isinstance(i, dict)]
+    if not impls:
+        return ""
+    rows = {r["label"]: r for r in board["rows"]}
+    cols = ["Implements", "Model", "Seeds", "Test NDCG@10", "Δ vs implemented", "Train s/epoch", "Implemented s/epoch",
+            "Speed ratio"]
+    out = [f"<h2>Implementations</h2><p>{_inline(IMPLEMENTATIONS_NOTE)}</p><table class='sortable' id='implementations'>"
+           "<thead><tr>", *[f"<th>{html.escape(c)}</th>" for c in cols], "</tr></thead><tbody>"]
+    for impl in impls:
+        r = rows.get(impl["label"], {})
+        c = impl.get("comparison")
+        delta = comparison_text(c["delta"], c.get("ci_low"), c.get("ci_high"), "", c.get("p_value"),
+                                len(c.get("seeds", []))) if c else "—"
+        cells = [impl["implements"], impl["label"], str(len(r.get("seeds", []))), _fmt(r.get("test", {}).get("ndcg@10"))[0],
+                 delta, *[f"{impl[k]:.2f}" if impl.get(k) is not None else "—" for k in ("s_per_epoch", "original_s_per_epoch")],
+                 f"{impl['speedup']:.2f}×" if impl.get("speedup") is not None else "—"]
+        out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
 def board_page(board: dict[str, Any]) -> str:
     plots = "".join(f"<figure>{bar_chart(board, m)}</figure>" for m in PLOT_METRICS)
     capped = board["settings"].get("tune_epochs")  # --tune-epochs: trials shorter than the final runs
@@ -226,9 +263,9 @@ def board_page(board: dict[str, Any]) -> str:
         f"{html.escape(', '.join(board['settings'].get('epochs', [])))}; tuning budget: "
         f"{html.escape(', '.join(board['settings'].get('tune_budget', ['untuned'])))} trials per model{trial_epochs}; "
         f"generated {html.escape(board['created_at'])}. "
-        f"<em>vs best baseline</em>: per-user paired Wilcoxon test against <b>{html.escape(str(board.get('reference')))}</b>, "
-        f"Holm-corrected; ▲/▼ significant at α = 0.05. Blue: RecBole baselines, orange: plugins.</p>"
-        f"{_replaced(board)}{table(board)}<h2>Metrics</h2><div class='plots' id='bars'>{plots}</div>"
+        f"Blue: RecBole baselines, orange: plugins.</p>"
+        f"<p id='method'>{_method(board)}</p>"
+        f"{_replaced(board)}{table(board)}{implementations_table(board)}<h2>Metrics</h2><div class='plots' id='bars'>{plots}</div>"
         f"<h2>Quality vs training time</h2><div class='plots' id='scatter'><figure>{quality_vs_time(board)}</figure></div>"
     )
     if any(_tuning(r).get("history") for r in board["rows"]):
@@ -236,6 +273,16 @@ def board_page(board: dict[str, Any]) -> str:
                  f"so the chosen configuration is never worse on validation.</p>"
                  f"<div class='plots' id='tuning'><figure>{best_so_far(board)}</figure></div>")
     return _page(f"{board['dataset']} / {_name(board)} — m6rec-bench", body)
+
+
+def _method(board: dict[str, Any]) -> str:
+    """How the board compares rows (the Markdown header's words); a board of the older per-user method says so."""
+    sigs = [r["significance"] for r in board["rows"] if isinstance(r.get("significance"), dict)]
+    if sigs and all("method" not in s for s in sigs):
+        return (f"<em>vs best baseline</em>: per-user paired Wilcoxon test against <b>{html.escape(str(board.get('reference')))}</b>, "
+                "Holm-corrected; ▲/▼ significant at α = 0.05 (a board written before the seed-level test; "
+                "rebuild it with <code>m6bench leaderboard build</code>).")
+    return _inline(method_note(board.get("reference"), bool(board.get("budget")), any(r.get("capped") for r in board["rows"])))
 
 
 def _replaced(board: dict[str, Any]) -> str:
@@ -251,7 +298,7 @@ def _replaced(board: dict[str, Any]) -> str:
 
 
 def _name(board: dict[str, Any]) -> str:
-    return title(board["protocol"], board.get("variant", ""), board.get("partial", False))
+    return title(board["protocol"], board.get("variant", ""), partial=board.get("partial", False), budget=bool(board.get("budget")))
 
 
 def build_site(root: Path) -> list[Path]:

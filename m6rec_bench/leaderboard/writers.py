@@ -12,9 +12,11 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Leaderboard, Row
+from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Implementation, Leaderboard, Row
 from m6rec_bench.leaderboard.columns import Column, ColumnSet, present
+from m6rec_bench.leaderboard.stats import ALPHA, Comparison
 from m6rec_bench.names import contained
 
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
@@ -49,14 +51,70 @@ def tuning_note(lb: Leaderboard) -> str:
     return note + (" (some rows untuned)" if "untuned" in lb.settings.get("tune_budget", []) else "")
 
 
+def comparison_text(delta: float, ci_low: float | None, ci_high: float | None, mark: str, p: float | None,
+                    n_seeds: int) -> str:
+    """``+0.0123 [+0.0040, +0.0206] ▲ (p=0.003)``; with one paired seed ``+0.0123 (1 seed, no test)``."""
+    if ci_low is None or ci_high is None or p is None:
+        return f"{delta:+.4f} ({n_seeds} seed{'s' if n_seeds != 1 else ''}, no test)"
+    return f"{delta:+.4f} [{ci_low:+.4f}, {ci_high:+.4f}]{(' ' + mark) if mark else ''} (p={p:.3g})"
+
+
+def comparison_json_text(sig: dict[str, Any], p_digits: int = 3) -> str:
+    """:func:`comparison_text` of a ``leaderboard.json`` significance; a board of the per-user method keeps its words.
+
+    ``p_digits``: significant digits of an older board's Holm p (the README block printed 2).
+    """
+    if "method" not in sig:  # written before the seed-level test: delta and Holm p of the per-user test
+        return f"{sig['delta']:+.4f}{' ' + sig['mark'] if sig.get('mark') else ''} (p={sig['p_holm']:.{p_digits}g})"
+    return comparison_text(sig["delta"], sig.get("ci_low"), sig.get("ci_high"), sig.get("mark", ""), sig.get("p_holm"),
+                           len(sig.get("seeds", [])))
+
+
 def significance_cell(row: Row) -> str:
-    """``+0.0123 ▲ (p=0.003)`` against the best baseline; ``reference`` for that row itself."""
+    """The row against the reference (mean per-seed difference, 95 % CI, mark, Holm p); ``reference`` for that row."""
     if row.is_reference:
         return "reference"
     c = row.significance
     if c is None:
         return "—"
-    return f"{c.delta:+.4f}{(' ' + c.mark) if c.mark else ''} (p={c.p_holm:.3g})"
+    return comparison_text(c.delta, c.ci_low, c.ci_high, c.mark, c.p_holm, c.n_seeds) + (" capped" if row.capped else "")
+
+
+def method_note(reference: str | None, budget: bool, capped: bool = False) -> str:
+    """What the *vs best baseline* column means (Markdown; the site renders the same words)."""
+    note = (f"*vs best baseline*: test NDCG@10 minus that of **{reference or '—'}** (the baseline with the best mean "
+            "*validation* NDCG@10), averaged over the seeds both rows ran, [95 % t-interval]; p: paired t-test over "
+            "those per-seed differences — the training run is the unit, not the user — Holm-corrected across the "
+            f"ranked rows; ▲/▼ = significantly better/worse at α = {ALPHA}. With 3 seeds only a difference that holds "
+            "on every seed can be marked (an exact permutation test over 3 seeds could never reach p < 0.05). "
+            "A per-user Wilcoxon test is kept in `leaderboard.json` (`rows[].significance.users`): secondary, "
+            "uncorrected, never the basis of a mark.")
+    if budget:
+        note += (" **Budget run, not converged**: most rows (or the reference) ran to their `--epochs` cap with their "
+                 "best validation epoch the last one run, so their differences say little about the models: no ▲/▼.")
+    elif capped:  # some row of the board is
+        note += (" *capped*: a row still improving when its `--epochs` cap stopped it (best validation epoch the last "
+                 "one run, on most seeds): tested, never marked.")
+    return note
+
+
+IMPLEMENTATIONS_NOTE = (
+    "*Implementations*: rows of a plugin that re-implements a RecBole model (`Plugin.implements`), compared with "
+    "that model's row instead of ranked: Δ = its test NDCG@10 minus the original's, averaged over the seeds both "
+    "ran [95 % t-interval] (p: paired t-test over seeds, uncorrected, outside the Holm family); *speed ratio* = the "
+    "original's training seconds per epoch ÷ this row's (> 1: this implementation trains an epoch faster).")
+
+
+def _implementation_cells(impl: Implementation, row: Row) -> list[str]:
+    c: Comparison | None = impl.comparison
+    delta = comparison_text(c.delta, c.ci_low, c.ci_high, "", c.p_value, c.n_seeds) if c else "—"
+
+    def sec(v: float | None) -> str:
+        return f"{v:.2f}" if v is not None else "—"
+
+    return [impl.implements, row.label, str(len(row.seeds)), _cell(row, "ndcg@10"), delta, sec(impl.s_per_epoch),
+            sec(impl.original_s_per_epoch), f"{impl.speedup:.2f}×" if impl.speedup is not None else "—",
+            row.status + (f": {row.reason}" if row.reason else "")]
 
 
 def superseded_note(lb: Leaderboard) -> str:
@@ -85,16 +143,14 @@ def to_markdown(lb: Leaderboard) -> str:
     head += [col.heading for cs in sets for col in cs.columns]
     head += ["vs best baseline", "Best epoch", "Train s", "Params", "Status"]
     lines = [
-        f"# Leaderboard — {lb.dataset} / {title(lb.protocol, lb.variant, lb.partial)}",
+        f"# Leaderboard — {lb.dataset} / {title(lb.protocol, lb.variant, partial=lb.partial, budget=lb.budget)}",
         "",
         f"Sorted by test NDCG@10; mean ± sample std over seeds. Dataset checksum `{lb.dataset_checksum}`; "
         f"epochs setting: {', '.join(lb.settings.get('epochs', []))}; "
         f"tuning budget: {tuning_note(lb)}; generated {lb.created_at}. "
         "Reproduce any row with the command in `leaderboard.json` (`rows[].reproduce.command`).",
         "",
-        f"*vs best baseline*: mean per-user difference in test NDCG@10 against **{lb.reference or '—'}** "
-        "(users averaged over seeds), Wilcoxon signed-rank, Holm-corrected across rows; "
-        "▲/▼ = significantly better/worse at α = 0.05.",
+        method_note(lb.reference, lb.budget, any(r.capped for r in lb.rows)),
         "",
     ]
     if lb.superseded:
@@ -105,7 +161,7 @@ def to_markdown(lb: Leaderboard) -> str:
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
     ]
-    for i, row in enumerate(lb.rows, 1):
+    for i, row in enumerate(lb.ranked_rows, 1):
         cells = [str(i) if row.status.startswith("ok") else "", row.label, row.kind, str(len(row.seeds))]
         cells += [_cell(row, m) for m in COLUMNS]
         cells += [_cell(row, m, g) for g in groups for m in GROUP_COLUMNS]
@@ -115,6 +171,15 @@ def to_markdown(lb: Leaderboard) -> str:
                   f"{params.mean:,.0f}" if params else "—",
                   row.status + (f": {row.reason}" if row.reason else "")]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if lb.implementations:
+        by_label = {row.label: row for row in lb.rows}
+        head = ["Implements", "Model", "Seeds", "Test NDCG@10", "Δ vs implemented", "Train s/epoch",
+                "Implemented s/epoch", "Speed ratio", "Status"]
+        lines += ["", "## Implementations", "", IMPLEMENTATIONS_NOTE, "",
+                  "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        for impl in lb.implementations:
+            cells = _implementation_cells(impl, by_label[impl.label])
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -130,11 +195,14 @@ def to_csv(lb: Leaderboard) -> str:
             header += [f"{g}_{m}_mean", f"{g}_{m}_std"]
     sets = _column_sets(lb)
     header += [cs.csv_key(col) for cs in sets for col in cs.columns]
-    header += ["delta_vs_reference", "p_holm", "significant", "valid_ndcg@10_mean", "best_epoch_mean", "train_time_s_mean", "eval_time_s_mean",
+    header += ["implements", "delta_vs_reference", "delta_ci_low", "delta_ci_high", "n_paired_seeds", "p_value", "p_holm",
+               "significant", "users_p_value", "valid_ndcg@10_mean", "best_epoch_mean", "train_time_s_mean", "eval_time_s_mean",
                "peak_mem_mb_mean", "n_params", "command"]
     writer.writerow(header)
-    for i, row in enumerate(lb.rows, 1):
-        out: list[object] = [i, row.model, row.label, row.kind, row.family, row.status, row.reason or "",
+    ranks = {row.label: i for i, row in enumerate(lb.ranked_rows, 1)}
+    impls = {impl.label: impl for impl in lb.implementations}
+    for row in lb.rows:
+        out: list[object] = [ranks.get(row.label, ""), row.model, row.label, row.kind, row.family, row.status, row.reason or "",
                              len(row.seeds), " ".join(map(str, row.seeds))]
         for m in COLUMNS:
             s = row.test.get(m)
@@ -145,9 +213,15 @@ def to_csv(lb: Leaderboard) -> str:
                 out += [f"{s.mean:.6f}", f"{s.std:.6f}"] if s else ["", ""]
         out += [f"{row.extras[cs.group][col.key].mean:.6g}" if col.key in row.extras.get(cs.group, {}) else ""
                 for cs in sets for col in cs.columns]
-        c = row.significance
-        out += ["reference", "", ""] if row.is_reference else (
-            [f"{c.delta:.6f}", f"{c.p_holm:.6g}", c.mark] if c else ["", "", ""])
+        out.append(row.implements or "")
+        c = row.significance if row.ranked else (impls[row.label].comparison if row.label in impls else None)
+
+        def num(v: float | None, fmt: str = ".6g") -> str:
+            return "" if v is None else format(v, fmt)
+
+        out += ["reference", "", "", "", "", "", "", ""] if row.is_reference else (
+            [f"{c.delta:.6f}", num(c.ci_low, ".6f"), num(c.ci_high, ".6f"), c.n_seeds, num(c.p_value), num(c.p_holm),
+             c.mark, num(c.users.p_value) if c.users else ""] if c else [""] * 8)
         v = row.valid.get("ndcg@10")
         out += [f"{v.mean:.6f}" if v else ""]
         for key, digits in (("best_epoch", 1), ("train_time_s", 3), ("eval_time_s", 3), ("peak_mem_mb", 1), ("n_params", 0)):
@@ -175,7 +249,9 @@ def board_dir(out: Path, dataset: str, slug: str) -> Path:
 PARTIAL = "partial: suite still running or interrupted"
 
 
-def title(protocol: str, variant: str = "", partial: bool = False) -> str:
-    """How a board is named to a reader: ``default``, ``default (tuned)``, ``default (partial: …)``."""
+def title(protocol: str, variant: str = "", partial: bool = False, budget: bool = False) -> str:
+    """How a board is named to a reader: ``default``, ``default (tuned)``, ``default (partial: …)``,
+    ``sequential — budget run, not converged``."""
     notes = [n for n in (variant, PARTIAL if partial else "") if n]
-    return f"{protocol} ({'; '.join(notes)})" if notes else protocol
+    name = f"{protocol} ({'; '.join(notes)})" if notes else protocol
+    return f"{name} — budget run, not converged" if budget else name

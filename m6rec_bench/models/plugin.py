@@ -127,6 +127,11 @@ class Plugin:
             cell's finished run (``model``, ``dataset``, ``test_data``, ``config``…); the groups
             join the record's ``extra_metrics`` (e.g. ``{"rating": {"rmse": …, "mae": …}}``), and
             those named in :mod:`m6rec_bench.leaderboard.columns` become leaderboard columns.
+        implements: the RecBole model this plugin re-implements (e.g. ``"LightGCN"`` for a
+            PyTorch Geometric LightGCN), or ``None`` for a model of its own. Where that model's row
+            is on a board, the plugin's rows go to the board's implementations table (metric
+            difference and speed ratio against RecBole's), not into the ranking and its tests: a
+            faster implementation of the same model is not a better model.
     """
 
     name: str
@@ -142,6 +147,7 @@ class Plugin:
     model_type: str | None = None
     extra_metrics: Callable[[Any], dict[str, dict[str, float]]] | None = None
     protocols: tuple[str, ...] | None = None
+    implements: str | None = None
 
     def __post_init__(self) -> None:
         if self.model_type is None:  # frozen: set the derived default once, here
@@ -151,6 +157,8 @@ class Plugin:
         unknown = set(self.needs) - FEATURES
         if unknown:
             raise ValueError(f"plugin {self.name!r} needs unknown features {sorted(unknown)}; known: {sorted(FEATURES)}")
+        if self.implements is not None and (not isinstance(self.implements, str) or not self.implements):
+            raise TypeError(f"plugin {self.name!r}: implements must name a RecBole model, e.g. 'LightGCN'")
         if not isinstance(self.config_cls, type) or not issubclass(self.config_cls, PluginConfig):
             raise TypeError(f"plugin {self.name!r}: config_cls must subclass m6rec_bench.models.plugin.PluginConfig")
 

@@ -408,6 +408,7 @@ lightgcn = Plugin(
     model_cls=PyGLightGCN,
     needs=frozenset({"inter"}),
     search_space=lightgcn_search_space,
+    implements="LightGCN",  # RecBole's LightGCN: boards compare the two in their implementations table
 )
 
 ngcf = Plugin(
