@@ -23,7 +23,6 @@ from rich.markup import escape
 from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.cli.help import Group
 from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
-from m6rec_bench.datasets.registry import load_registry
 from m6rec_bench.errors import UsageError
 from m6rec_bench.names import check_slug, contained
 from m6rec_bench.paths import cache_dir
@@ -58,6 +57,8 @@ def list_datasets(fmt: FormatOption = Format.table, wide: WideOption = False) ->
     """Show every registered dataset: name, aliases, format, features, licence, whether cached."""
     from m6rec_bench.datasets.prepare import cache_status
 
+    from m6rec_bench.datasets.registry import load_registry
+
     registry = load_registry()
     rows = [
         {"name": spec.name, "aliases": ", ".join(spec.aliases), "format": spec.format,
@@ -75,6 +76,8 @@ def info(
 ) -> None:
     """Show every field of one entry: description, licence, citation, sources and checksums."""
     from m6rec_bench.datasets.prepare import cache_status, dataset_root
+
+    from m6rec_bench.datasets.registry import load_registry
 
     spec = load_registry().get(name)
     console.print(f"[bold]{escape(spec.name)}[/bold]" + escape(f"  (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""),
@@ -115,6 +118,8 @@ def fetch(
     if source is None:
         ds = resolve(name, progress=progress)
     else:
+        from m6rec_bench.datasets.registry import load_registry
+
         registry = load_registry()
         ds = prepare(registry.get(name), source=source, progress=progress, base_dir=registry.path.parent)
     console.print(f"{ds.name}: {ds.folder}", markup=False, highlight=False)

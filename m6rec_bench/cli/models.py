@@ -11,8 +11,6 @@ from m6rec_bench.cli.common import err_console, friendly_errors
 from m6rec_bench.cli.help import Group
 from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
 from m6rec_bench.errors import UsageError
-from m6rec_bench.models import registry
-from m6rec_bench.protocols import PROTOCOLS, protocols_for
 
 app = typer.Typer(help="List the models m6bench can run: RecBole baselines and plugins.", no_args_is_help=True, cls=Group)
 
@@ -39,6 +37,9 @@ def list_models(
     """
     if kind not in (None, "baseline", "plugin"):
         raise UsageError(f"--kind takes 'baseline' or 'plugin', got '{kind}'")
+    from m6rec_bench.models import registry
+    from m6rec_bench.protocols import PROTOCOLS, protocols_for  # numpy: only when listing
+
     defaults = {p: set(registry.default_suite(p, loadable_only=False)) for p in PROTOCOLS}
     rows = [
         {"name": m.name, "kind": m.kind, "family": m.family, "needs": ", ".join(sorted(m.needs)),

@@ -10,11 +10,10 @@ from rich.text import Text
 from m6rec_bench.cli.common import friendly_errors
 from m6rec_bench.cli.help import Group
 from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
-from m6rec_bench.models import registry
 
 app = typer.Typer(
     help="Inspect plugins found through the 'm6rec_bench.plugins' entry points "
-    f"(set {registry.ALLOW_ENV}=a,b to load only some).",
+    "(set M6BENCH_PLUGINS=a,b to load only some).",
     no_args_is_help=True,
     cls=Group,
 )
@@ -37,6 +36,8 @@ def list_plugins(
     Status: ok (imported), broken (failed to import; the error is its description), or listed
     (described by its package's card, not imported: --check imports it).
     """
+    from m6rec_bench.models import registry  # pydantic: only when listing
+
     broken = registry.broken_plugins() if check else registry.known_broken_plugins()
     failed = {b.name for b in broken}
     rows: list[dict[str, object]] = [

@@ -9,8 +9,6 @@ import typer
 
 from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.errors import UsageError
-from m6rec_bench.leaderboard.readme import update_readme
-from m6rec_bench.leaderboard.site import build_site
 
 
 @friendly_errors
@@ -19,6 +17,9 @@ def publish(
     readme: Annotated[Path | None, typer.Option("--readme", help="Also regenerate the results block between <!-- leaderboards --> and <!-- /leaderboards --> in this Markdown file (e.g. README.md).")] = None,
 ) -> None:
     """Build index.html and a page per dataset/protocol: sortable tables, bar charts with error bars, a quality-vs-train-time plot; rows link their reproduction records."""
+    from m6rec_bench.leaderboard.readme import update_readme
+    from m6rec_bench.leaderboard.site import build_site
+
     if not list(Path(out).glob("*/*/leaderboard.json")):
         raise UsageError(f"no leaderboard.json under {out}; run m6bench run first")
     pages = build_site(out)

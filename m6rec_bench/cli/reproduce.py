@@ -11,11 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from m6rec_bench.cli.common import console, friendly_errors
-from m6rec_bench.config_keys import check_record_spec
-from m6rec_bench.engine.cell import run_cell
 from m6rec_bench.errors import UsageError
-from m6rec_bench.results.portable import PLACEHOLDER
-from m6rec_bench.results.store import RecordStore, read_record
 
 
 @friendly_errors
@@ -25,6 +21,11 @@ def reproduce(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Your copy of the dataset (a folder or a registered name) — needed when the record ran on a local folder, which a published record names <dir>/<name>.")] = None,
 ) -> None:
     """Rerun the (dataset, protocol, model, config, seed) cell a record describes and compare its test metrics."""
+    from m6rec_bench.config_keys import check_record_spec
+    from m6rec_bench.engine.cell import run_cell
+    from m6rec_bench.results.portable import PLACEHOLDER
+    from m6rec_bench.results.store import RecordStore, read_record
+
     published = read_record(record)  # unreadable, or names that would lead outside the runs folder: one line
     if not published.spec:
         raise UsageError(f"{record} has no cell spec to rerun (written by an older m6rec-bench)")

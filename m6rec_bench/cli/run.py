@@ -10,10 +10,6 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from m6rec_bench.cli.common import console, friendly_errors, parse_seeds, split_csv
-from m6rec_bench.cli.progress import PlainListener, RichListener, plan_lines, resume_hint, write_boards
-from m6rec_bench.engine.environment import command_line
-from m6rec_bench.engine.estimate import Forecast, estimate_suite
-from m6rec_bench.engine.suite import SuiteConfig, plan, run_suite
 from m6rec_bench.errors import UsageError
 
 
@@ -74,8 +70,19 @@ def run(
     It first prints the plan with an estimated time (--dry-run prints only that), and rewrites the
     boards as cells finish, titled partial until the suite completes.
     """
+    names = split_csv(models)
+    if names:  # a typo fails fast, before the engine (torch, RecBole) is imported
+        from m6rec_bench.models import registry
+
+        for name in names:
+            registry.get(name)
+    from m6rec_bench.cli.progress import PlainListener, RichListener, plan_lines, resume_hint, write_boards
+    from m6rec_bench.engine.environment import command_line
+    from m6rec_bench.engine.estimate import Forecast, estimate_suite
+    from m6rec_bench.engine.suite import SuiteConfig, plan, run_suite
+
     cli = {
-        "datasets": dataset or None, "protocols": protocol or None, "models": split_csv(models),
+        "datasets": dataset or None, "protocols": protocol or None, "models": names,
         "seeds": parse_seeds(seeds), "epochs": epochs, "device": device, "ablation": ablation,
         "compress": split_csv(compress), "rerank": split_csv(rerank),
         "runs_dir": runs_dir, "leaderboard_dir": out, "resume": resume, "jobs": jobs,

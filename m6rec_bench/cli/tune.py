@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.markup import escape
 from rich.table import Table
 
 from m6rec_bench.cli.common import console, friendly_errors
 from m6rec_bench.errors import M6BenchError, UsageError
-from m6rec_bench.tuning.study import DEFAULT_SEED, TuningListener, TuningResult, quiet_optuna, tune as run_tuning
+from m6rec_bench.defaults import DEFAULT_SEED
+from m6rec_bench.listeners import TuningListener
+
+if TYPE_CHECKING:  # pragma: no cover
+    from m6rec_bench.tuning.study import TuningResult
 
 
 def parse_sets(values: list[str] | None) -> dict[str, Any]:
     """``["learning_rate=0.001", "mlp_hidden_size=[64,32]"]`` → overrides (values read as YAML)."""
+    import yaml
+
     out: dict[str, Any] = {}
     for item in values or []:
         key, sep, raw = item.partition("=")
@@ -126,6 +131,9 @@ def tune(
                     overrides=parse_sets(set_), timeout=timeout, storage=storage, runs_dir=runs_dir,
                     study_name=study_name)
     try:
+        from m6rec_bench.tuning.study import quiet_optuna
+        from m6rec_bench.tuning.study import tune as run_tuning
+
         with quiet_optuna(), Progress(*columns, console=console, transient=True) as progress:
             result = run_tuning(model, dataset, listener=_TrialProgress(progress, epochs), **settings)
     except KeyboardInterrupt:

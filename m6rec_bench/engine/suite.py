@@ -23,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from m6rec_bench.engine.cell import CellSpec, EpochCallback, failed_record, finished_record, run_cell, validate_spec
 from m6rec_bench.engine.executors import Pool, open_pool, task_slot
 from m6rec_bench.engine.workers import WorkerDied, report
+from m6rec_bench.defaults import DEFAULT_SEED
 from m6rec_bench.errors import DataError, M6BenchError, UsageError
+from m6rec_bench.listeners import SuiteListener
 from m6rec_bench.models import registry
 from m6rec_bench.protocols import get_protocol
 from m6rec_bench.results.record import Record
@@ -31,7 +33,7 @@ from m6rec_bench.results.store import RecordStore
 from m6rec_bench.untrusted import read_text
 
 #: Seeds are consecutive from RecBole's default seed, so seed 1 of every suite is RecBole's own run.
-BASE_SEED = 2020
+BASE_SEED = DEFAULT_SEED
 #: numpy's and torch's seeds are unsigned 32-bit: RecBole's ``init_seed`` fails on anything else.
 MAX_SEED = 2**32 - 1
 
@@ -207,14 +209,6 @@ class SuiteResult:
     @property
     def failed(self) -> list[Record]:
         return [r for r in self.records if r.status == "failed"]
-
-
-class SuiteListener:
-    """Hooks a front end (the CLI's progress display) receives; all no-ops by default."""
-
-    def cell_started(self, index: int, total: int, spec: CellSpec) -> None: ...
-    def epoch(self, spec: CellSpec, epoch: int, score: float) -> None: ...
-    def cell_finished(self, index: int, total: int, spec: CellSpec, record: Record, reused: bool) -> None: ...
 
 
 def run_suite(cfg: SuiteConfig, listener: SuiteListener | None = None, command: str | None = None) -> SuiteResult:

@@ -47,6 +47,8 @@ from typing import TYPE_CHECKING, Any
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.engine.cell import CellSpec, build_config_dict, check_device, train_and_evaluate
 from m6rec_bench.errors import M6BenchError, UsageError
+from m6rec_bench.defaults import DEFAULT_SEED
+from m6rec_bench.listeners import TuningListener
 from m6rec_bench.models import registry
 from m6rec_bench.protocols import get_protocol
 from m6rec_bench.tuning.spaces import Space, default_params, probe, search_space
@@ -56,7 +58,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from optuna.trial import FrozenTrial
 
 #: RecBole's default seed: the seed a suite's first cell uses, and the one tuning runs on.
-DEFAULT_SEED = 2020
 #: The journal file a study lives in when no ``--storage`` is given, relative to the runs directory.
 DEFAULT_JOURNAL = Path("tuning") / "optuna.journal"
 #: Heartbeat of database storages: a trial silent this long (its worker died) is marked failed.
@@ -196,15 +197,6 @@ class TuningResult:
     def note(self) -> dict[str, Any]:
         """A JSON-able summary for a leaderboard header or a record."""
         return asdict(self) | {"n_trials": self.n_trials}
-
-
-class TuningListener:
-    """Hooks a front end receives while a model is tuned; all no-ops by default."""
-
-    def tuning_started(self, result: TuningResult, to_run: int) -> None: ...
-    def trial_started(self, model: str, number: int, index: int, total: int) -> None: ...
-    def trial_epoch(self, model: str, number: int, epoch: int, score: float) -> None: ...
-    def trial_finished(self, model: str, trial: FrozenTrial) -> None: ...
 
 
 # ------------------------------------------------------------------------------------ helpers
