@@ -7,8 +7,10 @@ tuner have a single parallel code path:
   machine (``jobs == 1`` gives ``None``: the caller runs in-process, sequentially);
 * ``dask`` — ``distributed.Client(scheduler).get_executor()``: tasks go to the cluster's workers.
 
-A task runs inside :func:`task_slot`, which sets its torch threads and lets one task at a time run
-in a worker process: RecBole's ``init_seed`` seeds process-global RNGs, so two cells sharing a
+Local workers get the thread policy of :mod:`m6rec_bench.engine.threads`: the cores of this
+process's affinity shared by the ``jobs`` cells, ``OMP_WAIT_POLICY=PASSIVE`` in the environment they
+are spawned with. A task runs inside :func:`task_slot`, which sets its torch threads and lets one
+task at a time run in a worker process: RecBole's ``init_seed`` seeds process-global RNGs, so two cells sharing a
 process (a Dask worker with ``--nthreads 2``) would no longer be reproducible.
 
 Dask workers import ``m6rec_bench`` (and the plugins) themselves and read the dataset cache
@@ -21,13 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from m6rec_bench.engine import threads as thread_policy
 from m6rec_bench.errors import M6BenchError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,10 +61,12 @@ def open_pool(kind: str = "local", *, jobs: int = 1, scheduler: str | None = Non
         if jobs <= 1:
             yield None
             return
-        # spawned, not forked: torch's thread pools do not survive a fork
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+        # spawned, not forked: torch's thread pools do not survive a fork; they inherit the wait policy
+        thread_policy.prefer_passive_wait()
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=thread_policy.worker_init, initargs=(jobs,))
         try:
-            yield Pool(pool, f"{jobs} local worker processes", max(1, (os.cpu_count() or 1) // jobs))
+            yield Pool(pool, f"{jobs} local worker processes", thread_policy.threads_per_cell(jobs))
         except BaseException:  # Ctrl-C, or an error: stop the cells still running instead of waiting for them
             _abandon(pool)
             raise
@@ -143,12 +147,10 @@ def connect(address: str, timeout: float | None = None) -> Client:
 def task_slot(threads: int | None) -> Iterator[None]:
     """Run one task per worker process at a time with ``threads`` torch threads (None: the Dask
     worker's thread count, 1 elsewhere)."""
-    import torch
-
     with _ONE_AT_A_TIME:
         if threads is None:
             threads = _dask_worker_threads()
-        torch.set_num_threads(max(1, threads))
+        thread_policy.use(threads)
         yield
 
 
