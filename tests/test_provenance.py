@@ -3,15 +3,11 @@ and thread policy — in every record, in the cell id, and on the board."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
 
 import pytest
-from typer.testing import CliRunner
-
-from m6rec_bench.cli import app
 from m6rec_bench.engine import cell, environment, threads
 from m6rec_bench.engine.cell import CellSpec, run_cell
 from m6rec_bench.leaderboard import aggregate
@@ -134,21 +130,29 @@ def test_setup_time_includes_a_plugins_encoding(ml100k_slice, fusion_content, tm
     assert f"| {row.cost['cost_time_s'].mean:.1f} |" in to_markdown(lb)  # Train s: set-up + training
 
 
-def test_jobs_2_workers_get_the_passive_wait_policy_and_share_the_cores(ml100k_slice, tmp_path, monkeypatch):
+def _probe() -> tuple[dict, str | None]:
+    """What a cell in a worker records of the thread policy (run_cell calls the same function)."""
+    return threads.conditions(), os.environ.get("OMP_WAIT_POLICY")
+
+
+def test_jobs_2_workers_get_the_passive_wait_policy_and_share_the_cores(monkeypatch):
+    """The pool of ``--jobs 2``: spawned workers start with OMP_WAIT_POLICY=PASSIVE in their environment
+    (so their OpenMP runtime loads with it), know they are one of 2 cells, and get cores // 2 threads."""
+    from m6rec_bench.engine.executors import open_pool
+
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # as a user who never heard of it
-    runs, out = tmp_path / "runs", tmp_path / "lb"
-    res = CliRunner().invoke(app, ["run", "-d", str(ml100k_slice.folder), "-m", "Pop", "--epochs", "1", "--seeds", "2",
-                                   "--jobs", "2", "--runs-dir", str(runs), "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    recs = list(RecordStore(runs).records())
-    assert len(recs) == 2
-    for rec in recs:
-        c = rec.conditions
-        assert c.omp_wait_policy == "PASSIVE" and c.parallel_cells == 2
-        assert c.torch_threads == threads.threads_per_cell(2)
-    board = json.loads(next(out.rglob("leaderboard.json")).read_text())
-    assert board["settings"]["timing"]["parallel_cells"] == [2]
-    assert "*Timed at*" in next(out.rglob("leaderboard.md")).read_text() or "*Timed under" in next(out.rglob("leaderboard.md")).read_text()
+    with open_pool("local", jobs=2) as pool:
+        assert pool.threads == threads.threads_per_cell(2)
+        conditions, env = pool.executor.submit(_in_slot, pool.threads).result(timeout=300)
+    assert env == "PASSIVE" and conditions["omp_wait_policy"] == "PASSIVE"
+    assert conditions["parallel_cells"] == 2 and conditions["torch_threads"] == threads.threads_per_cell(2)
+
+
+def _in_slot(n: int) -> tuple[dict, str | None]:
+    from m6rec_bench.engine.executors import task_slot
+
+    with task_slot(n):
+        return _probe()
 
 
 def test_threads_per_cell_never_oversubscribes():
