@@ -86,6 +86,9 @@ def test_code_identity_is_the_commit_plus_a_hash_of_uncommitted_changes_or_a_sou
     assert _identity(wheel) == first
     (wheel / "__init__.py").write_text("A = 2\n")
     assert _identity(wheel) != first
+    single = tmp_path / "site-packages" / "single.py"  # a one-module plugin: that file, not site-packages
+    single.write_text("B = 1\n")
+    assert _identity(single).startswith("src:") and _identity(single) != _identity(single.parent)
     # a core in a checkout with a plugin from a wheel: both named
     both = _identity(pkg, wheel)
     assert both.startswith(f"git:{head[:12]} plug=src:")

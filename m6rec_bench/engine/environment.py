@@ -33,17 +33,20 @@ def versions() -> dict[str, str]:
     return out
 
 
-def package_folder(module: str) -> Path:
-    """The folder of the top-level package of ``module`` (``m6rec_plugins.kg`` → ``…/m6rec_plugins``)."""
-    top = sys.modules.get(module.partition(".")[0])
-    if top is None:
-        import importlib
+def package_folder(module: str) -> Path | None:
+    """Where the top-level package of ``module`` lives: its folder (``m6rec_plugins.kg`` →
+    ``…/m6rec_plugins``), the file of a single-module one, None when it has no file (built in)."""
+    import importlib
 
-        top = importlib.import_module(module.partition(".")[0])
-    return Path(top.__file__ or "").resolve().parent
+    top = importlib.import_module(module.partition(".")[0])
+    paths = list(getattr(top, "__path__", None) or [])  # a package (a namespace one has no __file__)
+    if paths:
+        return Path(paths[0]).resolve()
+    file = getattr(top, "__file__", None)
+    return Path(file).resolve() if file else None
 
 
-def code_identity(*folders: Path) -> str:
+def code_identity(*folders: Path | None) -> str:
     """Which code ran, finer than a version number (0.1.0 spans many commits): the cell id hashes it.
 
     For package folders tracked in a git checkout, ``git:<commit>``, plus ``+dirty.<hash>`` (a hash
@@ -52,14 +55,14 @@ def code_identity(*folders: Path) -> str:
     is named bare, others by their package (``… m6rec_plugins=src:…``) unless the same checkout
     covers them. Computed once per process and set of folders (a few ``git`` calls, no more per cell).
     """
-    return _code_identity(tuple(str(Path(f).resolve()) for f in folders))
+    return _code_identity(tuple(dict.fromkeys(str(Path(f).resolve()) for f in folders if f is not None)))
 
 
 @lru_cache(maxsize=None)
 def _code_identity(folders: tuple[str, ...]) -> str:
     checkouts: dict[tuple[str, str], list[str]] = {}
     parts: list[str] = []
-    for folder in dict.fromkeys(folders):
+    for folder in folders:
         found = _git_checkout(folder)
         if found is None:
             parts.append(_named(folder, folders, f"src:{_source_hash(Path(folder))[:16]}"))
@@ -74,7 +77,7 @@ def _code_identity(folders: tuple[str, ...]) -> str:
         if dirty:
             ident += f"+dirty.{dirty[:12]}"
         parts[parts.index(f"<git {i}>")] = _named(members[0], folders, ident)
-    return " ".join(parts)
+    return " ".join(parts) or "unknown"
 
 
 def _named(folder: str, folders: tuple[str, ...], ident: str) -> str:
@@ -92,7 +95,7 @@ def _git(cwd: str, *args: str) -> bytes | None:
 def _git_checkout(folder: str) -> tuple[str, str] | None:
     """(top folder, HEAD commit) of the git checkout that tracks ``folder``; None if none does
     (not a checkout, no git, or an untracked folder inside one: a virtualenv under a repository)."""
-    out = _git(folder, "rev-parse", "--show-toplevel", "HEAD")
+    out = _git(folder if os.path.isdir(folder) else os.path.dirname(folder), "rev-parse", "--show-toplevel", "HEAD")
     if out is None:
         return None
     lines = out.decode(errors="replace").split()
@@ -121,11 +124,12 @@ def _git_dirty_hash(top: str, paths: list[str]) -> str | None:
 
 
 def _source_hash(folder: Path) -> str:
-    """A hash of a package's files (names and bytes), compiled caches left out."""
+    """A hash of a package's files (names and bytes), compiled caches left out; of the file itself
+    for a single-module package."""
     h = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else [folder]:
         if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
-            h.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            h.update((path.relative_to(folder).as_posix() if path != folder else path.name).encode() + b"\0")
             h.update(path.read_bytes())
     return h.hexdigest()
 
