@@ -179,7 +179,7 @@ def test_board_says_when_rows_were_timed_under_different_conditions():
     [same] = aggregate([_rec("BPR", 2020, 1.0, 1), _rec("Pop", 2020, 1.5, 1)])
     assert same.settings["timing"]["differs"] == []
     md = to_markdown(same)
-    assert "*Timed at*: machine load 1–1.5, 1 torch threads per cell, OMP_WAIT_POLICY PASSIVE" in md
+    assert "*Timed at*: machine load 1–1.5; torch threads per cell: 1; OMP_WAIT_POLICY: PASSIVE; cells at once: 1." in md
     [apart] = aggregate([_rec("BPR", 2020, 0.5, 1), _rec("Pop", 2020, 3.0, 2)])
     assert apart.settings["timing"]["differs"] == ["load", "torch_threads"]
     assert "*Timed under different conditions* (load more than 2× apart, thread counts)" in to_markdown(apart)

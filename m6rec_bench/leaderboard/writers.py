@@ -68,9 +68,9 @@ def superseded_note(lb: Leaderboard) -> str:
 
 
 #: What the cost columns of the Markdown board hold (the CSV and JSON have each part).
-COST_NOTE = ("*Train s*: seconds to a trained model, mean over seeds: set-up (pretraining, text encoding, graphs; "
-             "measured since record schema 3) + training; *Params*: parameters, trainable and frozen "
-             "(the CSV also has the trainable ones and the model's buffers: precomputed KG / text vectors).")
+COST_NOTE = ("*Train s*: model set-up (pretraining, text encoding; recorded since record schema 3) + training, "
+             "mean over seeds; *Params*: parameters, trainable and frozen (the CSV adds trainable parameters and "
+             "buffer values: precomputed KG / text vectors).")
 
 
 def _span(values: list[Any]) -> str:
@@ -87,8 +87,8 @@ def timing_note(lb: Leaderboard) -> str | None:
         return None
     load = t.get("load") or []
     load_text = (f"{load[0]:g}" if load[0] == load[1] else f"{load[0]:g}–{load[1]:g}") if load else "?"
-    text = (f"machine load {load_text}, {_span(t.get('torch_threads', []))} torch threads per cell, "
-            f"OMP_WAIT_POLICY {_span(t.get('omp_wait_policy', []))}, {_span(t.get('parallel_cells', []))} cells at once")
+    text = (f"machine load {load_text}; torch threads per cell: {_span(t.get('torch_threads', []))}; "
+            f"OMP_WAIT_POLICY: {_span(t.get('omp_wait_policy', []))}; cells at once: {_span(t.get('parallel_cells', []))}")
     if t.get("unrecorded"):
         text += f"; {t['unrecorded']} cell(s) recorded no conditions"
     differs = [d for d in t.get("differs", []) if d != "unrecorded"]
