@@ -30,8 +30,8 @@ WAIT_POLICY = "PASSIVE"
 #: Cells running at once on this machine, as the process running this cell knows it: 1 in-process,
 #: ``--jobs`` in a local worker (set by :func:`worker_init`).
 _parallel_cells = 1
-#: The wait policy the OpenMP runtime of this process saw when it loaded ("default" when unset;
-#: None: not known yet, torch not imported by the time :func:`prefer_passive_wait` ran).
+#: The wait policy set by :func:`prefer_passive_wait` before torch (and its OpenMP runtime) loaded;
+#: None when it ran after, or not at all: :func:`wait_policy` then reads the initial environment.
 _policy_at_torch_import: str | None = None
 
 
