@@ -10,8 +10,8 @@ tuner have a single parallel code path:
 Local workers get the thread policy of :mod:`m6rec_bench.engine.threads`: the cores of this
 process's affinity shared by the ``jobs`` cells, ``OMP_WAIT_POLICY=PASSIVE`` in the environment they
 are spawned with. A task runs inside :func:`task_slot`, which sets its torch threads and lets one
-task at a time run in a worker process: RecBole's ``init_seed`` seeds process-global RNGs, so two cells sharing a
-process (a Dask worker with ``--nthreads 2``) would no longer be reproducible.
+task at a time run in a worker process: RecBole's ``init_seed`` seeds process-global RNGs, so two
+cells sharing a process (a Dask worker with ``--nthreads 2``) would no longer be reproducible.
 
 Dask workers import ``m6rec_bench`` (and the plugins) themselves and read the dataset cache
 (``M6BENCH_HOME``) and ``--runs-dir`` by the client's absolute paths: both belong on a filesystem
