@@ -12,6 +12,7 @@ from m6rec_bench.cli.reproduce import reproduce
 from m6rec_bench.cli.run import run
 from m6rec_bench.cli.serve import serve
 from m6rec_bench.cli.tune import tune
+from m6rec_bench.engine import threads as thread_policy
 
 app = typer.Typer(
     name="m6bench",
@@ -35,5 +36,7 @@ app.command("explain")(explain)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. The OpenMP wait policy is set first: it counts only when set before
+    torch loads (m6rec_bench.engine.threads), and the command's worker processes inherit it."""
+    thread_policy.prefer_passive_wait()
     app()

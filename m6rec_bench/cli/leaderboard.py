@@ -74,7 +74,7 @@ def show(
     groups = sorted({g for row in data["rows"] for g in row.get("groups", {})})
     rows = []
     for i, row in enumerate(data["rows"], 1):
-        train = row["cost"].get("train_time_s")
+        train = row["cost"].get("cost_time_s") or row["cost"].get("train_time_s")  # set-up + training
         rows.append({
             "rank": str(i) if row["status"].startswith("ok") else "", "model": row["label"],
             **{m: fmt_stat(row["test"].get(m)) for m in SHOW_METRICS},

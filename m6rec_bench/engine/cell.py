@@ -19,14 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from m6rec_bench import compat, config_keys
 from m6rec_bench.datasets.base import PreparedDataset
-from m6rec_bench.engine import environment
+from m6rec_bench.engine import environment, threads
 from m6rec_bench.errors import M6BenchError, UsageError
 from m6rec_bench.models import registry
 from m6rec_bench.models.registry import ModelEntry
 from m6rec_bench.protocols import Protocol, get_protocol
 from m6rec_bench.protocols.cold_item import TRAIN_NEGATIVES, exclude_held_out_negatives
 from m6rec_bench.results.portable import portable_settings
-from m6rec_bench.results.record import SCHEMA_VERSION, Record, TuningSummary
+from m6rec_bench.results.record import SCHEMA_VERSION, Record, RunConditions, TuningSummary
 from m6rec_bench.results.store import RecordStore
 
 if TYPE_CHECKING:
@@ -157,8 +157,19 @@ def build_config_dict(
     return config
 
 
+def code_of(entry: ModelEntry) -> str:
+    """The code identity of a cell of ``entry``: the core package's, plus its plugin package's
+    (:func:`m6rec_bench.engine.environment.code_identity`; a baseline's ignores plugin edits)."""
+    folders = [environment.package_folder(__name__)]
+    if entry.plugin is not None:
+        folders.append(environment.package_folder(entry.plugin.model_cls.__module__))
+    return environment.code_identity(*folders)
+
+
 def cell_id(spec: CellSpec, entry: ModelEntry, ds: PreparedDataset, config: dict[str, Any]) -> str:
-    """Identity of a cell: resolved settings + dataset checksum + versions of the code that matters."""
+    """Identity of a cell: resolved settings + dataset checksum + versions of the code that matters,
+    down to the commit and uncommitted changes (:func:`code_of`): resume never reuses a record of
+    other code."""
     versions = {k: v for k, v in environment.versions().items() if k in ("m6rec-bench", "recbole", "torch")}
     if entry.kind == "plugin":
         versions[entry.package] = entry.version
@@ -169,6 +180,7 @@ def cell_id(spec: CellSpec, entry: ModelEntry, ds: PreparedDataset, config: dict
         "device": spec.device,
         "config": {k: v for k, v in config.items() if k not in _VOLATILE},
         "versions": versions,
+        "code": code_of(entry),
         "record_schema": SCHEMA_VERSION,
     }
     if spec.compress is not None:  # only then: every uncompressed cell keeps the id it always had
@@ -237,11 +249,14 @@ class CellRun:
 
 
 class Built:
-    """A cell's RecBole objects before training: config, dataset, the three loaders and the model."""
+    """A cell's RecBole objects before training: config, dataset, the three loaders and the model,
+    and ``setup_time`` (seconds to construct the model: pretraining, encoders, graphs)."""
 
-    def __init__(self, config: Any, dataset: Any, train_data: Any, valid_data: Any, test_data: Any, model: Any) -> None:
+    def __init__(self, config: Any, dataset: Any, train_data: Any, valid_data: Any, test_data: Any, model: Any,
+                 setup_time: float = 0.0) -> None:
         self.config, self.dataset, self.model = config, dataset, model
         self.train_data, self.valid_data, self.test_data = train_data, valid_data, test_data
+        self.setup_time = setup_time
 
 
 def build(entry: ModelEntry, ds: PreparedDataset, config_dict: dict[str, Any], checkpoint_dir: str) -> Built:
@@ -262,8 +277,18 @@ def build(entry: ModelEntry, ds: PreparedDataset, config_dict: dict[str, Any], c
         exclude_held_out_negatives(train_data)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_cls = entry.plugin.model_cls if entry.plugin is not None else get_model(config["model"])
+    t0 = time.perf_counter()  # plugins pretrain (TransE) and encode (MiniLM) here, before the trainer's clock
     model = model_cls(config, train_data._dataset).to(config["device"])
-    return Built(config, dataset, train_data, valid_data, test_data, model)
+    return Built(config, dataset, train_data, valid_data, test_data, model, time.perf_counter() - t0)
+
+
+def model_size(model: Any) -> dict[str, int]:
+    """Parameter counts of a model: all parameters (trainable and frozen), the trainable ones, and the
+    values of its buffers (precomputed KG / text vectors, graphs: held, not learned)."""
+    params = list(model.parameters())
+    return {"n_params": sum(p.numel() for p in params),
+            "n_trainable_params": sum(p.numel() for p in params if p.requires_grad),
+            "n_buffers": sum(b.numel() for b in model.buffers())}
 
 
 def train_and_evaluate(
@@ -312,7 +337,7 @@ def train_and_evaluate(
         config=config, dataset=b.dataset, model=model, trainer=trainer, test_data=b.test_data,
         train_data=b.train_data, valid_data=b.valid_data, valid=_metrics(valid_result), test=_metrics(test_result), best_epoch=best.get("epoch"),
         epochs_run=(max(epochs_seen) + 1) if epochs_seen else None, train_time=train_time, eval_time=eval_time,
-        n_params=sum(p.numel() for p in model.parameters()),
+        setup_time=b.setup_time, **model_size(model),
     )
 
 
@@ -398,6 +423,7 @@ def run_cell(
         from m6rec_bench.engine.checkpoint import CheckpointPlan, folder_for
 
         plan = CheckpointPlan(folder_for(store.root, cid), cid, resume=resume)
+    load_start = threads.load()
     try:
         with environment.PeakMemory() as mem:
             run = train_and_evaluate(entry, split_ds, config_dict, on_epoch=on_epoch, checkpoints=plan)
@@ -406,14 +432,16 @@ def run_cell(
         rec = Record(
             cell_id=cid, status="ok", config=config_dict, resolved_config=_jsonable(run.config), valid=run.valid,
             test=run.test, extra_metrics=extra_metrics, per_user=per_user, best_epoch=run.best_epoch, epochs_run=run.epochs_run,
-            n_params=run.n_params, train_time_s=round(run.train_time, 3), eval_time_s=round(run.eval_time, 3),
-            peak_mem_mb=round(mem.peak_mb, 1), **base,
+            n_params=run.n_params, n_trainable_params=run.n_trainable_params, n_buffers=run.n_buffers,
+            setup_time_s=round(run.setup_time, 3), train_time_s=round(run.train_time, 3), eval_time_s=round(run.eval_time, 3),
+            peak_mem_mb=round(mem.peak_mb, 1), conditions=run_conditions(load_start), **base,
         )
     except M6BenchError:
         raise
     except Exception as exc:  # noqa: BLE001 - failure isolation: one broken model must not stop a suite
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        rec = Record(cell_id=cid, status="failed", reason=last, config=config_dict, **base)
+        rec = Record(cell_id=cid, status="failed", reason=last, config=config_dict, conditions=run_conditions(load_start),
+                     **base)
     if store is not None:
         if rec.status == "ok" and save_artifact:
             _save_artifact(run, rec, store)
@@ -432,7 +460,7 @@ def _record_base(spec: CellSpec, entry: ModelEntry, protocol: Protocol, ds: Prep
         "model_kind": entry.kind, "family": entry.family, "seed": spec.seed,
         "versions": {**environment.versions(), **({entry.package: entry.version} if entry.kind == "plugin" else {})},
         "hardware": environment.hardware(), "command": command if command is not None else environment.command_line(),
-        "tuning": spec.tuning,
+        "tuning": spec.tuning, "code": code_of(entry),
     }
 
 
@@ -454,6 +482,11 @@ def failed_record(spec: CellSpec, reason: str, *, store: RecordStore | None = No
     if store is not None:
         store.put(rec)
     return rec
+
+
+def run_conditions(load_start: float | None) -> RunConditions:
+    """The machine load (at the cell's start and now) and the thread policy the cell ran under."""
+    return RunConditions(load_start=load_start, load_end=threads.load(), **threads.conditions())
 
 
 def row_label(spec: CellSpec, entry: ModelEntry) -> str:

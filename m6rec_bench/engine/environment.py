@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+import subprocess
 import sys
 import threading
 import time
@@ -29,6 +31,107 @@ def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     out.update({dist: _version(dist) for dist in TRACKED})
     return out
+
+
+def package_folder(module: str) -> Path | None:
+    """Where the top-level package of ``module`` lives: its folder (``m6rec_plugins.kg`` →
+    ``…/m6rec_plugins``), the file of a single-module one, None when it has no file (built in)."""
+    import importlib
+
+    top = importlib.import_module(module.partition(".")[0])
+    paths = list(getattr(top, "__path__", None) or [])  # a package (a namespace one has no __file__)
+    if paths:
+        return Path(paths[0]).resolve()
+    file = getattr(top, "__file__", None)
+    return Path(file).resolve() if file else None
+
+
+def code_identity(*folders: Path | None) -> str:
+    """Which code ran, finer than a version number (0.1.0 spans many commits): the cell id hashes it.
+
+    For package folders tracked in a git checkout, ``git:<commit>``, plus ``+dirty.<hash>`` (a hash
+    of the diff against that commit and of the untracked files) when those folders have changes;
+    for others (a wheel in site-packages) ``src:<hash>`` of their files. The first folder (the core)
+    is named bare, others by their package (``… m6rec_plugins=src:…``) unless the same checkout
+    covers them. Computed once per process and set of folders (a few ``git`` calls, no more per cell).
+    """
+    return _code_identity(tuple(dict.fromkeys(str(Path(f).resolve()) for f in folders if f is not None)))
+
+
+@lru_cache(maxsize=None)
+def _code_identity(folders: tuple[str, ...]) -> str:
+    checkouts: dict[tuple[str, str], list[str]] = {}
+    parts: list[str] = []
+    for folder in folders:
+        found = _git_checkout(folder)
+        if found is None:
+            parts.append(_named(folder, folders, f"src:{_source_hash(Path(folder))[:16]}"))
+        elif found not in checkouts:
+            checkouts[found] = [folder]
+            parts.append(f"<git {len(checkouts) - 1}>")
+        else:
+            checkouts[found].append(folder)
+    for i, ((top, commit), members) in enumerate(checkouts.items()):
+        ident = f"git:{commit[:12]}"
+        dirty = _git_dirty_hash(top, [os.path.relpath(m, top) for m in members])
+        if dirty:
+            ident += f"+dirty.{dirty[:12]}"
+        parts[parts.index(f"<git {i}>")] = _named(members[0], folders, ident)
+    return " ".join(parts) or "unknown"
+
+
+def _named(folder: str, folders: tuple[str, ...], ident: str) -> str:
+    return ident if folder == folders[0] else f"{Path(folder).name}={ident}"
+
+
+def _git(cwd: str, *args: str) -> bytes | None:
+    try:
+        done = subprocess.run(["git", "-C", cwd, *args], capture_output=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _git_checkout(folder: str) -> tuple[str, str] | None:
+    """(top folder, HEAD commit) of the git checkout that tracks ``folder``; None if none does
+    (not a checkout, no git, or an untracked folder inside one: a virtualenv under a repository)."""
+    out = _git(folder if os.path.isdir(folder) else os.path.dirname(folder), "rev-parse", "--show-toplevel", "HEAD")
+    if out is None:
+        return None
+    lines = out.decode(errors="replace").split()
+    if len(lines) != 2:
+        return None
+    top, commit = lines
+    tracked = _git(top, "ls-files", "-z", "--", os.path.relpath(folder, top))
+    return (top, commit) if tracked else None
+
+
+def _git_dirty_hash(top: str, paths: list[str]) -> str | None:
+    """A hash of the uncommitted changes under ``paths`` (diff against HEAD + untracked files), or None."""
+    status = _git(top, "status", "--porcelain", "-z", "--untracked-files=all", "--", *paths)
+    if not status:
+        return None
+    h = hashlib.sha256(_git(top, "diff", "HEAD", "--binary", "--", *paths) or b"")
+    for entry in sorted(status.split(b"\0")):
+        if entry.startswith(b"?? "):
+            name = entry[3:].decode(errors="replace")
+            h.update(name.encode())
+            try:
+                h.update(Path(top, name).read_bytes())
+            except OSError:
+                pass
+    return h.hexdigest()
+
+
+def _source_hash(folder: Path) -> str:
+    """A hash of a package's files (names and bytes), compiled caches left out; of the file itself
+    for a single-module package."""
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else [folder]:
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
+            h.update((path.relative_to(folder).as_posix() if path != folder else path.name).encode() + b"\0")
+            h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def _cpu_model() -> str:

@@ -9,9 +9,11 @@ tuner have a single parallel code path:
   for containment, else ``None`` (the caller runs in-process);
 * ``dask`` — ``distributed.Client(scheduler).get_executor()``: tasks go to the cluster's workers.
 
-A task runs inside :func:`task_slot`, which sets its torch threads and lets one task at a time run
-in a worker process: RecBole's ``init_seed`` seeds process-global RNGs, so two cells sharing a
-process (a Dask worker with ``--nthreads 2``) would no longer be reproducible.
+Local workers get the thread policy of :mod:`m6rec_bench.engine.threads`: the cores of this
+process's affinity shared by the ``jobs`` cells, ``OMP_WAIT_POLICY=PASSIVE`` in the environment they
+are spawned with. A task runs inside :func:`task_slot`, which sets its torch threads and lets one
+task at a time run in a worker process: RecBole's ``init_seed`` seeds process-global RNGs, so two
+cells sharing a process (a Dask worker with ``--nthreads 2``) would no longer be reproducible.
 
 Dask workers import ``m6rec_bench`` (and the plugins) themselves and read the dataset cache
 (``M6BENCH_HOME``) and ``--runs-dir`` by the client's absolute paths: both belong on a filesystem
@@ -31,6 +33,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from m6rec_bench.engine import threads as thread_policy
 from m6rec_bench.engine.workers import WorkerPool
 from m6rec_bench.errors import M6BenchError, Terminated, UsageError
 
@@ -79,7 +82,9 @@ def open_pool(kind: str = "local", *, jobs: int = 1, scheduler: str | None = Non
         if jobs <= 1 and (not contain or in_process()):
             yield None
             return
-        pool = WorkerPool(jobs)
+        # spawned workers inherit the wait policy (set before torch starts its OpenMP runtime there)
+        thread_policy.prefer_passive_wait()
+        pool = WorkerPool(jobs, initializer=thread_policy.worker_init, initargs=(jobs,))
         try:
             with stop_on_sigterm():
                 yield Pool(pool, f"{jobs} local worker process{'es' if jobs > 1 else ''}", _local_threads(jobs),
@@ -107,7 +112,7 @@ def _local_threads(jobs: int) -> int:
         import torch
 
         return torch.get_num_threads()
-    return max(1, (os.cpu_count() or 1) // jobs)
+    return thread_policy.threads_per_cell(jobs)
 
 
 def in_process() -> bool:
@@ -166,12 +171,10 @@ def connect(address: str, timeout: float | None = None) -> Client:
 def task_slot(threads: int | None) -> Iterator[None]:
     """Run one task per worker process at a time with ``threads`` torch threads (None: the Dask
     worker's thread count, 1 elsewhere)."""
-    import torch
-
     with _ONE_AT_A_TIME:
         if threads is None:
             threads = _dask_worker_threads()
-        torch.set_num_threads(max(1, threads))
+        thread_policy.use(threads)
         yield
 
 

@@ -63,7 +63,7 @@ def run_post_training(spec: Any, cid: str, base: dict[str, Any], config: dict[st
 
     The twin is trained or reused (:func:`trained_twin`); ``measure(twin, twin_path)`` returns the
     record fields the variant measured (``test``, ``extra_metrics``, ``per_user``, ``n_params``,
-    ``eval_time_s``); validation metrics, epochs and training time are the twin's. A twin that did
+    ``eval_time_s``); validation metrics, epochs, set-up and training time are the twin's. A twin that did
     not finish ``ok`` gives a record with its status (``what`` names it in the reason); a
     :class:`M6BenchError` while measuring gives a ``skipped`` row, anything else a ``failed`` one.
     """
@@ -78,7 +78,7 @@ def run_post_training(spec: Any, cid: str, base: dict[str, Any], config: dict[st
                 with environment.PeakMemory() as mem:
                     fields = measure(twin, twin_path)
                 rec = Record(cell_id=cid, status="ok", config=config, valid=twin.valid, best_epoch=twin.best_epoch,
-                             epochs_run=twin.epochs_run, train_time_s=twin.train_time_s,
+                             epochs_run=twin.epochs_run, setup_time_s=twin.setup_time_s, train_time_s=twin.train_time_s,
                              peak_mem_mb=round(mem.peak_mb, 1), **fields, **base)
             except M6BenchError as exc:  # e.g. nothing in this model to prune: a row that says so
                 rec = Record(cell_id=cid, status="skipped", reason=str(exc), config=config, **base)

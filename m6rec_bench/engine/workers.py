@@ -105,11 +105,14 @@ def watch_parent(parent_pid: int, interval: float = WATCH_INTERVAL_S) -> threadi
     return thread
 
 
-def _worker_main(conn: connection.Connection, parent_pid: int) -> None:
+def _worker_main(conn: connection.Connection, parent_pid: int, initializer: Callable[..., Any] | None = None,
+                 initargs: tuple[Any, ...] = ()) -> None:
     """A worker process: run the tasks its slot sends, one at a time, until told to stop (None) or orphaned."""
     global _conn
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent_pid)
+    if initializer is not None:
+        initializer(*initargs)
     _conn = conn
     while True:
         try:
@@ -139,8 +142,9 @@ class WorkerPool(Executor):
     the future's own result is set.
     """
 
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, *, initializer: Callable[..., Any] | None = None, initargs: tuple[Any, ...] = ()) -> None:
         self.jobs = max(1, jobs)
+        self._init = (initializer, initargs)  # run first in every worker (the thread policy's worker_init)
         self.events: queue.SimpleQueue[tuple[Future[Any], Any]] = queue.SimpleQueue()
         self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None] = (
             queue.SimpleQueue())
@@ -256,7 +260,7 @@ class WorkerPool(Executor):
 
     def _start_worker(self) -> tuple[multiprocessing.process.BaseProcess, connection.Connection]:
         parent_end, child_end = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, args=(child_end, os.getpid()), name="m6bench-worker")
+        proc = self._ctx.Process(target=_worker_main, args=(child_end, os.getpid(), *self._init), name="m6bench-worker")
         proc.start()
         child_end.close()
         return proc, parent_end

@@ -305,6 +305,9 @@ def aggregate(records: Iterable[Record], published: Published | None = None,
             # epochs of a tuning trial, where a suite capped them apart from --epochs (--tune-epochs)
             "tune_epochs": sorted({str(r.config["m6_tune_epochs"]) for r in every if "m6_tune_epochs" in r.config}),
         }
+        timing = timing_conditions(every)
+        if timing:  # a board of records from before conditions were recorded reads as it always did
+            settings["timing"] = timing
         boards.append(Leaderboard(ds, proto, out, any_rec.dataset_checksum, settings, reference, variant,
                                   budget=budget, implementations=impls))
     return boards
@@ -330,10 +333,55 @@ def _row(label: str, recs: list[Record]) -> Row:
         row.groups = {g: _stats([r.extra_metrics[g] for r in ok if g in r.extra_metrics])
                       for g in sorted(present - set(COLUMN_SETS))}
         costs = [{k: float(v) for k, v in (("train_time_s", r.train_time_s), ("eval_time_s", r.eval_time_s),
+                                            ("setup_time_s", r.setup_time_s), ("cost_time_s", cost_time(r)),
                                             ("peak_mem_mb", r.peak_mem_mb), ("n_params", r.n_params),
+                                            ("n_trainable_params", r.n_trainable_params), ("n_buffers", r.n_buffers),
                                             ("best_epoch", r.best_epoch)) if v is not None} for r in ok]
         row.cost = _stats(costs)
     return row
+
+
+def cost_time(rec: Record) -> float | None:
+    """Seconds a record's model took to get trained: set-up (pretraining, encoders) plus training.
+
+    Records written before set-up was measured (no ``setup_time_s``) give their training time alone.
+    """
+    if rec.train_time_s is None:
+        return None
+    return rec.train_time_s + (rec.setup_time_s or 0.0)
+
+
+#: Timing conditions differ enough to say so when the highest load is more than this many times the lowest.
+LOAD_RATIO = 2.0
+
+
+def timing_conditions(records: Iterable[Record]) -> dict[str, Any]:
+    """Under which conditions a board's finished cells were timed: the range of machine load, and the
+    torch thread counts, OpenMP wait policies and parallel cells seen (``{}`` when no record says).
+
+    ``differs`` lists what makes their times hard to compare: loads more than :data:`LOAD_RATIO`
+    apart, several thread counts, wait policies or degrees of parallelism, records without conditions.
+    """
+    ok = [r for r in records if r.status == "ok"]
+    known = [r.conditions for r in ok if r.conditions is not None]
+    if not known:
+        return {}
+    loads = [c.load for c in known if c.load is not None]
+    out: dict[str, Any] = {
+        "load": [round(min(loads), 2), round(max(loads), 2)] if loads else [],
+        "torch_threads": sorted({c.torch_threads for c in known if c.torch_threads is not None}),
+        "omp_wait_policy": sorted({c.omp_wait_policy for c in known if c.omp_wait_policy is not None}),
+        "parallel_cells": sorted({c.parallel_cells for c in known if c.parallel_cells is not None}),
+        "unrecorded": len(ok) - len(known),
+    }
+    differs = []
+    if loads and max(loads) > LOAD_RATIO * max(min(loads), 0.1):  # a near-idle machine: compare with 0.1
+        differs.append("load")
+    differs += [key for key in ("torch_threads", "omp_wait_policy", "parallel_cells") if len(out[key]) > 1]
+    if out["unrecorded"]:
+        differs.append("unrecorded")
+    out["differs"] = differs
+    return out
 
 
 def _twin_sizes(rows: list[Row], records: dict[str, list[Record]]) -> None:

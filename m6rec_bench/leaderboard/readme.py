@@ -64,7 +64,7 @@ def board_table(board: dict[str, Any], rel: str) -> list[str]:
     # implementation variants (rows[].implements) are compared with their original on the board's page, not ranked
     for i, row in enumerate([r for r in board["rows"] if not r.get("implements")], 1):
         if row["status"].startswith("ok"):
-            train = row["cost"].get("train_time_s")
+            train = row["cost"].get("cost_time_s") or row["cost"].get("train_time_s")  # set-up + training
             cells = [fmt_stat(row["test"].get("ndcg@10")),
                      *[fmt_stat(row.get("groups", {}).get(g, {}).get("ndcg@10")) for g in groups],
                      versus_cell(row), f"{train['mean']:.0f}" if train else "—"]

@@ -98,7 +98,7 @@ def quality_vs_time(board: dict[str, Any]) -> str:
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for r in _ok_rows(board):
-        t = r["cost"].get("train_time_s")
+        t = r["cost"].get("cost_time_s") or r["cost"].get("train_time_s")  # set-up + training
         if not t or "ndcg@10" not in r["test"]:
             continue
         x, y = max(t["mean"], 0.05), r["test"]["ndcg@10"]["mean"]
@@ -192,7 +192,7 @@ def table(board: dict[str, Any]) -> str:
             cells.append((comparison_json_text(sig) + (" capped" if r.get("capped") else ""), f"{sig['delta']:.6f}"))
         else:
             cells.append(("—", ""))
-        t = r["cost"].get("train_time_s")
+        t = r["cost"].get("cost_time_s") or r["cost"].get("train_time_s")  # set-up + training
         p = r["cost"].get("n_params")
         cells += [(f"{t['mean']:.1f}" if t else "—", f"{t['mean']:.3f}" if t else ""),
                   (f"{p['mean']:,.0f}" if p else "—", f"{p['mean']:.0f}" if p else "")]

@@ -125,6 +125,39 @@ def superseded_note(lb: Leaderboard) -> str:
             "replaces a row's earlier records; replaced here: " + "; ".join(items) + ".")
 
 
+#: What the cost columns of the Markdown board hold (the CSV and JSON have each part).
+COST_NOTE = ("*Train s*: model set-up (pretraining, text encoding; recorded since record schema 3) + training, "
+             "mean over seeds; *Params*: parameters, trainable and frozen (the CSV adds trainable parameters and "
+             "buffer values: precomputed KG / text vectors).")
+
+
+def _span(values: list[Any]) -> str:
+    return " / ".join(map(str, values)) if values else "?"
+
+
+def timing_note(lb: Leaderboard) -> str | None:
+    """The line saying under which conditions the rows were timed, and whether their times compare.
+
+    None for a board none of whose records says (written before conditions were recorded).
+    """
+    t = lb.settings.get("timing")
+    if not t:
+        return None
+    load = t.get("load") or []
+    load_text = (f"{load[0]:g}" if load[0] == load[1] else f"{load[0]:g}–{load[1]:g}") if load else "?"
+    text = (f"machine load {load_text}; torch threads per cell: {_span(t.get('torch_threads', []))}; "
+            f"OMP_WAIT_POLICY: {_span(t.get('omp_wait_policy', []))}; cells at once: {_span(t.get('parallel_cells', []))}")
+    if t.get("unrecorded"):
+        text += f"; {t['unrecorded']} cell(s) recorded no conditions"
+    differs = [d for d in t.get("differs", []) if d != "unrecorded"]
+    if not differs and not t.get("unrecorded"):
+        return f"*Timed at*: {text}."
+    what = ", ".join({"load": "load more than 2× apart", "torch_threads": "thread counts",
+                      "omp_wait_policy": "wait policies", "parallel_cells": "parallel cells"}[d] for d in differs)
+    return (f"*Timed under different conditions* ({what or 'some unknown'}): {text} — compare *Train s* "
+            "between rows with care (leaderboard.json has each record's conditions).")
+
+
 def _column_sets(lb: Leaderboard) -> list[ColumnSet]:
     """The column sets (compression, beyond accuracy, rating, …) some row of this board has."""
     return present(row.extras for row in lb.rows)
@@ -155,6 +188,10 @@ def to_markdown(lb: Leaderboard) -> str:
     ]
     if lb.superseded:
         lines += [superseded_note(lb), ""]
+    lines += [COST_NOTE, ""]
+    timing = timing_note(lb)
+    if timing:
+        lines += [timing, ""]
     for cs in sets:
         lines += [cs.note, ""]
     lines += [
@@ -167,7 +204,7 @@ def to_markdown(lb: Leaderboard) -> str:
         cells += [_cell(row, m, g) for g in groups for m in GROUP_COLUMNS]
         cells += [_extra_cell(row, cs, col) for cs in sets for col in cs.columns]
         params = row.cost.get("n_params")
-        cells += [significance_cell(row), _cost(row, "best_epoch", 0), _cost(row, "train_time_s"),
+        cells += [significance_cell(row), _cost(row, "best_epoch", 0), _cost(row, "cost_time_s"),
                   f"{params.mean:,.0f}" if params else "—",
                   row.status + (f": {row.reason}" if row.reason else "")]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -197,7 +234,8 @@ def to_csv(lb: Leaderboard) -> str:
     header += [cs.csv_key(col) for cs in sets for col in cs.columns]
     header += ["implements", "delta_vs_reference", "delta_ci_low", "delta_ci_high", "n_paired_seeds", "p_value", "p_holm",
                "significant", "users_p_value", "valid_ndcg@10_mean", "best_epoch_mean", "train_time_s_mean", "eval_time_s_mean",
-               "peak_mem_mb_mean", "n_params", "command"]
+               "peak_mem_mb_mean", "n_params", "setup_time_s_mean", "cost_time_s_mean", "n_trainable_params",
+               "n_buffers", "command"]
     writer.writerow(header)
     ranks = {row.label: i for i, row in enumerate(lb.ranked_rows, 1)}
     impls = {impl.label: impl for impl in lb.implementations}
@@ -224,7 +262,8 @@ def to_csv(lb: Leaderboard) -> str:
              c.mark, num(c.users.p_value) if c.users else ""] if c else [""] * 8)
         v = row.valid.get("ndcg@10")
         out += [f"{v.mean:.6f}" if v else ""]
-        for key, digits in (("best_epoch", 1), ("train_time_s", 3), ("eval_time_s", 3), ("peak_mem_mb", 1), ("n_params", 0)):
+        for key, digits in (("best_epoch", 1), ("train_time_s", 3), ("eval_time_s", 3), ("peak_mem_mb", 1), ("n_params", 0),
+                            ("setup_time_s", 3), ("cost_time_s", 3), ("n_trainable_params", 0), ("n_buffers", 0)):
             s = row.cost.get(key)
             out.append(f"{s.mean:.{digits}f}" if s else "")
         out.append(row.reproduce.get("command", ""))

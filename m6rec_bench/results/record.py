@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 
 from m6rec_bench.names import label_slug, slug
 
-SCHEMA_VERSION = 2  # 2: per-user test metrics
+SCHEMA_VERSION = 3  # 2: per-user test metrics; 3: code identity, set-up time, run conditions (all optional)
 Status = Literal["ok", "failed", "skipped"]
 #: A string that becomes a path component of the runs or leaderboard folders.
 PathName = Annotated[str, AfterValidator(slug)]
@@ -43,6 +43,23 @@ class TuningSummary(BaseModel):
                                         description="validation score per trial number (None: pruned or failed)")
     study: str = ""
     note: str | None = None
+
+
+class RunConditions(BaseModel):
+    """The machine's state while a cell ran: what its times can be compared under (issue #19)."""
+
+    load_start: float | None = Field(None, description="1-minute load average when the cell started")
+    load_end: float | None = Field(None, description="1-minute load average when it finished")
+    cores: int | None = Field(None, description="CPU cores the process could run on (its affinity)")
+    torch_threads: int | None = Field(None, description="torch intra-op threads the cell used")
+    omp_wait_policy: str | None = Field(None, description="OMP_WAIT_POLICY the OpenMP runtime loaded with")
+    parallel_cells: int | None = Field(None, description="cells running at once on this machine (--jobs)")
+
+    @property
+    def load(self) -> float | None:
+        """The mean of the start and end load, or whichever is known."""
+        known = [v for v in (self.load_start, self.load_end) if v is not None]
+        return sum(known) / len(known) if known else None
 
 
 class Record(BaseModel):
@@ -74,13 +91,22 @@ class Record(BaseModel):
     )
     best_epoch: int | None = None
     epochs_run: int | None = None
-    n_params: int | None = None
+    n_params: int | None = Field(None, description="the model's parameters, trainable and frozen (buffers not included)")
+    n_trainable_params: int | None = Field(None, description="parameters the optimiser updates (requires_grad)")
+    n_buffers: int | None = Field(None, description="values of the model's buffers: precomputed KG / text vectors, graphs, tries")
+    setup_time_s: float | None = Field(
+        None, description="model construction before training: pretraining (TransE), text encoding, graph building"
+    )
     train_time_s: float | None = None
     eval_time_s: float | None = None
     peak_mem_mb: float | None = None
     artifact: str | None = Field(None, description="folder of the trained model beside this record (m6rec_bench.artifacts)")
     tuning: TuningSummary | None = Field(None, description="how the model was tuned on validation before this run")
     versions: dict[str, str] = Field(default_factory=dict)
+    code: str | None = Field(
+        None, description="the code that ran: git:<commit>[+dirty.<diff hash>] or src:<hash of the package files>"
+    )
+    conditions: RunConditions | None = Field(None, description="machine load and thread policy while the cell ran")
     hardware: dict[str, Any] = Field(default_factory=dict)
     command: str = ""
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))

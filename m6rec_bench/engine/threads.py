@@ -1,0 +1,116 @@
+"""How many torch/OpenMP threads a cell gets, and how its threads wait: one policy, recorded.
+
+Measured on 2 shared cores (issue #19): torch's default of one thread per core in every process is
+5–30× slower per epoch than 1 thread while other processes load the cores, because OpenMP threads
+spin-wait for each other (``OMP_WAIT_POLICY`` defaults to active); with ``OMP_WAIT_POLICY=PASSIVE``
+2 threads are back to 1-thread speed. Hence:
+
+* **wait policy** — ``PASSIVE`` unless the user chose one. OpenMP reads it once, when its runtime
+  loads (``import torch``), so :func:`prefer_passive_wait` runs first thing in the CLI and before a
+  pool spawns its workers (they inherit the environment);
+* **threads per cell** — the cores this process may run on (``os.sched_getaffinity``, not the
+  machine's count: a container or ``taskset`` gives fewer) shared by the cells running at once
+  (``--jobs``), at least one: :func:`threads_per_cell`. The cells never ask for more threads than
+  there are cores. Thread counts do not change RecBole CPU results (BPR on the ml-100k slice gives
+  the same metrics with 1 and 2 threads), only speed.
+
+:func:`conditions` is what a record keeps of this (``Record.conditions``), so a board can say when
+its rows were timed under different conditions.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+#: The OpenMP wait policy m6rec-bench prefers; a value the user set in the environment wins.
+WAIT_POLICY = "PASSIVE"
+
+#: Cells running at once on this machine, as the process running this cell knows it: 1 in-process,
+#: ``--jobs`` in a local worker (set by :func:`worker_init`).
+_parallel_cells = 1
+#: The wait policy set by :func:`prefer_passive_wait` before torch (and its OpenMP runtime) loaded;
+#: None when it ran after, or not at all: :func:`wait_policy` then reads the initial environment.
+_policy_at_torch_import: str | None = None
+
+
+def cores() -> int:
+    """CPU cores this process may run on (its affinity mask; the machine's count where unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS, Windows: no affinity call
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_cell(jobs: int, available: int | None = None) -> int:
+    """Threads for each of ``jobs`` cells sharing ``available`` cores (default: :func:`cores`): never
+    more threads in all than cores, never fewer than one per cell."""
+    return max(1, (available if available is not None else cores()) // max(1, jobs))
+
+
+def prefer_passive_wait() -> None:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user set a policy; effective only for OpenMP
+    runtimes loaded afterwards (this process's if torch is not imported yet, and every worker
+    process spawned from here)."""
+    global _policy_at_torch_import
+    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+    if "torch" not in sys.modules and _policy_at_torch_import is None:
+        _policy_at_torch_import = os.environ["OMP_WAIT_POLICY"].upper()
+
+
+def wait_policy() -> str:
+    """The wait policy this process's OpenMP runtime loaded with, as far as it can be known.
+
+    Set by :func:`prefer_passive_wait` before torch loaded, or in the environment the process
+    started with (a spawned worker inherits its parent's): that value; nothing: ``"default"``
+    (OpenMP's own, active spinning); set only after torch loaded: ``"default (… set too late)"``.
+    """
+    if _policy_at_torch_import is not None:
+        return _policy_at_torch_import
+    initial = _initial_environment().get("OMP_WAIT_POLICY")
+    if initial:
+        return initial.upper()
+    late = os.environ.get("OMP_WAIT_POLICY")
+    if not late:
+        return "default"
+    return f"default ({late.upper()} set too late)" if "torch" in sys.modules else late.upper()
+
+
+def _initial_environment() -> dict[str, str]:
+    """The environment this process was started with (Linux: /proc/self/environ); else the current one."""
+    try:
+        raw = open("/proc/self/environ", "rb").read()  # noqa: SIM115 - one read of a pseudo-file
+    except OSError:
+        return dict(os.environ)
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def worker_init(parallel: int) -> None:
+    """Initializer of a local worker process: it runs one of ``parallel`` cells at a time."""
+    global _parallel_cells
+    _parallel_cells = parallel
+
+
+def use(threads: int) -> None:
+    """Give this process's torch (and its OpenMP runtime) ``threads`` threads."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def conditions() -> dict[str, Any]:
+    """What a record keeps of the thread policy it ran under (the load is added by the cell)."""
+    import torch
+
+    return {"cores": cores(), "torch_threads": torch.get_num_threads(), "omp_wait_policy": wait_policy(),
+            "parallel_cells": _parallel_cells}
+
+
+def load() -> float | None:
+    """The 1-minute load average of this machine (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
