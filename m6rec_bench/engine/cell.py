@@ -267,7 +267,7 @@ def build(entry: ModelEntry, ds: PreparedDataset, config_dict: dict[str, Any], c
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, init_seed
 
-    model_arg: Any = entry.plugin.model_cls if entry.plugin is not None else entry.name
+    model_arg: Any = entry.model_cls or entry.name  # a class (plugin, own baseline) or RecBole's model name
     full = {**config_dict, "data_path": str(ds.root), "checkpoint_dir": checkpoint_dir, "show_progress": False}
     config = compat.build_config(model_arg, ds.name, full)
     init_seed(config["seed"], config["reproducibility"])
@@ -276,7 +276,7 @@ def build(entry: ModelEntry, ds: PreparedDataset, config_dict: dict[str, Any], c
     if config_dict.get(TRAIN_NEGATIVES[0]) == TRAIN_NEGATIVES[1]:
         exclude_held_out_negatives(train_data)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model_cls = entry.plugin.model_cls if entry.plugin is not None else get_model(config["model"])
+    model_cls = model_arg if not isinstance(model_arg, str) else get_model(config["model"])
     t0 = time.perf_counter()  # plugins pretrain (TransE) and encode (MiniLM) here, before the trainer's clock
     model = model_cls(config, train_data._dataset).to(config["device"])
     return Built(config, dataset, train_data, valid_data, test_data, model, time.perf_counter() - t0)

@@ -1,7 +1,10 @@
 """One registry of every runnable model: RecBole baselines and entry-point plugins.
 
 Baselines are RecBole's own general and sequential recommenders, looked up by name with RecBole's
-``get_model`` and never re-implemented; sequential ones run only under ``--protocol sequential``. Plugins come only from installed entry points in the
+``get_model`` and never re-implemented; sequential ones run only under ``--protocol sequential``.
+The one exception is :data:`OWN_BASELINES`: a baseline RecBole gets wrong, written here beside
+RecBole's (``Popularity`` next to RecBole's ``Pop``, which stays for agreement checks with raw
+RecBole). Plugins come only from installed entry points in the
 ``m6rec_bench.plugins`` group (built-ins included); ``M6BENCH_PLUGINS=a,b`` restricts which load.
 A plugin that fails to import is reported as broken with its error and never stops the others —
 whatever it raises, ``sys.exit()`` included (only Ctrl-C goes through).
@@ -25,10 +28,11 @@ ALLOW_ENV = "M6BENCH_PLUGINS"
 #: The classical baselines of the default suite (issue #3), in leaderboard order.
 DEFAULT_BASELINES: tuple[str, ...] = ("Pop", "ItemKNN", "BPR", "NeuMF", "LightGCN", "MultiVAE")
 
-#: RecBole general recommenders that run on this stack (KGAT needs dgl, KGIN/MCCLK torch_scatter —
-#: not installable here; context-aware and sequential models need other protocols).
+#: General recommenders: RecBole's that run on this stack, plus :data:`OWN_BASELINES` (KGAT needs
+#: dgl, KGIN/MCCLK torch_scatter — not installable here; context-aware and sequential models need
+#: other protocols).
 BASELINES: tuple[str, ...] = (
-    "Pop", "ItemKNN", "BPR", "NeuMF", "ConvNCF", "DMF", "FISM", "NAIS", "SpectralCF", "GCMC",
+    "Pop", "Popularity", "ItemKNN", "BPR", "NeuMF", "ConvNCF", "DMF", "FISM", "NAIS", "SpectralCF", "GCMC",
     "NGCF", "LightGCN", "DGCF", "LINE", "MultiVAE", "MultiDAE", "MacridVAE", "CDAE", "ENMF",
     "NNCF", "RaCT", "RecVAE", "EASE", "SLIMElastic", "SGL", "ADMMSLIM", "NCEPLRec", "SimpleX",
     "NCL", "DiffRec", "LDiffRec", "Random",
@@ -42,6 +46,19 @@ SEQUENTIAL_BASELINES: tuple[str, ...] = (
     "GRU4Rec", "SASRec", "SRGNN", "NARM", "STAMP", "Caser", "NextItNet", "GCSAN", "LightSANs", "BERT4Rec", "CORE",
 )
 _SEQUENTIAL_SETTINGS: dict[str, object] = {"train_neg_sample_args": None}
+
+#: Baselines of m6rec-bench's own (name -> ``module:Class``), where RecBole's model of the same idea
+#: is wrong; listed in :data:`BASELINES` like RecBole's, built from this class instead of ``get_model``.
+OWN_BASELINES: dict[str, str] = {"Popularity": "m6rec_bench.models.popularity:Popularity"}
+_OWN_DESCRIPTIONS = {
+    "Popularity": "most training interactions first, ties to the lower item id (exact counts; RecBole's Pop is not)",
+}
+
+#: What ``models list`` says of a RecBole baseline that an own baseline replaces.
+_SUPERSEDED = {
+    "Pop": "RecBole Pop: counts an item at most once per training batch, sampled negatives included "
+           "(RUCAIBox/RecBole#2198); kept for agreement with RecBole — use Popularity",
+}
 
 
 class PluginLoadError(M6BenchError):
@@ -66,6 +83,18 @@ class ModelEntry:
     #: the only protocols a plugin runs under (None: every protocol of its model type)
     protocols: tuple[str, ...] | None = None
     source: _Source | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def model_cls(self) -> type | None:
+        """The model class to build: a plugin's, an own baseline's (imported on first use), or None
+        for a RecBole baseline, which RecBole's ``get_model`` resolves by name."""
+        if self.source is not None:
+            return self.plugin.model_cls  # type: ignore[union-attr]
+        target = OWN_BASELINES.get(self.name)
+        if target is None:
+            return None
+        module, _, cls = target.partition(":")
+        return getattr(importlib.import_module(module), cls)
 
     @property
     def plugin(self) -> Plugin | None:
@@ -254,8 +283,12 @@ def baseline_entry(name: str) -> ModelEntry:
         return ModelEntry(name, "baseline", "recbole", f"RecBole {name} (sequential)", frozenset({"inter"}),
                           "recbole", version, model_type="sequential",
                           recbole_config=dict(_SEQUENTIAL_SETTINGS))
-    return ModelEntry(name, "baseline", "recbole", f"RecBole {name}", frozenset({"inter"}), "recbole",
-                      version)
+    if name in OWN_BASELINES:
+        own = metadata.version("m6rec-bench")
+        return ModelEntry(name, "baseline", "m6rec-bench", _OWN_DESCRIPTIONS[name], frozenset({"inter"}),
+                          "m6rec-bench", own)
+    return ModelEntry(name, "baseline", "recbole", _SUPERSEDED.get(name, f"RecBole {name}"), frozenset({"inter"}),
+                      "recbole", version)
 
 
 def all_models() -> list[ModelEntry]:

@@ -197,8 +197,8 @@ BASELINE_SPACES: dict[str, Space] = {
     "NCEPLRec": nceplrec, "ENMF": enmf, "RecVAE": recvae, "SGL": sgl, "NCL": ncl, "SimpleX": simplex,
 }
 
-#: RecBole models with no hyper-parameters: they run once, untuned.
-NOTHING_TO_TUNE = frozenset({"Pop", "Random"})
+#: Baselines with no hyper-parameters: they run once, untuned.
+NOTHING_TO_TUNE = frozenset({"Pop", "Popularity", "Random"})
 
 
 def search_space(entry: ModelEntry) -> Space | None:
