@@ -123,6 +123,9 @@ def quantize_int8(model: nn.Module) -> nn.Module:
             stored[name] = (codes, scale)
     with warnings.catch_warnings():  # torch 2.13 marks its quantized dtypes deprecated (pytorch#184982)
         warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*", category=UserWarning)
+        # torch.ao.quantization is deprecated in favour of torchao (pytorch/ao#2259), which is not a dependency;
+        # the eager-mode API still ships in torch 2.13 (pinned). Moving to torchao is the real fix, noted in the issues.
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated", category=DeprecationWarning)
         q = torch.ao.quantization.quantize_dynamic(q, {nn.Linear, nn.GRU, nn.LSTM}, dtype=torch.qint8, inplace=True)
     q._m6_int8_tables = stored  # type: ignore[attr-defined]
     return _refresh(q)
