@@ -1,0 +1,130 @@
+"""The fast full-sort evaluator (m6rec_bench.engine.fast_eval) equals RecBole's on every offered model.
+
+Each model is built seeded and untrained on the slice (Pop counts one training epoch: untrained it
+has no counts). RecBole's own ``trainer.evaluate`` is the reference; the fast pass (one large batch,
+CSR masks) and a fast pass in batches of 7 users must give the same result dict, the same ranked
+top-k lists (ties included) and the same per-user values as a pass through RecBole's own loader
+batches. Models that take long to score pair by pair are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+
+from m6rec_bench.engine import fast_eval
+from m6rec_bench.engine.cell import CellSpec, build, build_config_dict, run_cell
+from m6rec_bench.errors import UsageError
+from m6rec_bench.models import registry
+from m6rec_bench.protocols import get_protocol
+
+#: Scored pair by pair through a network (no full_sort_predict) or slow to build: > 10 s on the slice.
+SLOW = {"NeuMF", "ConvNCF", "NNCF"}
+#: Scores drawn at random per call: equal only when the generator is reseeded before each pass.
+RANDOM = {"Random"}
+
+
+def _cases() -> list:
+    out = []
+    for protocol, names in (("default", registry.BASELINES), ("sequential", registry.SEQUENTIAL_BASELINES)):
+        for name in names:
+            marks = [pytest.mark.slow] if name in SLOW else []
+            out.append(pytest.param(protocol, name, marks=marks, id=f"{protocol}-{name}"))
+    return out
+
+
+def _built(ds, protocol_name: str, model: str, ckpt: str):
+    from recbole.utils import get_trainer
+
+    entry, protocol = registry.get(model), get_protocol(protocol_name)
+    split, extra = protocol.prepare(ds, 2020)
+    config = build_config_dict(CellSpec(dataset=ds.name, model=model, protocol=protocol_name, epochs=1), entry,
+                               protocol, split, extra)
+    b = build(entry, split, config, ckpt)
+    trainer = get_trainer(b.config["MODEL_TYPE"], b.config["model"])(b.config, b.model)
+    if model == "Pop":
+        trainer._train_epoch(b.train_data, 0, show_progress=False)
+    return b, trainer
+
+
+def _seeded(model: str) -> None:
+    if model in RANDOM:
+        torch.manual_seed(0)
+
+
+@pytest.mark.parametrize(("protocol", "model"), _cases())
+def test_fast_pass_equals_recbole_evaluator(ml100k_slice, protocol, model):
+    with tempfile.TemporaryDirectory() as ckpt:
+        b, trainer = _built(ml100k_slice, protocol, model, ckpt)
+        for loader in (b.valid_data, b.test_data):
+            assert fast_eval.supports(trainer, loader)
+            _seeded(model)
+            reference = {k: float(v) for k, v in trainer.evaluate(loader, load_best_model=False).items()}
+            passes = {}
+            for engine, rows in (("recbole", None), ("fast", None), ("fast", 7)):
+                _seeded(model)
+                passes[engine, rows] = fast_eval.evaluate_pass(trainer, loader, engine=engine, rows=rows)
+            base = passes["recbole", None]
+            for key, p in passes.items():
+                assert {k: float(v) for k, v in p.result.items()} == pytest.approx(reference, abs=1e-9), key
+                np.testing.assert_array_equal(p.per_user.top_items, base.per_user.top_items, err_msg=str(key))
+                np.testing.assert_array_equal(p.per_user.user_ids, base.per_user.user_ids)
+                assert set(p.per_user.values) == set(reference)
+                for name, values in p.per_user.values.items():
+                    np.testing.assert_array_equal(values, base.per_user.values[name], err_msg=f"{key} {name}")
+                    assert round(float(values.mean()), 4) == pytest.approx(reference[name], abs=1e-9)
+        # the hook: the trainer's own evaluate now takes the fast path, with RecBole's result
+        fast_eval.install(trainer)
+        fast_eval.install(trainer)  # idempotent
+        _seeded(model)
+        hooked = trainer.evaluate(b.test_data, load_best_model=False)
+        assert {k: float(v) for k, v in hooked.items()} == pytest.approx(reference, abs=1e-9)
+
+
+def test_large_batches_are_sized_per_model(ml100k_slice):
+    """One call scores everything for a dot-product model; a pairwise one keeps RecBole's pairs per call."""
+    with tempfile.TemporaryDirectory() as ckpt:
+        b, trainer = _built(ml100k_slice, "default", "BPR", ckpt)
+        n_items = b.dataset.item_num
+        assert fast_eval.rows_per_call(b.model, b.test_data) == fast_eval.SCORE_BUDGET // n_items
+        assert fast_eval.rows_per_call(b.model, b.test_data) >= fast_eval.split_index(b.test_data).n_rows
+        assert b.test_data.step < 10  # RecBole's own batches: eval_batch_size // n_items users
+    with tempfile.TemporaryDirectory() as ckpt:
+        entry, protocol = registry.get("NeuMF"), get_protocol("default")
+        config = build_config_dict(CellSpec(dataset=ml100k_slice.name, model="NeuMF"), entry, protocol, ml100k_slice, {})
+        nb = build(entry, ml100k_slice, config, ckpt)
+        assert fast_eval.rows_per_call(nb.model, nb.test_data) == max(nb.config["eval_batch_size"] // n_items, 1)
+
+
+def test_split_index_holds_recbole_history_and_positives(ml100k_slice):
+    with tempfile.TemporaryDirectory() as ckpt:
+        b, _ = _built(ml100k_slice, "default", "BPR", ckpt)
+        index = fast_eval.split_index(b.test_data)
+        assert fast_eval.split_index(b.test_data) is index  # built once per split
+        interaction, (hist_u, hist_i), pos_u, pos_i = index.rows(3, 9)
+        for row, uid in enumerate(interaction[b.dataset.uid_field].tolist()):
+            assert sorted(hist_i[hist_u == row].tolist()) == sorted(b.test_data.uid2history_item[uid].tolist())
+            assert sorted(pos_i[pos_u == row].tolist()) == sorted(b.test_data.uid2positive_item[uid].tolist())
+
+
+def test_an_unknown_engine_is_a_usage_error(monkeypatch):
+    monkeypatch.setenv(fast_eval.ENGINE_ENV, "turbo")
+    with pytest.raises(UsageError, match="M6BENCH_ENGINE='turbo'.*fast, recbole"):
+        fast_eval.engine_from_env()
+    monkeypatch.setenv(fast_eval.ENGINE_ENV, "RecBole")
+    assert fast_eval.engine_from_env() == "recbole"
+    monkeypatch.delenv(fast_eval.ENGINE_ENV)
+    assert fast_eval.engine_from_env() == fast_eval.DEFAULT_ENGINE
+
+
+@pytest.mark.parametrize("model", ["Pop", "BPR"])
+def test_record_per_user_mean_is_its_test_mean(ml100k_slice, model):
+    """Issue #16: the record's per-user NDCG@10 and its test NDCG@10 come from one pass at (10, 20)."""
+    rec = run_cell(CellSpec(dataset=ml100k_slice.name, model=model, epochs=2), prepared=ml100k_slice, command="t")
+    assert rec.status == "ok", rec.reason
+    for name in ("ndcg@10", "recall@10"):
+        values = rec.per_user[name]
+        assert round(sum(values) / len(values), 4) == pytest.approx(rec.test[name], abs=1e-9), name
