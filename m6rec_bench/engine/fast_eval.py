@@ -133,9 +133,18 @@ def _pairwise(model: Any) -> bool:
     return getattr(type(model), "full_sort_predict", None) is AbstractRecommender.full_sort_predict
 
 
+#: Models whose ``full_sort_predict`` depends on the call, not only on the user: RecBole's Random
+#: draws one score vector per call and gives it to every user of the batch. They keep RecBole's own
+#: batches, so they draw exactly what RecBole draws.
+PER_CALL_MODELS = frozenset({"Random"})
+
+
 def rows_per_call(model: Any, eval_data: Any) -> int:
-    """Users (rows) scored per call: :data:`SCORE_BUDGET` score floats, or, for a pairwise model,
-    RecBole's own ``eval_batch_size`` pairs (its cost per user is a network pass per item)."""
+    """Users (rows) scored per call: :data:`SCORE_BUDGET` score floats; for a pairwise model,
+    RecBole's own ``eval_batch_size`` pairs (its cost per user is a network pass per item); for a
+    :data:`PER_CALL_MODELS` model, RecBole's own loader step."""
+    if type(model).__name__ in PER_CALL_MODELS:
+        return int(eval_data.step)
     n_items = eval_data._dataset.item_num
     budget = eval_data.config["eval_batch_size"] if _pairwise(model) else SCORE_BUDGET
     return max(budget // n_items, 1)
@@ -244,5 +253,5 @@ def install(trainer: Any, engine: str = DEFAULT_ENGINE) -> None:
     trainer.evaluate = evaluate
 
 
-__all__ = ["DEFAULT_ENGINE", "ENGINES", "ENGINE_ENV", "EvalPass", "SCORE_BUDGET", "SplitIndex", "engine_from_env",
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "ENGINE_ENV", "EvalPass", "PER_CALL_MODELS", "SCORE_BUDGET", "SplitIndex", "engine_from_env",
            "evaluate_pass", "install", "rows_per_call", "split_index", "supports"]
