@@ -8,9 +8,11 @@ same work, each timed once after one warm-up:
   per batch, an ``Interaction`` collated per batch).
 * ``fast``: the same trainer epoch (LightGCN/NGCF with ``compat``'s CSR propagation, which the
   ``recbole`` column replaces by RecBole's own COO adjacency) and :mod:`m6rec_bench.engine.fast_eval` (large user batches, CSR masks, RecBole's
-  top-k and metric classes) — the path ``m6bench run`` takes by default.
+  top-k and metric classes; no per-user values, as in validation) — the path ``m6bench run`` takes
+  by default.
 * ``torch``: a bare torch loop over the very same model module: the epoch's (user, item, negative)
-  tensors built up front and cut into RecBole's batch size, ``model.calculate_loss`` + Adam; the
+  tensors (users only for an auto-encoder, as RecBole's ``UserDataLoader``) built up front and cut
+  into RecBole's batch size, ``model.calculate_loss`` + Adam; the
   validation pass as one ``full_sort_predict`` for every user, the history set to ``-inf`` by one
   index, ``torch.topk`` and NDCG@10 in torch. No loader, no trainer, no ``Interaction`` collation.
 
@@ -56,11 +58,15 @@ def _timed(fn: Any) -> float:
 
 def torch_epoch(b: Any, trainer: Any) -> None:
     """One epoch in a bare loop: same model, same loss, same batch size, negatives drawn uniformly."""
+    from recbole.data.dataloader.user_dataloader import UserDataLoader
     from recbole.data.interaction import Interaction
 
     ds, model = b.train_data._dataset, b.model
     uid, iid = ds.uid_field, ds.iid_field
     users, items = ds.inter_feat[uid], ds.inter_feat[iid]
+    if isinstance(b.train_data, UserDataLoader):  # auto-encoders (MultiVAE) train on user batches
+        users = torch.arange(ds.user_num)
+        items = torch.zeros_like(users)
     neg_field = b.config["NEG_PREFIX"] + iid
     perm = torch.randperm(len(users))
     negs = torch.randint(1, ds.item_num, (len(users),))
@@ -129,7 +135,7 @@ def measure(model: str) -> dict[str, Any]:
         fast: dict[str, Any] = {}
         reference.clear()
         reference.update(trainer.evaluate(b.valid_data, load_best_model=False))  # same weights as the fast pass
-        out["eval_fast"] = _timed(lambda: fast.update(fast_eval.evaluate_pass(trainer, b.valid_data).result))
+        out["eval_fast"] = _timed(lambda: fast.update(fast_eval.evaluate_pass(trainer, b.valid_data, per_user=False).result))
         hist, pos, users = _valid_matrices(b)
         ndcg: list[float] = []
         out["eval_torch"] = _timed(lambda: ndcg.append(torch_eval(b, hist, pos, users)))

@@ -74,7 +74,7 @@ class EvalPass:
     """
 
     result: dict[str, float]
-    per_user: PerUserMetrics
+    per_user: PerUserMetrics | None
 
 
 @dataclass
@@ -173,7 +173,8 @@ def supports(trainer: Any, eval_data: Any) -> bool:
 
 
 @torch.no_grad()
-def evaluate_pass(trainer: Any, eval_data: Any, *, engine: str = DEFAULT_ENGINE, rows: int | None = None) -> EvalPass:
+def evaluate_pass(trainer: Any, eval_data: Any, *, engine: str = DEFAULT_ENGINE, rows: int | None = None,
+                  per_user: bool = True) -> EvalPass:
     """Evaluate ``trainer.model`` on a full-sort loader: RecBole's result and per-user values, one pass.
 
     Args:
@@ -181,6 +182,8 @@ def evaluate_pass(trainer: Any, eval_data: Any, *, engine: str = DEFAULT_ENGINE,
         eval_data: a ``FullSortEvalDataLoader`` (validation or test).
         engine: ``fast`` (large batches, CSR masks) or ``recbole`` (RecBole's own loader batches).
         rows: users per scoring call for ``fast`` (default :func:`rows_per_call`).
+        per_user: also compute the per-user values (the validation hook skips them; ``per_user``
+            is then ``None``).
     """
     if engine not in ENGINES:
         raise UsageError(f"evaluation engine {engine!r} is unknown; use one of: {', '.join(ENGINES)}")
@@ -213,7 +216,8 @@ def evaluate_pass(trainer: Any, eval_data: Any, *, engine: str = DEFAULT_ENGINE,
     collector.model_collect(model)
     struct = collector.get_data_struct()
     result = trainer.evaluator.evaluate(struct)
-    return EvalPass(result=result, per_user=_per_user(trainer, rec_topk, torch.cat(users).numpy(), items.numpy()))
+    values = _per_user(trainer, rec_topk, torch.cat(users).numpy(), items.numpy()) if per_user else None
+    return EvalPass(result=result, per_user=values)
 
 
 def _per_user(trainer: Any, rec_topk: torch.Tensor, user_ids: np.ndarray, items: np.ndarray) -> PerUserMetrics:
@@ -248,7 +252,7 @@ def install(trainer: Any, engine: str = DEFAULT_ENGINE) -> None:
     def evaluate(eval_data: Any, load_best_model: bool = True, model_file: Any = None, show_progress: bool = False) -> Any:
         if load_best_model or not eval_data or not supports(trainer, eval_data):
             return original(eval_data, load_best_model=load_best_model, model_file=model_file, show_progress=show_progress)
-        return evaluate_pass(trainer, eval_data, engine=engine).result
+        return evaluate_pass(trainer, eval_data, engine=engine, per_user=False).result
 
     trainer.evaluate = evaluate
 
