@@ -8,8 +8,7 @@ same work, each timed once after one warm-up:
   per batch, an ``Interaction`` collated per batch).
 * ``fast``: the same trainer epoch (LightGCN/NGCF with ``compat``'s CSR propagation, which the
   ``recbole`` column replaces by RecBole's own COO adjacency) and :mod:`m6rec_bench.engine.fast_eval` (large user batches, CSR masks, RecBole's
-  top-k and metric classes; no per-user values, as in validation) — the path ``m6bench run`` takes
-  by default.
+  top-k and metric classes; no per-user values, as in validation) — ``M6BENCH_ENGINE=fast``.
 * ``torch``: a bare torch loop over the very same model module: the epoch's (user, item, negative)
   tensors (users only for an auto-encoder, as RecBole's ``UserDataLoader``) built up front and cut
   into RecBole's batch size, ``model.calculate_loss`` + Adam; the

@@ -278,9 +278,9 @@ def train_and_evaluate(
 ) -> CellRun:
     """Build the cell (:func:`build`), train it with RecBole's trainer and evaluate it on test.
 
-    Full-sort validation and test go through :mod:`m6rec_bench.engine.fast_eval` (``M6BENCH_ENGINE``:
-    ``fast`` by default, ``recbole`` for RecBole's own batches; the same numbers either way); the
-    test pass is kept as ``run.test_pass`` (its means are ``run.test``, its per-user values the record's).
+    The test pass goes through :mod:`m6rec_bench.engine.fast_eval` (``M6BENCH_ENGINE``: ``recbole``
+    by default, RecBole's own batches; ``fast`` for large batches, validation included) and is kept
+    as ``run.test_pass`` (its means are ``run.test``, its per-user values the record's).
 
     ``on_epoch(epoch, valid_score)`` is called after every validation; an exception it raises (e.g.
     Optuna's ``TrialPruned``) stops training and propagates. ``evaluate_test=False`` skips the test
