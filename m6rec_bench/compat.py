@@ -260,6 +260,90 @@ def _weights_only_model_loads() -> None:
         module.torch = _shadow_module(real, "torch", load=load)
 
 
+#: RecBole graph models whose normalised adjacency ``D^-1/2 A D^-1/2`` is symmetric and fixed, and the
+#: modules whose ``torch.sparse.mm`` propagates with it.
+_GRAPH_MODELS = ("recbole.model.general_recommender.lightgcn", "recbole.model.general_recommender.ngcf")
+_PROPAGATING_MODULES = (*_GRAPH_MODELS, "recbole.model.layers")
+
+
+class _SymmetricSpmm:
+    """``A @ X`` with a symmetric CSR ``A``: the backward pass is ``A @ G`` (``A^T = A``), so no
+    transposed or re-coalesced copy of ``A`` is ever made."""
+
+    _fn: Any = None
+
+    @classmethod
+    def apply(cls, adj: Any, dense: Any) -> Any:
+        if cls._fn is None:
+            import torch
+
+            class _Fn(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx: Any, a: Any, x: Any) -> Any:
+                    ctx.adj = a
+                    return a @ x
+
+                @staticmethod
+                def backward(ctx: Any, grad: Any) -> Any:
+                    return None, ctx.adj @ grad
+
+            cls._fn = _Fn
+        return cls._fn.apply(adj, dense)
+
+
+def symmetric_csr(adj: Any) -> Any:
+    """A symmetric sparse matrix (COO) as CSR, once, marked for :func:`_spmm`'s symmetric path."""
+    csr = adj.coalesce().to_sparse_csr()
+    csr._m6_symmetric = True
+    return csr
+
+
+def _spmm(mat: Any, dense: Any, _real: Any = None) -> Any:
+    if getattr(mat, "_m6_symmetric", False):
+        return _SymmetricSpmm.apply(mat, dense)
+    return _real(mat, dense)
+
+
+def _csr_graph_propagation() -> None:
+    """LightGCN and NGCF keep their normalised adjacency as an unsorted COO tensor built from a dok
+    matrix, and every ``torch.sparse.mm`` on it (each layer, each batch, forward and backward)
+    coalesces and, for the gradient, transposes it again. Upstream: RUCAIBox/RecBole#1398 ("why
+    LightGCN is this slow"; answered as expected cost, left open in 1.2.1); RecBole-GNN added a
+    sparse path for its convolutions (RUCAIBox/RecBole-GNN#75). We store the adjacency once as CSR
+    after ``__init__`` and propagate with it through a symmetric product (the matrix is
+    ``D^-1/2 A D^-1/2`` of an undirected graph, so the backward pass reuses it). Embeddings and
+    losses equal RecBole's to float rounding (``tests/test_lightgcn_csr.py``). NGCF with
+    ``node_dropout > 0`` drops COO entries per batch and keeps RecBole's path.
+    """
+    import importlib
+
+    for name in _PROPAGATING_MODULES:
+        module = importlib.import_module(name)
+        real = module.torch
+        if getattr(real.sparse, "_m6_shadow_of", None) is not None:
+            continue
+
+        def mm(mat: Any, dense: Any, _real: Any = real.sparse.mm) -> Any:
+            return _spmm(mat, dense, _real)
+
+        module.torch = _shadow_module(real, "torch", sparse=_shadow_module(real.sparse, "torch.sparse", mm=mm))
+    for name in _GRAPH_MODELS:
+        module = importlib.import_module(name)
+        cls = getattr(module, {"lightgcn": "LightGCN", "ngcf": "NGCF"}[name.rsplit(".", 1)[1]])
+        if getattr(cls.__init__, "_m6_csr", False):
+            continue
+        original = cls.__init__
+
+        def __init__(self: Any, config: Any, dataset: Any, _original: Any = original) -> None:
+            _original(self, config, dataset)
+            if getattr(self, "node_dropout", 0) == 0:
+                self.norm_adj_matrix = symmetric_csr(self.norm_adj_matrix)
+
+        __init__._m6_csr = True  # type: ignore[attr-defined]
+        __init__._m6_original = original  # type: ignore[attr-defined]  # tests build RecBole's own
+        cls.__init__ = __init__
+
+
 def apply() -> None:
     """Install every shim once. Safe to call many times."""
     global _APPLIED
@@ -274,6 +358,7 @@ def apply() -> None:
     _exact_time_order()
     _no_pickled_item_emb()
     _weights_only_model_loads()
+    _csr_graph_propagation()
     _APPLIED = True
 
 

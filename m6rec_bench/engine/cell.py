@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from m6rec_bench import compat, config_keys
 from m6rec_bench.datasets.base import PreparedDataset
-from m6rec_bench.engine import environment, threads
+from m6rec_bench.engine import environment, fast_eval, threads
 from m6rec_bench.errors import M6BenchError, UsageError
 from m6rec_bench.models import registry
 from m6rec_bench.models.registry import ModelEntry
@@ -213,17 +213,26 @@ PER_USER_METRICS = ("ndcg@10", "recall@10")
 
 def per_user_and_beyond(run: CellRun) -> tuple[dict[str, list[Any]], dict[str, float]]:
     """Per-user test metrics of a finished run (keyed by external user id) and, from the same
-    evaluator pass's top-10 lists, its beyond-accuracy group (:mod:`m6rec_bench.beyond`)."""
+    evaluator pass's top-10 lists, its beyond-accuracy group (:mod:`m6rec_bench.beyond`).
+
+    They come from the pass that gave the run's ``test`` means (``run.test_pass``,
+    :mod:`m6rec_bench.engine.fast_eval`), at the protocol's cut-offs, so a per-user mean is the
+    tabled mean: ``torch.topk`` breaks ties differently for another ``k``, so a second pass at other
+    cut-offs could rank tied items otherwise (issue #16: Pop 0.1005 vs 0.1033)."""
     from m6rec_bench import beyond
     from m6rec_bench.evaluation import evaluate_groups
 
-    pu = evaluate_groups(run.model, run.test_data, {"all": None}, metrics=("NDCG", "Recall"), topk=(10,),
-                         top_items=beyond.K)["all"]
+    test_pass = getattr(run, "test_pass", None)
+    if test_pass is not None:
+        pu = test_pass.per_user
+    else:  # a loader fast_eval does not take: the same cut-offs as the test means, one extra pass
+        pu = evaluate_groups(run.model, run.test_data, {"all": None}, metrics=("NDCG", "Recall"),
+                             topk=tuple(run.config["topk"]), top_items=beyond.K)["all"]
     tokens = run.dataset.field2id_token[run.dataset.uid_field]
     out: dict[str, list[Any]] = {"users": [str(tokens[u]) for u in pu.user_ids]}
     for name in PER_USER_METRICS:
         out[name] = [round(float(v), 6) for v in pu.values[name]]
-    return out, beyond.metrics(run, pu.top_items)
+    return out, beyond.metrics(run, pu.top_items[:, : beyond.K])
 
 
 def per_user_test_metrics(run: CellRun) -> dict[str, list[Any]]:
@@ -302,6 +311,10 @@ def train_and_evaluate(
 ) -> CellRun:
     """Build the cell (:func:`build`), train it with RecBole's trainer and evaluate it on test.
 
+    The test pass goes through :mod:`m6rec_bench.engine.fast_eval` (``M6BENCH_ENGINE``: ``recbole``
+    by default, RecBole's own batches; ``fast`` for large batches, validation included) and is kept
+    as ``run.test_pass`` (its means are ``run.test``, its per-user values the record's).
+
     ``on_epoch(epoch, valid_score)`` is called after every validation; an exception it raises (e.g.
     Optuna's ``TrialPruned``) stops training and propagates. ``evaluate_test=False`` skips the test
     evaluation (tuning selects on validation only) and leaves ``test`` empty. With ``checkpoints``
@@ -314,6 +327,8 @@ def train_and_evaluate(
         b = build(entry, ds, config_dict, ckpt)
         config, model = b.config, b.model
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        engine = fast_eval.engine_from_env()
+        fast_eval.install(trainer, engine)
         best = compat.keep_best_in_memory(trainer)
         epochs_seen: list[int] = []
         saver = checkpoints.attach(trainer, b, best, epochs_seen) if checkpoints is not None else None
@@ -331,11 +346,14 @@ def train_and_evaluate(
         train_time = time.perf_counter() - t0 + (saver.prior_train_time if saver is not None else 0.0)
         compat.restore_best(trainer, best)
         t1 = time.perf_counter()
-        test_result = trainer.evaluate(b.test_data, load_best_model=False, show_progress=False) if evaluate_test else {}
+        test_pass = fast_eval.evaluate_pass(trainer, b.test_data, engine=engine) \
+            if evaluate_test and fast_eval.supports(trainer, b.test_data) else None
+        test_result = test_pass.result if test_pass is not None else \
+            trainer.evaluate(b.test_data, load_best_model=False, show_progress=False) if evaluate_test else {}
         eval_time = time.perf_counter() - t1
     return CellRun(
         config=config, dataset=b.dataset, model=model, trainer=trainer, test_data=b.test_data,
-        train_data=b.train_data, valid_data=b.valid_data, valid=_metrics(valid_result), test=_metrics(test_result), best_epoch=best.get("epoch"),
+        train_data=b.train_data, valid_data=b.valid_data, valid=_metrics(valid_result), test=_metrics(test_result), test_pass=test_pass, best_epoch=best.get("epoch"),
         epochs_run=(max(epochs_seen) + 1) if epochs_seen else None, train_time=train_time, eval_time=eval_time,
         setup_time=b.setup_time, **model_size(model),
     )

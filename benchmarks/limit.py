@@ -1,0 +1,177 @@
+"""How close RecBole's path runs to the limit: one training epoch and one full-sort validation pass.
+
+For each model on ml-100k (default protocol, seed 2020, RecBole defaults), three ways of doing the
+same work, each timed once after one warm-up:
+
+* ``recbole``: RecBole's trainer (``Trainer._train_epoch`` over its train loader) and RecBole's
+  evaluator (``Trainer.evaluate`` on the validation loader: ``eval_batch_size // n_items`` users
+  per batch, an ``Interaction`` collated per batch).
+* ``fast``: the same trainer epoch (LightGCN/NGCF with ``compat``'s CSR propagation, which the
+  ``recbole`` column replaces by RecBole's own COO adjacency) and :mod:`m6rec_bench.engine.fast_eval` (large user batches, CSR masks, RecBole's
+  top-k and metric classes; no per-user values, as in validation) — ``M6BENCH_ENGINE=fast``.
+* ``torch``: a bare torch loop over the very same model module: the epoch's (user, item, negative)
+  tensors (users only for an auto-encoder, as RecBole's ``UserDataLoader``) built up front and cut
+  into RecBole's batch size, ``model.calculate_loss`` + Adam; the
+  validation pass as one ``full_sort_predict`` for every user, the history set to ``-inf`` by one
+  index, ``torch.topk`` and NDCG@10 in torch. No loader, no trainer, no ``Interaction`` collation.
+
+Prints seconds and ratios (``recbole / torch``, ``fast / torch``), the load average and torch's
+thread count, and checks that the fast pass returns RecBole's metrics.
+
+    python benchmarks/limit.py --models BPR LightGCN MultiVAE --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from typing import Any
+
+import torch
+
+
+def _built(model: str, ckpt: str) -> tuple[Any, Any]:
+    from recbole.utils import get_trainer
+
+    from m6rec_bench import datasets
+    from m6rec_bench.engine.cell import CellSpec, build, build_config_dict
+    from m6rec_bench.models import registry
+    from m6rec_bench.protocols import get_protocol
+
+    ds = datasets.resolve("ml-100k", progress=False)
+    entry, protocol = registry.get(model), get_protocol("default")
+    split, extra = protocol.prepare(ds, 2020)
+    config = build_config_dict(CellSpec(dataset="ml-100k", model=model), entry, protocol, split, extra)
+    b = build(entry, split, config, ckpt)
+    return b, get_trainer(b.config["MODEL_TYPE"], b.config["model"])(b.config, b.model)
+
+
+def _timed(fn: Any) -> float:
+    fn()  # warm-up (lazy caches, allocator)
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def torch_epoch(b: Any, trainer: Any) -> None:
+    """One epoch in a bare loop: same model, same loss, same batch size, negatives drawn uniformly."""
+    from recbole.data.dataloader.user_dataloader import UserDataLoader
+    from recbole.data.interaction import Interaction
+
+    ds, model = b.train_data._dataset, b.model
+    uid, iid = ds.uid_field, ds.iid_field
+    users, items = ds.inter_feat[uid], ds.inter_feat[iid]
+    if isinstance(b.train_data, UserDataLoader):  # auto-encoders (MultiVAE) train on user batches
+        users = torch.arange(ds.user_num)
+        items = torch.zeros_like(users)
+    neg_field = b.config["NEG_PREFIX"] + iid
+    perm = torch.randperm(len(users))
+    negs = torch.randint(1, ds.item_num, (len(users),))
+    batch = b.config["train_batch_size"]
+    opt = trainer.optimizer
+    model.train()
+    for start in range(0, len(users), batch):
+        idx = perm[start : start + batch]
+        inter = Interaction({uid: users[idx], iid: items[idx], neg_field: negs[idx]})
+        opt.zero_grad()
+        loss = model.calculate_loss(inter)
+        loss = sum(loss) if isinstance(loss, tuple) else loss
+        loss.backward()
+        opt.step()
+
+
+@torch.no_grad()
+def torch_eval(b: Any, dense_history: torch.Tensor, positives: torch.Tensor, users: torch.Tensor) -> float:
+    """One validation pass in torch: one scoring call, one mask, topk, NDCG@10 (RecBole's formula)."""
+    from recbole.data.interaction import Interaction
+
+    model = b.model
+    model.eval()
+    scores = model.full_sort_predict(Interaction({b.dataset.uid_field: users})).view(len(users), -1)
+    scores[:, 0] = -torch.inf
+    scores[dense_history] = -torch.inf
+    top = torch.topk(scores, 10, dim=-1)[1]
+    hits = torch.gather(positives, 1, top).double()
+    disc = 1.0 / torch.log2(torch.arange(2, 12, dtype=torch.float64))
+    n_pos = positives.sum(1).clamp(max=10)
+    idcg = torch.cumsum(disc, 0)[n_pos - 1]
+    return float(((hits * disc).sum(1) / idcg).mean())
+
+
+def _valid_matrices(b: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from m6rec_bench.engine import fast_eval
+
+    index = fast_eval.split_index(b.valid_data)
+    n, n_items = index.n_rows, b.dataset.item_num
+    users = index.user_df[b.dataset.uid_field]
+    hist, pos = torch.zeros(n, n_items, dtype=torch.bool), torch.zeros(n, n_items, dtype=torch.long)
+    _, (hu, hi), pu, pi = index.rows(0, n)
+    hist[hu, hi] = True
+    pos[pu, pi] = 1
+    return hist, pos, users
+
+
+def measure(model: str) -> dict[str, Any]:
+    from m6rec_bench.engine import fast_eval
+
+    with tempfile.TemporaryDirectory() as ckpt:
+        b, trainer = _built(model, ckpt)
+        out: dict[str, Any] = {"model": model}
+        shimmed = getattr(b.model, "norm_adj_matrix", None)
+        graph = getattr(shimmed, "_m6_symmetric", False)
+        if graph:  # RecBole's own COO adjacency for the RecBole column
+            b.model.norm_adj_matrix = b.model.get_norm_adj_mat()
+        out["train_recbole"] = _timed(lambda: trainer._train_epoch(b.train_data, 0, show_progress=False))
+        reference: dict[str, Any] = {}
+        out["eval_recbole"] = _timed(lambda: reference.update(trainer.evaluate(b.valid_data, load_best_model=False)))
+        if graph:
+            b.model.norm_adj_matrix = shimmed
+        out["train_fast"] = _timed(lambda: trainer._train_epoch(b.train_data, 0, show_progress=False)) \
+            if graph else out["train_recbole"]
+        out["train_torch"] = _timed(lambda: torch_epoch(b, trainer))
+        fast: dict[str, Any] = {}
+        reference.clear()
+        reference.update(trainer.evaluate(b.valid_data, load_best_model=False))  # same weights as the fast pass
+        out["eval_fast"] = _timed(lambda: fast.update(fast_eval.evaluate_pass(trainer, b.valid_data, per_user=False).result))
+        hist, pos, users = _valid_matrices(b)
+        ndcg: list[float] = []
+        out["eval_torch"] = _timed(lambda: ndcg.append(torch_eval(b, hist, pos, users)))
+        out["same_metrics"] = dict(fast) == dict(reference)
+        out["ndcg@10"] = (float(reference["ndcg@10"]), round(ndcg[-1], 4))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["BPR", "LightGCN", "MultiVAE"])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine has 2 shared cores)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from m6rec_bench import compat
+
+    compat.apply()
+    rows = []
+    for name in args.models:
+        rows.append(measure(name))
+        r = rows[-1]
+        print(f"{name}: train {r['train_recbole']:.3f}s fast {r['train_fast']:.3f}s torch {r['train_torch']:.3f}s | eval recbole "
+              f"{r['eval_recbole']:.4f}s fast {r['eval_fast']:.4f}s torch {r['eval_torch']:.4f}s | "
+              f"same metrics {r['same_metrics']} NDCG@10 {r['ndcg@10']}", flush=True)
+    load = os.getloadavg()
+    print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; torch threads {torch.get_num_threads()}; "
+          f"{os.cpu_count()} CPUs\n")
+    print("| model | epoch RecBole s | epoch fast s | epoch torch s | RecBole / torch | fast / torch "
+          "| valid pass RecBole s | valid pass fast s | valid pass torch s | RecBole / fast | fast / torch | same metrics |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['train_recbole']:.3f} | {r['train_fast']:.3f} | {r['train_torch']:.3f} | "
+              f"{r['train_recbole'] / r['train_torch']:.2f} | {r['train_fast'] / r['train_torch']:.2f} | "
+              f"{r['eval_recbole']:.4f} | {r['eval_fast']:.4f} | "
+              f"{r['eval_torch']:.4f} | {r['eval_recbole'] / r['eval_fast']:.2f} | "
+              f"{r['eval_fast'] / r['eval_torch']:.2f} | {'yes' if r['same_metrics'] else 'NO'} |")
+
+
+if __name__ == "__main__":
+    main()
