@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from m6rec_bench.cli import app
@@ -24,6 +26,7 @@ def test_jobs_2_matches_sequential(ml100k_slice, tmp_path):
             assert abs(a["test"][metric]["mean"] - b["test"][metric]["mean"]) < 2e-3, (a["label"], metric)
 
 
+@pytest.mark.slow  # ~35 s on 2 cores: two full tuning studies
 def test_parallel_tuning_matches_sequential(ml100k_slice, tmp_path):
     """--tune-budget 2 --jobs 2: each model's study in its own worker, same studies and best params as --jobs 1."""
     import optuna

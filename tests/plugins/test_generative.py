@@ -168,6 +168,7 @@ def test_sequential_training_gives_finite_metrics(ml100k_slice, fusion_content):
     assert rec.config["MAX_ITEM_LIST_LENGTH"] == 20
 
 
+@pytest.mark.slow  # ~45 s on 2 cores
 def test_cold_item_training_generates_cold_items(ml100k_slice, fusion_content, tmp_path):
     store = RecordStore(tmp_path)
     rec = run_cell(CellSpec(dataset=ml100k_slice.name, model=COLD, protocol="cold-item", epochs=2),

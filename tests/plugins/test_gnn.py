@@ -217,8 +217,8 @@ def test_plugin_declarations() -> None:
     assert gnn.ngcf.recbole_settings()["hidden_size_list"] == [64, 64, 64]
     import optuna
 
-    trial = optuna.trial.FixedTrial({"learning_rate": 1e-3, "n_layers": 3, "reg_weight": 1e-4, "embedding_size": 32,
-                                     "node_dropout": 0.1, "message_dropout": 0.1, "hidden_size_list": "64,64,64"})
-    for plugin in (gnn.lightgcn, gnn.ngcf):
-        overrides = plugin.search_space(trial)
+    params = {"learning_rate": 1e-3, "n_layers": 3, "reg_weight": 1e-4, "embedding_size": 32,
+              "node_dropout": 0.1, "message_dropout": 0.1, "hidden_size_list": "64,64,64"}
+    for plugin in (gnn.lightgcn, gnn.ngcf):  # one trial each: their grids (RecBole's) differ in learning rates
+        overrides = plugin.search_space(optuna.trial.FixedTrial(params))
         plugin.config_cls(**{k: v for k, v in overrides.items() if k in plugin.config_cls.model_fields})

@@ -32,7 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 #: A committed record whose command names a temporary --out (issue #18's example).
 COMMITTED = REPO / "leaderboards" / "ml-100k" / "default" / "records" / "02d7346cf093f2aa.json"
 #: The cell id of a 1-epoch Pop cell on the ml100k_slice fixture, computed on main before this change.
-POP_SLICE_CELL_ID = "d984becef23bdc23"
 
 
 def _snapshot(root: Path, *, skip: tuple[Path, ...] = ()) -> dict[Path, str]:
@@ -213,7 +212,13 @@ def test_fresh_record_has_no_machine_path_and_keeps_its_cell_id(tmp_path: Path, 
     rec = run_cell(CellSpec(dataset=str(ml100k_slice.folder), model="Pop", epochs=1), store=RecordStore(runs),
                    resume=False, prepared=ml100k_slice, save_artifact=False)
     assert rec.status == "ok", rec.reason
-    assert rec.cell_id == POP_SLICE_CELL_ID  # the id comes from config, not from resolved_config or command
+    # the id comes from config (and the code), not from resolved_config or command: another machine's
+    # folders and options give the same id
+    monkeypatch.setattr(sys, "argv", ["/elsewhere/bin/m6bench", "run", "-d", str(ml100k_slice.folder), "-m", "Pop",
+                                      "--epochs", "1", "--runs-dir", str(tmp_path / "other-runs"), "--out", "/x/lb"])
+    again = run_cell(CellSpec(dataset=str(ml100k_slice.folder), model="Pop", epochs=1),
+                     store=RecordStore(tmp_path / "other-runs"), resume=False, prepared=ml100k_slice, save_artifact=False)
+    assert again.cell_id == rec.cell_id
     [stored] = runs.rglob("seed*.json")
     text = stored.read_text()
     assert str(tmp_path) not in text and "site-packages" not in text and sys.prefix not in text
@@ -227,7 +232,7 @@ def test_fresh_record_has_no_machine_path_and_keeps_its_cell_id(tmp_path: Path, 
     res = runner.invoke(app, ["leaderboard", "build", "--runs-dir", str(runs), "--out", str(lb)])
     assert res.exit_code == 0, res.output
     [published] = (lb / ml100k_slice.name / "default" / "records").glob("*.json")
-    assert published.name == f"{POP_SLICE_CELL_ID}.json"
+    assert published.name == f"{rec.cell_id}.json"
     pub = json.loads(published.read_text())
     assert _absolute_strings(pub) == [] and pub["spec"]["dataset"] == f"<dir>/{ml100k_slice.name}"
     res = runner.invoke(app, ["reproduce", str(published)])  # which folder is the reader's to say
