@@ -79,7 +79,7 @@ def show(
             "rank": str(i) if row["status"].startswith("ok") else "", "model": row["label"],
             **{m: fmt_stat(row["test"].get(m)) for m in SHOW_METRICS},
             **{f"{g} ndcg@10": fmt_stat(row["groups"].get(g, {}).get("ndcg@10")) for g in groups},
-            "vs_baseline": versus_cell(row), "seeds": str(len(row["seeds"])),
+            "vs_baseline": versus_cell(row, compact=fmt is Format.table and not wide), "seeds": str(len(row["seeds"])),
             "train_s": f"{train['mean']:.1f}" if train else "—",
             "status": row["status"] + (f": {row['reason']}" if row.get("reason") else ""),
         })

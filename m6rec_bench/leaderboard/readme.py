@@ -27,11 +27,14 @@ def fmt_stat(stat: dict[str, Any] | None) -> str:
     return f"{stat['mean']:.4f} ± {stat['std']:.4f}" if stat["n"] > 1 else f"{stat['mean']:.4f}"
 
 
-def versus_cell(row: dict[str, Any]) -> str:
-    """The paired test against the best baseline of a leaderboard.json row: ``+0.0144 ▲ (p=0.00014)``."""
+def versus_cell(row: dict[str, Any], compact: bool = False) -> str:
+    """The paired test against the best baseline of a leaderboard.json row: ``+0.0145 [-0.0049, +0.0339] (p=0.34)``;
+    ``compact`` leaves the interval out (``+0.0145 (p=0.34)``: a terminal 80 columns wide)."""
     if row.get("is_reference"):
         return "reference"
     c = row.get("significance")
+    if c and compact and c.get("p_holm") is not None:
+        return f"{c['delta']:+.4f}{' ' + c['mark'] if c.get('mark') else ''} (p={c['p_holm']:.2g})"
     return comparison_json_text(c, p_digits=2) if c else "—"
 
 
