@@ -36,7 +36,8 @@ def test_reloaded_model_scores_exactly_like_the_trained_one(trained, ml100k_slic
     assert rec.artifact == folder.name and folder.is_dir()
     assert sorted(p.name for p in folder.iterdir()) == sorted([artifacts.WEIGHTS, artifacts.EXTRA, artifacts.META])
     loaded = artifacts.load(path, prepared=ml100k_slice)
-    pu = per_user_metrics(loaded.model, loaded.test_data, metrics=("NDCG", "Recall"), topk=(10,))
+    # the cut-offs (10, 20) of the evaluation pass the record's per-user values come from
+    pu = per_user_metrics(loaded.model, loaded.test_data, metrics=("NDCG", "Recall"), topk=(10, 20))
     tokens = loaded.dataset.field2id_token[loaded.dataset.uid_field]
     assert [str(tokens[u]) for u in pu.user_ids] == rec.per_user["users"]
     np.testing.assert_allclose(np.round(pu.values["ndcg@10"], 6), rec.per_user["ndcg@10"], atol=1e-6)

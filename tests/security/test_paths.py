@@ -248,7 +248,7 @@ def test_rebuilding_the_committed_boards_publishes_portable_records(tmp_path: Pa
     roots = sorted({p.parents[2] for p in (REPO / "leaderboards").rglob("leaderboard.json")})
     committed = sorted(p for root in roots for p in root.glob("*/*/records/*.json"))
     assert len(roots) >= 3 and len(committed) > 150
-    assert all(_absolute_strings(json.loads(p.read_text())) for p in committed)  # every one of them, before
+    # (the committed records themselves were rebuilt this way; those written before held machine paths)
     for i, root in enumerate(roots):
         store, out = RecordStore(tmp_path / f"runs{i}"), tmp_path / f"lb{i}"
         for path in root.glob("*/*/records/*.json"):
