@@ -294,3 +294,18 @@ def test_record_files_the_board_does_not_list_are_ignored_not_revived(board):
     _write([_new_row("EASE", 2020, 0.25)], board.parent.parent)
     assert _rows(board)["Pop"]["reproduce"]["cell_ids"] == ["e1e1e1e1e1e1e1e1"]
     assert all((board / "records" / f"{old.cell_id}.json").exists() for old in _by("Pop"))  # ignored, not deleted
+
+
+def test_a_partial_board_merged_into_a_held_board_stays_titled_partial(board: Path) -> None:
+    """``m6bench run`` rewrites its boards as cells finish, titled partial: the merge with the rows a
+    board already holds must keep that title, and the final (complete) write must drop it."""
+    from dataclasses import replace
+
+    new = [_new_row("Newcomer", 2020, 0.2)]
+    for partial in (True, False):
+        for lb in aggregate(new):
+            write(replace(lb, partial=partial), board.parent.parent, new)
+        first = (board / "leaderboard.md").read_text().splitlines()[0]
+        assert ("partial" in first) is partial, first
+        assert json.loads((board / "leaderboard.json").read_text())["partial"] is partial
+        assert {"Newcomer", "MultiVAE", "M6-Fusion"} <= _labels_everywhere(board)
