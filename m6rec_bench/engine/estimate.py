@@ -337,7 +337,7 @@ class Forecast:
 
     def cell_finished(self, spec: CellSpec, record: Record, reused: bool) -> None:
         key = cell_key(spec)
-        run = self.running.pop(key, None)
+        self.running.pop(key, None)
         self.done.add(key)
         # how far this machine is from the priors: the record's own times against the priors' (the
         # same quantities; wall time would add loading, which on tiny data dwarfs training)

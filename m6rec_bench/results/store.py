@@ -43,7 +43,7 @@ class RecordStore:
 
     def path_for(self, record: Record) -> Path:
         """Where ``record`` lives; its names were checked when it was parsed, and the path is checked again."""
-        path = self.root / record.dataset / record.protocol / _safe(record.label or record.model) / f"seed{record.seed}-{record.cell_id}.json"
+        path = self.root / record.dataset / record.protocol / label_slug(record.label or record.model) / f"seed{record.seed}-{record.cell_id}.json"
         return contained(self.root, path, what=f"record {record.cell_id}", error=DataError)
 
     def put(self, record: Record) -> Path:
@@ -85,10 +85,6 @@ class RecordStore:
             except RecordError as exc:
                 if on_skip is not None:
                     on_skip(path, str(exc))
-
-
-#: A row label as a directory name (``"M6-Fusion w/o KG"`` → ``"M6-Fusion_w-o_KG"``).
-_safe = label_slug
 
 
 def parse_record(path: str | Path) -> Record:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from m6rec_bench.models.plugin import EMBEDDING_SIZES, RECBOLE_LEARNING_RATES
+from m6rec_bench.models.plugin import RECBOLE_LEARNING_RATES
 from m6rec_bench.models.registry import ModelEntry
 
 if TYPE_CHECKING:  # pragma: no cover
