@@ -10,6 +10,11 @@ as the baselines. Its hyper-parameters are a pydantic :class:`PluginConfig`; the
 into RecBole's ``Config`` so the model reads them as ``config["embedding_size"]`` etc. Beside the
 config sits the Optuna search space (LensKit style).
 
+A plugin imports these names (and whatever else it may use of m6rec-bench) from
+:mod:`m6rec_bench.plugin_api`, the one supported surface; the optional hooks below (``fold_in``,
+``column_sets``, ``modality_weights``) are how a plugin — built in or not — gets what the core would
+otherwise have to special-case for it.
+
 Minimal example (one file plus one entry-point line, see README "Adding a plugin")::
 
     class MyConfig(PluginConfig):
