@@ -179,6 +179,9 @@ class PluginCard:
     #: the name of its fold-in rule (``Plugin.fold_in.name``), or None when ``serve`` cannot fold it in
     fold_in: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "column_sets", tuple(self.column_sets))  # a list compares unequal to the plugin's
+
 
 @dataclass(frozen=True)
 class Plugin:
