@@ -129,3 +129,14 @@ def test_plugin_api_lists_what_it_exports_and_every_name_resolves():
         assert getattr(plugin_api, name) is not None, name
     with pytest.raises(AttributeError, match="__all__"):
         plugin_api.engine  # noqa: B018 - not part of the API
+
+
+def test_plugin_api_and_the_builtin_cards_import_light():
+    """A package's PLUGIN_CARDS module imports the plugin API: that must not pull in torch, pandas or RecBole."""
+    import subprocess
+    import sys
+
+    code = ("import sys, m6rec_bench.plugin_api, m6rec_plugins; "
+            "print(sorted(m for m in ('torch', 'pandas', 'recbole', 'sentence_transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
