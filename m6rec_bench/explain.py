@@ -22,12 +22,12 @@ validation or test item, which the model has not seen):
   items first.
 * **Text neighbours**: the history items closest to the recommended item by cosine of the frozen
   Sentence-BERT (Reimers & Gurevych, EMNLP 2019) item text vectors of
-  :func:`m6rec_plugins.text.item_text_embeddings` (all-MiniLM-L6-v2, cached) — item-based
+  :func:`m6rec_bench.textvec.item_text_embeddings` (all-MiniLM-L6-v2, cached) — item-based
   "because you liked X" explanations by neighbour items (Herlocker, Konstan & Riedl, "Explaining
   Collaborative Filtering Recommendations", CSCW 2000), here with content similarity, so they
   apply to any model.
-* **Modality gates** of a model exposing ``modality_weights()`` (M6-Fusion): the weight its fusion
-  gave each modality (id / graph / kg / text) of the item.
+* **Modality gates** of a plugin that fills the ``Plugin.modality_weights`` hook (M6-Fusion among
+  the built-ins): the weight its fusion gave each modality (id / graph / kg / text) of the item.
 
 :class:`KGIndex` indexes a KG once (an undirected CSR adjacency over entity ids), so a path search
 touches only the neighbourhoods of the recommended item's entity.
@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from m6rec_bench import sideinfo
+from m6rec_bench import sideinfo, textvec
 from m6rec_bench.errors import DataError, UsageError
 
 #: Reasons of each kind shown per item unless told otherwise.
@@ -336,15 +336,8 @@ def text_neighbours(unit: np.ndarray, item: int, history: np.ndarray, *, limit: 
 
 
 def text_unit_vectors(config: Any, dataset: Any) -> tuple[np.ndarray | None, str | None, str | None]:
-    """``(unit text vectors, text model, note)``: the vectors of :func:`m6rec_plugins.text.item_text_embeddings`,
-    or None and a note saying why there are none (no plugins package, no item text, no encoder)."""
-    import importlib
-
-    try:
-        text_plugin = importlib.import_module("m6rec_plugins.text")
-    except ImportError as exc:
-        return None, None, (f"text similarity skipped: the m6rec_plugins package is not importable ({exc}); "
-                            "install it with pip install -e plugins")
+    """``(unit text vectors, text model, note)``: the vectors of :func:`m6rec_bench.textvec.item_text_embeddings`,
+    or None and a note saying why there are none (no item text, no encoder)."""
     try:
         fields = config["m6_item_text_fields"]
     except KeyError:
@@ -352,14 +345,25 @@ def text_unit_vectors(config: Any, dataset: Any) -> tuple[np.ndarray | None, str
     if not fields:
         return None, None, f"text similarity skipped: dataset '{config['dataset']}' has no item text fields"
     try:
-        vectors = text_plugin.item_text_embeddings(config, dataset)
+        vectors = textvec.item_text_embeddings(config, dataset)
     except DataError as exc:
         return None, None, f"text similarity skipped: {exc}"
     try:
         name = config["text_model"]
     except (KeyError, TypeError):
         name = None
-    return unit_rows(vectors), str(name or text_plugin.DEFAULT_TEXT_MODEL), None
+    return unit_rows(vectors), str(name or textvec.DEFAULT_TEXT_MODEL), None
+
+
+def modality_weights(loaded: Any) -> dict[str, np.ndarray] | None:
+    """``{modality: [n_items] weights}`` from the plugin's ``modality_weights`` hook; None for a model
+    without one (a baseline, or a plugin that does not fill it)."""
+    from m6rec_bench.models import registry
+
+    plugin = registry.get(loaded.record.model).plugin
+    if plugin is None or plugin.modality_weights is None:
+        return None
+    return plugin.modality_weights(loaded.model)
 
 
 # ------------------------------------------------------------------ titles
@@ -499,9 +503,7 @@ def explain_user(
         if note:
             notes.append(note)
 
-    gates: dict[str, np.ndarray] | None = None
-    if hasattr(loaded.model, "modality_weights"):
-        gates = loaded.model.modality_weights()
+    gates = modality_weights(loaded)
 
     items: list[ItemExplanation] = []
     for rank, (i, score) in enumerate(zip(top.tolist(), scores.tolist(), strict=True), start=1):

@@ -29,7 +29,7 @@ def hashed(texts: list[str], dim: int, salt: str) -> np.ndarray:
 
 
 def fake_text(config: Any, dataset: Any) -> np.ndarray:
-    """Stands in for ``m6rec_plugins.text.item_text_embeddings`` (384-d, as all-MiniLM-L6-v2)."""
+    """Stands in for ``m6rec_bench.textvec.item_text_embeddings`` (384-d, as all-MiniLM-L6-v2)."""
     from m6rec_bench import sideinfo
 
     return hashed(sideinfo.item_texts(config, dataset), 384, "text:")
@@ -55,6 +55,7 @@ def content_stand_ins(calls: dict[str, int] | None = None) -> Iterator[dict[str,
     """
     import m6rec_plugins.fusion as fusion
     import m6rec_plugins.text as text
+    from m6rec_bench import textvec
 
     calls = calls if calls is not None else {"kg": 0, "text": 0}
 
@@ -70,4 +71,5 @@ def content_stand_ins(calls: dict[str, int] | None = None) -> Iterator[dict[str,
         mp.setattr(fusion, "kg_vectors", kg)
         mp.setattr(fusion, "text_vectors", txt)
         mp.setattr(text, "item_text_embeddings", fake_text)
+        mp.setattr(textvec, "item_text_embeddings", fake_text)  # the core's encoder (m6bench explain)
         yield calls

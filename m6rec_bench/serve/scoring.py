@@ -5,23 +5,23 @@ A :class:`Recommender` wraps a loaded artifact (:func:`m6rec_bench.artifacts.loa
 * top-k for a known user — the model's own ranking (the scores its ``full_sort_predict`` gives)
   with the user's training history and the items added through the API excluded;
 * top-k for an anonymous list of items (*fold-in*: a user representation built from the list,
-  no retraining) — only for models that have a fold-in adapter;
+  no retraining) — only for models that can fold in: a plugin whose ``Plugin.fold_in`` hook gives
+  its vectors (:class:`~m6rec_bench.models.plugin.FoldInVectors`), or a baseline with an adapter;
 * new interactions of a known user, kept in memory: they are excluded from that user's next
   answers and, for fold-in models, move the user's representation toward them.
 
-Adapters (:data:`ADAPTERS`, the one place that says which models can fold in) are keyed by the
-model's class, found along its MRO, so subclasses and ablation rows (``M6-Fusion w/o KG``) inherit
-them; :func:`register` adds one. Every adapter precomputes what it needs at start-up, so a request
-is one matrix–vector product (or one sparse row sum) plus a top-k.
+A plugin's rule is found from the record's model (so its ablation rows, ``M6-Fusion w/o KG``, fold in
+too); the core names no plugin. Baseline adapters (:data:`ADAPTERS`) are keyed by the model's class,
+found along its MRO; :func:`register` adds one. Every scorer precomputes what it needs at start-up,
+so a request is one matrix–vector product (or one sparse row sum) plus a top-k.
 
 Fold-in rules
 -------------
-Vector models (M6-Fusion, Text-Tower, Text-ZeroShot) score item :math:`j` for a user vector
-:math:`u` as :math:`v_j^\\top u` (M6-Fusion's softmax default: both unit vectors, i.e. cosine), so
-only the direction of :math:`u` matters. Each item also has a *fold-in vector* :math:`f_j`:
-
-* M6-Fusion, Text-Tower: :math:`f_j = v_j / \\lVert v_j \\rVert` (the fused / tower item vector);
-* Text-ZeroShot: :math:`f_j = t_j`, the raw text vector (its user *is* the mean of these).
+Vector models (a plugin's ``fold_in`` hook: M6-Fusion, Text-Tower, Text-ZeroShot among the
+built-ins) score item :math:`j` for a user vector :math:`u` as :math:`v_j^\\top u`, so only the
+direction of :math:`u` matters. Each item also has a *fold-in vector* :math:`f_j`, chosen by the
+plugin (M6-Fusion, Text-Tower: :math:`f_j = v_j / \\lVert v_j \\rVert`; Text-ZeroShot: the raw text
+vector :math:`t_j`, since its user *is* the mean of these).
 
 An anonymous list :math:`L` becomes :math:`u_L = \\operatorname{normalise}(\\sum_{j \\in L} f_j)`,
 the normalised mean of its fold-in vectors. A known user :math:`i` with :math:`n_i` training
@@ -31,10 +31,10 @@ interactions, trained vector :math:`u_i` and items :math:`A` added through the A
 
     u_i' = \\operatorname{normalise}\\big(n_i\\, b_i + \\textstyle\\sum_{j \\in A} f_j\\big)
 
-where :math:`b_i = u_i / \\lVert u_i \\rVert` for trained users (the trained vector counts as much as
-the :math:`n_i` interactions it was learnt from; each new item counts as one) and, for Text-ZeroShot,
-:math:`b_i` is the mean text vector of the training history, which makes :math:`u_i'` exactly the
-zero-shot user of history plus new items. With no added items the trained :math:`u_i` is used
+where :math:`b_i` is the plugin's base vector of the user: :math:`u_i / \\lVert u_i \\rVert` for trained users
+(the trained vector counts as much as the :math:`n_i` interactions it was learnt from; each new item
+counts as one) and, for Text-ZeroShot, the mean text vector of the training history, which makes
+:math:`u_i'` exactly the zero-shot user of history plus new items. With no added items the trained :math:`u_i` is used
 as is, so the answer is the model's own ranking.
 
 ItemKNN (``knn_method=item``): RecBole scores :math:`s_u = r_u W` (``pred_mat``), the sum of the
@@ -201,13 +201,13 @@ class Adapter:
     build: Callable[[Any], Scorer]
 
 
-#: ``"module.Class"`` (matched along the model's MRO) → its fold-in adapter. Strings, so the
-#: plugins need not be importable for the baselines to serve.
+#: The core's own fold-in adapters (RecBole baselines), ``"module.Class"`` (matched along the model's
+#: MRO) → adapter. A plugin folds in through its ``Plugin.fold_in`` hook instead.
 ADAPTERS: dict[str, Adapter] = {}
 
 
 def register(class_path: str, name: str) -> Callable[[Callable[[Any], Scorer]], Callable[[Any], Scorer]]:
-    """Decorator: ``build(loaded) -> Scorer`` is the fold-in adapter of the class ``class_path``."""
+    """Decorator: ``build(loaded) -> Scorer`` is the fold-in adapter of the baseline class ``class_path``."""
 
     def deco(build: Callable[[Any], Scorer]) -> Callable[[Any], Scorer]:
         ADAPTERS[class_path] = Adapter(name, build)
@@ -217,50 +217,38 @@ def register(class_path: str, name: str) -> Callable[[Callable[[Any], Scorer]], 
 
 
 def fold_in_models() -> list[str]:
-    """Names of the models that can fold in, as shown in error messages and ``/health``."""
-    return [a.name for a in ADAPTERS.values()]
+    """Names of the models that can fold in, as shown in error messages and ``/health``: the installed
+    plugins' fold-in rules (from their cards, nothing imported), then the core's baselines."""
+    from m6rec_bench.models import registry
+
+    return list(dict.fromkeys([*registry.fold_in_rules(), *(a.name for a in ADAPTERS.values())]))
 
 
 def _class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _plugin_of(loaded: Any) -> Any:
+    """The :class:`~m6rec_bench.models.plugin.Plugin` that trained ``loaded`` (None for a baseline)."""
+    from m6rec_bench.models import registry
+
+    return registry.get(loaded.record.model).plugin
+
+
 def scorer_for(loaded: Any) -> Scorer:
-    """The fold-in adapter of the loaded model's class, or the known-users-only :class:`Scorer`."""
+    """The loaded model's fold-in scorer (its plugin's ``fold_in`` hook, or a baseline adapter), or
+    the known-users-only :class:`Scorer`."""
+    plugin = _plugin_of(loaded)
+    if plugin is not None:
+        if plugin.fold_in is None:
+            return Scorer(loaded)
+        v = plugin.fold_in.vectors(loaded)
+        return VectorScorer(loaded, users=v.users, items=v.items, fold=v.fold, base=v.base)
     for cls in type(loaded.model).__mro__:
         adapter = ADAPTERS.get(_class_path(cls))
         if adapter is not None:
             return adapter.build(loaded)
     return Scorer(loaded)
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.normalize(x, dim=1)
-
-
-@register("m6rec_plugins.fusion.M6Fusion", "M6-Fusion")
-def _fusion(loaded: Any) -> Scorer:
-    with torch.no_grad():
-        users, items = loaded.model._all_vectors()  # the vectors full_sort_predict multiplies
-    return VectorScorer(loaded, users=users, items=items, fold=_unit(items), base=_unit(users))
-
-
-@register("m6rec_plugins.text.TextTower", "Text-Tower")
-def _text_tower(loaded: Any) -> Scorer:
-    model = loaded.model
-    with torch.no_grad():
-        users, items = model.user_embedding.weight, model.item_vectors()
-    return VectorScorer(loaded, users=users, items=items, fold=_unit(items), base=_unit(users))
-
-
-@register("m6rec_plugins.text.TextZeroShot", "Text-ZeroShot")
-def _text_zeroshot(loaded: Any) -> Scorer:
-    from m6rec_plugins.text import TextZeroShot, item_text_embeddings
-
-    train = loaded.train_data._dataset
-    text = torch.from_numpy(item_text_embeddings(loaded.config, train))  # the model's cached encoding
-    profiles = TextZeroShot.user_profiles(train, text)  # mean text vector of each user's training items
-    return VectorScorer(loaded, users=loaded.model.user_unit, items=loaded.model.item_unit, fold=text, base=profiles)
 
 
 @register("recbole.model.general_recommender.itemknn.ItemKNN", "ItemKNN (knn_method=item)")

@@ -69,14 +69,19 @@ from recbole.utils import InputType
 from torch import nn
 from torch.nn import functional as F
 
-from m6rec_bench.datasets.fetch import file_checksum
-from m6rec_bench.errors import DataError, UsageError
-from m6rec_bench.io import atomic_path
-from m6rec_bench.models.plugin import Plugin, PluginConfig
-from m6rec_bench.paths import cache_dir
-from m6rec_bench.protocols.split_files import columns
-from m6rec_bench.protocols.user_group import read_marker
+from m6rec_bench.plugin_api import (
+    DataError,
+    Plugin,
+    PluginConfig,
+    UsageError,
+    atomic_columns,
+    atomic_path,
+    cache_dir,
+    file_checksum,
+    protocol_inputs,
+)
 from m6rec_plugins import fusion
+from m6rec_plugins.cards import ADAPTATION_COLUMNS
 from m6rec_plugins.kg import isolated_rng
 
 log = logging.getLogger(__name__)
@@ -254,7 +259,7 @@ def ranking_loss(item_vecs: torch.Tensor, user_vecs: torch.Tensor, pos: torch.Te
 def read_source(path: Path, item_ids: dict[str, int]) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Source interactions as (local user ids, target item ids, n users, n dropped for unknown items)."""
     with open(path, encoding="utf-8") as fh:
-        names = columns(fh.readline())
+        names = atomic_columns(fh.readline())
         try:
             u_col, i_col = names.index("user_id"), names.index("item_id")
         except ValueError:
@@ -370,8 +375,8 @@ class M6Adapt(GeneralRecommender):
 
     def __init__(self, config: Any, dataset: Any) -> None:
         super().__init__(config, dataset)
-        self.marker = read_marker(config["data_path"])
-        if self.marker is None:
+        self.source_file: Path | None = protocol_inputs(config["data_path"]).get("source")
+        if self.source_file is None:
             raise UsageError(
                 f"M6-Adapt pretrains on the source users of the user-group protocol, and {config['data_path']} is "
                 "not a user-group split — run it with --protocol user-group"
@@ -413,7 +418,7 @@ class M6Adapt(GeneralRecommender):
         self.n_source_dropped: int | None = None
         source_deg = np.zeros(self.n_items, dtype=np.int64)
         if self.mode in ("adapter", "full"):
-            source_file = Path(config["data_path"]) / self.marker.get("source_file", "source.inter")
+            source_file = self.source_file
             if not source_file.is_file():
                 raise DataError(f"{source_file} not found — the user-group split is incomplete; delete its folder "
                                 f"({Path(config['data_path']).parent}) and run again")
@@ -540,4 +545,5 @@ plugin = Plugin(
     ablations={"full fine-tune": {"mode": "full"}, "scratch": {"mode": "scratch"}},
     extra_metrics=adaptation_metrics,
     protocols=("user-group",),
+    column_sets=(ADAPTATION_COLUMNS,),
 )

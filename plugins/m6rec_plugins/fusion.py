@@ -53,8 +53,7 @@ from recbole.utils import InputType
 from torch import nn
 from torch.nn import functional as F
 
-from m6rec_bench.errors import DataError
-from m6rec_bench.models.plugin import Plugin, PluginConfig
+from m6rec_bench.plugin_api import DataError, FoldIn, FoldInVectors, Plugin, PluginConfig
 from m6rec_plugins.kg import isolated_rng
 
 class FusionConfig(PluginConfig):
@@ -422,6 +421,24 @@ class M6Fusion(GeneralRecommender):
         return (user_all[interaction[self.USER_ID]] @ items.T).view(-1)
 
 
+def fold_in_vectors(loaded: Any) -> FoldInVectors:
+    """``m6bench serve``'s fold-in: the vectors ``full_sort_predict`` multiplies; an item folds in as its
+    unit fused vector, a known user starts from their unit trained vector (with the softmax default both
+    are already unit vectors, so scores are cosines)."""
+    with torch.no_grad():
+        users, items = loaded.model._all_vectors()
+    return FoldInVectors(users=users, items=items, fold=F.normalize(items, dim=1), base=F.normalize(users, dim=1))
+
+
+#: M6-Fusion's fold-in rule, shared by the plugins whose model is an M6Fusion (M6-Fusion-MTL).
+FOLD_IN = FoldIn("M6-Fusion", fold_in_vectors)
+
+
+def modality_weights(model: M6Fusion) -> dict[str, np.ndarray]:
+    """``m6bench explain``'s modality gates: :meth:`M6Fusion.modality_weights`."""
+    return model.modality_weights()
+
+
 plugin = Plugin(
     name="M6-Fusion",
     family="fusion",
@@ -437,4 +454,6 @@ plugin = Plugin(
         "w/o text": {"use_text": False},
         "w/o graph": {"use_graph": False},
     },
+    fold_in=FOLD_IN,
+    modality_weights=modality_weights,
 )

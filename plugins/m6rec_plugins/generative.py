@@ -85,8 +85,7 @@ from recbole.utils import InputType
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from m6rec_bench.errors import DataError
-from m6rec_bench.models.plugin import Plugin, PluginConfig
+from m6rec_bench.plugin_api import DataError, Plugin, PluginConfig
 from m6rec_plugins.semantic_ids import SemanticIds, Trie, residual_kmeans
 
 __all__ = [

@@ -47,7 +47,7 @@ from torch_geometric.nn.conv import LGConv, MessagePassing
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import coalesce, to_torch_csr_tensor
 
-from m6rec_bench.models.plugin import Plugin, PluginConfig
+from m6rec_bench.plugin_api import Plugin, PluginConfig
 
 __all__ = [
     "LightGCNConfig",

@@ -32,9 +32,16 @@ from recbole.model.loss import BPRLoss, EmbLoss
 from recbole.utils import InputType
 from torch import nn
 
-from m6rec_bench import embcache, sideinfo
-from m6rec_bench.errors import DataError
-from m6rec_bench.models.plugin import EMBEDDING_SIZES, L2_WEIGHTS, RECBOLE_LEARNING_RATES, Plugin, PluginConfig
+from m6rec_bench.plugin_api import (
+    EMBEDDING_SIZES,
+    L2_WEIGHTS,
+    RECBOLE_LEARNING_RATES,
+    DataError,
+    Plugin,
+    PluginConfig,
+    embcache,
+    sideinfo,
+)
 
 log = logging.getLogger(__name__)
 

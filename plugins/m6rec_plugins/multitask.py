@@ -63,9 +63,9 @@ from recbole.utils import FeatureType
 from torch import nn
 from torch.nn import functional as F
 
-from m6rec_bench.errors import DataError
-from m6rec_bench.models.plugin import Plugin
+from m6rec_bench.plugin_api import DataError, Plugin
 from m6rec_plugins import fusion
+from m6rec_plugins.cards import RATING_COLUMNS
 from m6rec_plugins.fusion import FusionConfig, M6Fusion
 
 NAME = "M6-Fusion-MTL"
@@ -344,4 +344,7 @@ plugin = Plugin(
         "uncertainty": {"mtl_weighting": "uncertainty"},
     },
     extra_metrics=rating_metrics,
+    column_sets=(RATING_COLUMNS,),
+    fold_in=fusion.FOLD_IN,  # an M6Fusion: it folds in by M6-Fusion's rule
+    modality_weights=fusion.modality_weights,
 )

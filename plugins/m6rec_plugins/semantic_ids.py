@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from m6rec_bench.errors import DataError
+from m6rec_bench.plugin_api import DataError
 
 __all__ = ["SemanticIds", "Trie", "kmeans", "residual_kmeans"]
 

@@ -54,8 +54,7 @@ from torch_geometric.data import Batch
 from torch_geometric.nn import GatedGraphConv
 from torch_geometric.utils import coalesce, degree
 
-from m6rec_bench.errors import DataError
-from m6rec_bench.models.plugin import Plugin, PluginConfig
+from m6rec_bench.plugin_api import DataError, Plugin, PluginConfig
 
 __all__ = ["SeqGNNGRU", "SeqGNNGRUConfig", "SessionGraphs", "plugin", "search_space", "session_graphs"]
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from m6rec_bench import compat, embcache
+from m6rec_bench import compat, embcache, textvec
 from m6rec_bench.datasets.base import DatasetFeatures, PreparedDataset
 from m6rec_bench.datasets.prepare import bundled_root
 from m6rec_bench.engine.cell import CellSpec, run_cell
@@ -99,12 +99,12 @@ def test_item_text_embeddings_shape_and_cache(data_root: Path, monkeypatch: pyte
     def no_encoding(*_: Any, **__: Any) -> None:
         raise AssertionError("texts encoded again on a cache hit")
 
-    monkeypatch.setattr(textmod, "encode_texts", no_encoding)
+    monkeypatch.setattr(textvec, "encode_texts", no_encoding)  # the core's encoder, which the plugin re-exports
     assert np.array_equal(textmod.item_text_embeddings(config, dataset), emb)
     # the shipped model under its Hub id (or its directory) is the same cache entry
     hub_id = {**config.final_config_dict, "text_model": "sentence-transformers/all-MiniLM-L6-v2"}
     assert np.array_equal(textmod.item_text_embeddings(hub_id, dataset), emb)
-    by_path = {**config.final_config_dict, "text_model": str(textmod.shipped_model_dir())}
+    by_path = {**config.final_config_dict, "text_model": str(textvec.shipped_model_dir())}
     assert np.array_equal(textmod.item_text_embeddings(by_path, dataset), emb)
 
 
