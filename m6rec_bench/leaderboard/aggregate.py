@@ -33,7 +33,6 @@ from typing import Any
 
 from m6rec_bench.leaderboard.columns import COLUMN_SETS
 from m6rec_bench.leaderboard.stats import Comparison, Published, seed_test, significance
-from m6rec_bench.results.portable import portable_path
 from m6rec_bench.results.record import Record
 
 #: The metric a leaderboard is sorted by (the default protocol's validation metric, on test).
@@ -169,7 +168,7 @@ def board_slug(protocol: str, variant: str = "") -> str:
 
 def variant_of(rec: Record) -> str:
     """Which board a record belongs to: ``tuned`` when its model was tuned before the run."""
-    return "tuned" if "m6_tune_budget" in rec.config else ""
+    return rec.options.board
 
 
 def _stats(dicts: list[dict[str, float]]) -> dict[str, Stat]:
@@ -179,31 +178,14 @@ def _stats(dicts: list[dict[str, float]]) -> dict[str, Stat]:
 
 def _reproduce(records: list[Record]) -> dict[str, Any]:
     first = records[0]
-    seeds = sorted(r.seed for r in records)
-    epochs = first.config.get("epochs")
-    dataset = portable_path(str(first.spec.get("dataset", first.dataset)))  # a local folder: no path of this machine
-    cmd = [f"m6bench run --dataset {dataset} --protocol {first.protocol} --models {first.model}",
-           f"--seeds {len(seeds)}" if seeds == list(range(2020, 2020 + len(seeds))) else f"--seeds {','.join(map(str, seeds))}"]
-    if epochs is not None and "epochs" in first.config:
-        cmd.append(f"--epochs {epochs}")
-    if "m6_compress" in first.config:
-        cmd.append(f"--compress {first.config['m6_compress']}")
-    elif "m6_rerank" in first.config:
-        cmd.append(f"--rerank {first.config['m6_rerank']}")
-    elif first.label != first.model:
-        cmd.append("--ablation")
-    for key, flag in (("m6_tune_budget", "--tune-budget"), ("m6_tune_epochs", "--tune-epochs"),
-                      ("m6_tune_timeout", "--tune-timeout")):
-        if key in first.config:  # the seeded study reruns (or resumes) and picks the same best trial
-            cmd.append(f"{flag} {first.config[key]}")
+    options = first.options
     return {
-        "command": " ".join(cmd),
+        "command": options.command([r.seed for r in records]),
         "cell_ids": [r.cell_id for r in sorted(records, key=lambda r: r.seed)],
         "config": {k: v for k, v in first.config.items() if not k.startswith("m6_")},
         # how the row was tuned (budget, timeout, trial epochs, study), when it was
         # and what it cost and found on validation (the record's typed field, when the run wrote one)
-        "tuning": {**{k.removeprefix("m6_tune_"): v for k, v in first.config.items() if k.startswith("m6_tune_")},
-                   **(first.tuning.model_dump(mode="json", exclude={"budget"}) if first.tuning else {})},
+        "tuning": {**options.tuning(), **(first.tuning.model_dump(mode="json", exclude={"budget"}) if first.tuning else {})},
         "dataset_checksum": first.dataset_checksum,
         "versions": first.versions,
         "hardware": first.hardware,
@@ -281,7 +263,7 @@ def aggregate(records: Iterable[Record], published: Published | None = None,
                 r.implements = implements[r.model]
         out.sort(key=lambda r: (not r.ranked, not r.status.startswith("ok"), -r.primary(), r.label))
         # the reference is a plain baseline, never a re-ranked variant of one ("BPR [linucb]"), chosen on validation
-        reranked = {label for label, recs in rows.items() if any("m6_rerank" in r.config for r in recs)}
+        reranked = {label for label, recs in rows.items() if any(r.options.variant == "rerank" for r in recs)}
         candidates = [r for r in out if r.kind == "baseline" and r.status.startswith("ok") and r.label not in reranked]
         best = min(candidates, key=lambda r: (-(r.valid[PRIMARY].mean if PRIMARY in r.valid else float("-inf")), r.label),
                    default=None)
@@ -299,11 +281,12 @@ def aggregate(records: Iterable[Record], published: Published | None = None,
         impls = [_implementation(r.label, r.implements, rows) for r in out if r.implements]
         any_rec = next(iter(rows.values()))[0]
         every = [r for recs in rows.values() for r in recs]
+        options = [r.options for r in every]
         settings = {
             "epochs": sorted({str(r.config.get("epochs", "default")) for r in every}),
-            "tune_budget": sorted({str(r.config.get("m6_tune_budget", "untuned")) for r in every}),
+            "tune_budget": sorted({str(o.tune_budget) if o.tune_budget is not None else "untuned" for o in options}),
             # epochs of a tuning trial, where a suite capped them apart from --epochs (--tune-epochs)
-            "tune_epochs": sorted({str(r.config["m6_tune_epochs"]) for r in every if "m6_tune_epochs" in r.config}),
+            "tune_epochs": sorted({str(o.tune_epochs) for o in options if o.tune_epochs is not None}),
         }
         timing = timing_conditions(every)
         if timing:  # a board of records from before conditions were recorded reads as it always did
@@ -388,7 +371,7 @@ def _twin_sizes(rows: list[Row], records: dict[str, list[Record]]) -> None:
     """Give an uncompressed row the size and speed its compressed twins measured it at."""
     by_label = {r.label: r for r in rows}
     for label, recs in records.items():
-        twin = next((r.label.removesuffix(f" [{r.config['m6_compress']}]") for r in recs if "m6_compress" in r.config), None)
+        twin = next((r.label.removesuffix(f" [{r.options.method}]") for r in recs if r.options.variant == "compress"), None)
         base = by_label.get(twin) if twin else None
         if base is None or base.extras.get(COMPRESSION):
             continue
