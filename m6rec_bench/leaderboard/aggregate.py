@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from m6rec_bench.leaderboard.columns import COLUMN_SETS
-from m6rec_bench.leaderboard.stats import Comparison, Published, seed_test, significance
+from m6rec_bench.leaderboard.stats import Comparison, Published, UserTest, seed_test, significance
 from m6rec_bench.results.record import Record
 
 #: The metric a leaderboard is sorted by (the default protocol's validation metric, on test).
@@ -41,6 +41,8 @@ PRIMARY = "ndcg@10"
 COLUMNS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "precision@10", "ndcg@20", "recall@20")
 #: Metrics shown per extra group (cold / warm / overall items).
 GROUP_COLUMNS = ("ndcg@10", "recall@20")
+#: ``Comparison.method`` of a board written before the seed-level test: a per-user Wilcoxon test, Holm-corrected.
+LEGACY_METHOD = "per-user Wilcoxon signed-rank"
 #: The extra-metrics group of compressed cells (size, speed, change): a column set, not a metric group.
 COMPRESSION = "compression"
 
@@ -56,6 +58,10 @@ class Stat:
     @classmethod
     def of(cls, values: list[float]) -> Stat:
         return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Stat:
+        return cls(float(data["mean"]), float(data["std"]), int(data["n"]))
 
     def fmt(self, digits: int = 4) -> str:
         return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}" if self.n > 1 else f"{self.mean:.{digits}f}"
@@ -160,6 +166,67 @@ class Leaderboard:
         if not self.superseded:  # a board that never replaced a row reads as it always did
             del out["superseded"]
         return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Leaderboard:
+        """The board a ``leaderboard.json`` holds (:meth:`to_dict` read back), the one model every writer
+        renders (the HTML site, the README block and ``leaderboard show`` read it too).
+
+        A board is something a user can be handed: anything that is not the written shape raises
+        ``ValueError`` (:class:`~m6rec_bench.errors.UntrustedInputError` is one), never KeyError or TypeError.
+        A board of the older per-user method (``significance`` without ``method``) reads with
+        ``Comparison.method`` :data:`LEGACY_METHOD`.
+        """
+        try:
+            return cls(
+                dataset=str(data["dataset"]), protocol=str(data["protocol"]),
+                rows=[_row_from_dict(r, data.get("reference")) for r in data["rows"]],
+                dataset_checksum=str(data["dataset_checksum"]), settings=dict(data["settings"]),
+                reference=data.get("reference"), variant=str(data.get("variant", "")),
+                partial=bool(data.get("partial", False)), created_at=str(data["created_at"]),
+                superseded=[dict(n) for n in data.get("superseded", [])], budget=bool(data.get("budget", False)),
+                implementations=[_implementation_from_dict(i) for i in data.get("implementations", []) if isinstance(i, dict)],
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a leaderboard.json of this shape ({type(exc).__name__}: {exc})") from None
+
+
+def _stats_from(data: dict[str, Any]) -> dict[str, Stat]:
+    return {str(k): Stat.from_dict(v) for k, v in data.items()}
+
+
+def _comparison_from_dict(data: dict[str, Any] | None, reference: str | None = None) -> Comparison | None:
+    if data is None:
+        return None
+    if "method" not in data:  # a board of the per-user method: its test was the Wilcoxon over users
+        users = UserTest(int(data["n_users"]), float(data["delta"]), float(data["p_value"]))
+        return Comparison(str(data.get("reference", reference)), str(data["metric"]), (), float(data["delta"]),
+                          p_holm=data.get("p_holm"), mark=str(data.get("mark", "")), users=users, method=LEGACY_METHOD)
+    users = data.get("users")
+    return Comparison(
+        str(data["reference"]), str(data["metric"]), tuple(int(s) for s in data["seeds"]), float(data["delta"]),
+        data.get("ci_low"), data.get("ci_high"), data.get("p_value"), data.get("p_holm"), str(data.get("mark", "")),
+        UserTest(int(users["n_users"]), float(users["delta"]), float(users["p_value"])) if users else None,
+        str(data["method"]))
+
+
+def _row_from_dict(data: dict[str, Any], reference: str | None) -> Row:
+    return Row(
+        label=str(data["label"]), model=str(data["model"]), kind=str(data["kind"]), family=str(data["family"]),
+        status=str(data["status"]), reason=data.get("reason"), seeds=[int(s) for s in data["seeds"]],
+        test=_stats_from(data.get("test", {})), valid=_stats_from(data.get("valid", {})),
+        groups={str(g): _stats_from(v) for g, v in data.get("groups", {}).items()},
+        cost=_stats_from(data.get("cost", {})),
+        extras={str(g): _stats_from(v) for g, v in data.get("extras", {}).items()},
+        reproduce=dict(data.get("reproduce", {})), significance=_comparison_from_dict(data.get("significance"), reference),
+        is_reference=bool(data.get("is_reference", False)), implements=data.get("implements"),
+        capped=bool(data.get("capped", False)),
+    )
+
+
+def _implementation_from_dict(data: dict[str, Any]) -> Implementation:
+    return Implementation(str(data["label"]), str(data["implements"]), _comparison_from_dict(data.get("comparison")),
+                          data.get("s_per_epoch"), data.get("original_s_per_epoch"), data.get("speedup"))
 
 
 def board_slug(protocol: str, variant: str = "") -> str:

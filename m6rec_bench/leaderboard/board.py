@@ -314,10 +314,11 @@ def _write_files(directory: Path, lb: Leaderboard, records: Iterable[Record], go
             atomic_write_bytes(rec_dir / f"{rec.cell_id}{PER_USER_SUFFIX}", per_user_bytes(rec.per_user))
         atomic_write_text(rec_dir / f"{rec.cell_id}.json", slim.model_dump_json(indent=2) + "\n")
     paths = {}
-    for suffix, render in WRITERS.items():
-        path = directory / f"leaderboard.{suffix}"
-        atomic_write_text(path, render(lb))
-        paths[suffix] = path
+    for suffix, writer in WRITERS.items():
+        if writer.with_board:
+            path = directory / writer.filename
+            atomic_write_text(path, writer.render(lb))
+            paths[suffix] = path
     for rec in gone:  # after the board that no longer lists them is in place
         (rec_dir / f"{rec.cell_id}.json").unlink(missing_ok=True)
         (rec_dir / f"{rec.cell_id}{PER_USER_SUFFIX}").unlink(missing_ok=True)
@@ -411,7 +412,7 @@ def prune(out: Path, dataset: str, protocol: str, variant: str, select: Selectio
         if dry_run:
             return Pruned(directory, removed, lb)
         if lb is None:
-            for name in [*(f"leaderboard.{suffix}" for suffix in WRITERS), "index.html"]:
+            for name in (writer.filename for writer in WRITERS.values()):
                 (directory / name).unlink(missing_ok=True)
             for rec in removed:
                 (directory / "records" / f"{rec.cell_id}.json").unlink(missing_ok=True)
