@@ -127,20 +127,20 @@ def test_typed_run_options_and_their_fallback_from_old_m6_keys_read_the_same():
     old = _rec("BPR [mmr]", 2021, 0.3).model_copy(update={
         "model": "BPR", "spec": {"dataset": "movielens"},
         "config": {"epochs": 5, "m6_rerank": "mmr", "m6_tune_budget": 8, "m6_tune_study": "s", "m6_tune_epochs": 3}})
-    typed = RunOptions.of(dataset="movielens", protocol="default", model="BPR", epochs=5, rerank="mmr",
+    typed = RunOptions.of(protocol="default", model="BPR", epochs=5, rerank="mmr",
                           config={"m6_tune_budget": 8, "m6_tune_study": "s", "m6_tune_epochs": 3})
     assert old.run is None and old.options == typed
     assert typed.board == "tuned" and typed.tuning() == {"budget": 8, "study": "s", "epochs": 3}
-    assert typed.command([2021, 2020]) == ("m6bench run --dataset movielens --protocol default --models BPR --seeds 2 "
+    assert old.reproduce([2021, 2020]) == typed.command("movielens", [2021, 2020]) == ("m6bench run --dataset movielens --protocol default --models BPR --seeds 2 "
                                            "--epochs 5 --rerank mmr --tune-budget 8 --tune-epochs 3")
-    assert typed.command([2022]).endswith("--seeds 2022 --epochs 5 --rerank mmr --tune-budget 8 --tune-epochs 3")
+    assert typed.command("x", [2022]).endswith("--seeds 2022 --epochs 5 --rerank mmr --tune-budget 8 --tune-epochs 3")
     # the typed field wins over the config keys, and a record is written with it, or (old) without it
     new = _rec("BPR [int8]", 2020, 0.3).model_copy(update={"model": "BPR", "run": RunOptions.of(
-        dataset="ml-100k", protocol="default", model="BPR", compress="int8")})
+        protocol="default", model="BPR", compress="int8")})
     assert new.options.variant == "compress" and new.options.method == "int8" and new.options.board == ""
     assert '"run"' in new.model_dump_json() and '"run"' not in old.model_dump_json()
     assert Record.model_validate_json(new.model_dump_json()).run == new.run
     [lb] = aggregate([new])
     assert lb.rows[0].reproduce["command"] == "m6bench run --dataset ml-100k --protocol default --models BPR --seeds 1 --compress int8"
-    ablation = RunOptions.of(dataset="d", protocol="default", model="M6-Fusion", label="M6-Fusion w/o KG")
-    assert ablation.variant == "ablation" and ablation.command([2020]).endswith("--seeds 1 --ablation")
+    ablation = RunOptions.of(protocol="default", model="M6-Fusion", label="M6-Fusion w/o KG")
+    assert ablation.variant == "ablation" and ablation.command("d", [2020]).endswith("--seeds 1 --ablation")

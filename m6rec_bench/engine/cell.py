@@ -479,7 +479,7 @@ def _record_base(spec: CellSpec, entry: ModelEntry, protocol: Protocol, ds: Prep
         "versions": {**environment.versions(), **({entry.package: entry.version} if entry.kind == "plugin" else {})},
         "hardware": environment.hardware(), "command": command if command is not None else environment.command_line(),
         "tuning": spec.tuning, "code": code_of(entry),
-        "run": RunOptions.of(dataset=spec.dataset, protocol=protocol.name, model=entry.name, label=spec.label,
+        "run": RunOptions.of(protocol=protocol.name, model=entry.name, label=spec.label,
                              epochs=spec.epochs, compress=spec.compress, rerank=spec.rerank, config=spec.overrides),
     }
 

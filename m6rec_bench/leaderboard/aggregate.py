@@ -247,7 +247,7 @@ def _reproduce(records: list[Record]) -> dict[str, Any]:
     first = records[0]
     options = first.options
     return {
-        "command": options.command([r.seed for r in records]),
+        "command": first.reproduce([r.seed for r in records]),
         "cell_ids": [r.cell_id for r in sorted(records, key=lambda r: r.seed)],
         "config": {k: v for k, v in first.config.items() if not k.startswith("m6_")},
         # how the row was tuned (budget, timeout, trial epochs, study), when it was

@@ -100,7 +100,7 @@ def portable_record(record: Record, cwd: str | os.PathLike[str] | None = None) -
     """A copy of ``record`` fit to publish: no absolute path of this machine (see the module docstring).
 
     Unlike a record in a runs folder, whose spec keeps the dataset folder as the user gave it (the
-    artifacts beside it are loaded from there), a published spec (and ``run``) names a local dataset folder
+    artifacts beside it are loaded from there), a published spec names a local dataset folder
     relative to ``cwd`` or as ``<dir>/<name>``. The cell id and ``config`` are unchanged.
     """
     spec = dict(record.spec)
@@ -111,5 +111,4 @@ def portable_record(record: Record, cwd: str | os.PathLike[str] | None = None) -
         "resolved_config": portable_settings(record.resolved_config, cwd),
         "command": portable_command_text(record.command, cwd) if record.command else "",
         "reason": portable_text(record.reason, cwd) if record.reason else record.reason,
-        "run": record.run.model_copy(update={"dataset": portable_path(record.run.dataset, cwd)}) if record.run else None,
     })

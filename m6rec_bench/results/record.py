@@ -65,7 +65,6 @@ class RunOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field(description="the dataset as the suite named it (a registry name or a folder)")
     protocol: str
     model: str
     epochs: int | None = Field(None, description="--epochs: the training cap the suite set (None: RecBole's)")
@@ -79,14 +78,14 @@ class RunOptions(BaseModel):
     tune_epochs: int | None = Field(None, description="--tune-epochs: the trials' epoch cap, when set apart from --epochs")
 
     @classmethod
-    def of(cls, *, dataset: str, protocol: str, model: str, label: str | None = None, epochs: int | None = None,
+    def of(cls, *, protocol: str, model: str, label: str | None = None, epochs: int | None = None,
            compress: str | None = None, rerank: str | None = None, config: dict[str, Any] | None = None) -> RunOptions:
         """The options of a cell: ``label`` is the row label asked for (an ablation's), ``config`` holds
         the ``m6_tune_*`` keys its suite's tuning put in its overrides (part of its cell id)."""
         variant: Variant | None = "compress" if compress else "rerank" if rerank else (
             "ablation" if label and label != model else None)
         tune = {name: config[key] for key, name in _TUNE_KEYS.items() if key in (config or {})}
-        return cls(dataset=dataset, protocol=protocol, model=model, epochs=epochs, variant=variant,
+        return cls(protocol=protocol, model=model, epochs=epochs, variant=variant,
                    method=compress or rerank, **tune)
 
     @property
@@ -100,14 +99,15 @@ class RunOptions(BaseModel):
                 (("tune_budget", self.tune_budget), ("tune_study", self.tune_study), ("tune_note", self.tune_note),
                  ("tune_timeout", self.tune_timeout), ("tune_epochs", self.tune_epochs)) if value is not None}
 
-    def command(self, seeds: list[int]) -> str:
-        """``m6bench run …`` that reruns the row on ``seeds`` (a tuned row: its seeded study reruns and
-        picks the same trial). ``--seeds N`` when they are the first N seeds of a suite."""
+    def command(self, dataset: str, seeds: list[int]) -> str:
+        """``m6bench run …`` that reruns the row on ``dataset`` (as the spec names it: a folder of this
+        machine is made portable) and ``seeds`` (a tuned row: its seeded study reruns and picks the
+        same trial). ``--seeds N`` when they are the first N seeds of a suite."""
         from m6rec_bench.results.portable import portable_path
 
         seeds = sorted(seeds)
         first = list(range(DEFAULT_SEED, DEFAULT_SEED + len(seeds)))
-        cmd = [f"m6bench run --dataset {portable_path(self.dataset)} --protocol {self.protocol} --models {self.model}",
+        cmd = [f"m6bench run --dataset {portable_path(dataset)} --protocol {self.protocol} --models {self.model}",
                f"--seeds {len(seeds)}" if seeds == first else f"--seeds {','.join(map(str, seeds))}"]
         if self.epochs is not None:
             cmd.append(f"--epochs {self.epochs}")
@@ -209,17 +209,21 @@ class Record(BaseModel):
     @property
     def options(self) -> RunOptions:
         """The row's run options: ``run`` as written, or for a record written before it, derived from
-        its spec (the dataset as named) and the ``m6_*`` keys its suite put in ``config``."""
+        its label and the ``m6_*`` keys its suite put in ``config``."""
         if self.run is not None:
             return self.run
         config = self.config
         epochs = config.get("epochs")
         compress, rerank = config.get("m6_compress"), config.get("m6_rerank")
         return RunOptions.of(
-            dataset=str(self.spec.get("dataset", self.dataset)), protocol=self.protocol, model=self.model,
+            protocol=self.protocol, model=self.model,
             label=self.label, epochs=epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None,
             compress=str(compress) if compress is not None else None,
             rerank=str(rerank) if rerank is not None and compress is None else None, config=config)
+
+    def reproduce(self, seeds: list[int]) -> str:
+        """The ``m6bench run`` command that reruns this record's row on ``seeds`` (:meth:`RunOptions.command`)."""
+        return self.options.command(str(self.spec.get("dataset", self.dataset)), seeds)
 
     @property
     def reused(self) -> bool:
