@@ -56,7 +56,8 @@ def test_pages_tables_plots_and_record_links(site, ml100k_slice):
         assert typed.run is not None and typed.run.model == rec["model"] and typed.run.epochs == 3
         assert typed.model_copy(update={"run": None}).options == typed.run
         row = next(r for r in board["rows"] if rec["cell_id"] in r["reproduce"]["cell_ids"])
-        assert row["reproduce"]["command"] == typed.reproduce(row["seeds"]) and "--seeds 2 --epochs 3" in row["reproduce"]["command"]
+        command = row["reproduce"]["command"]
+        assert command == typed.reproduce(row["seeds"]) and "--seeds 2 --epochs 3" in command
 
 
 def test_reproduce_a_published_record(site, ml100k_slice):

@@ -81,7 +81,8 @@ def show(
             "train_s": f"{train.mean:.1f}" if train else "—",
             "status": row.status + (f": {row.reason}" if row.reason else ""),
         })
-    heading = f"{board.dataset} / {title(board.protocol, board.variant, partial=board.partial, budget=board.budget)}: mean ± std over seeds"
+    name = title(board.protocol, board.variant, partial=board.partial, budget=board.budget)
+    heading = f"{board.dataset} / {name}: mean ± std over seeds"
     render(board_columns(groups), rows, title=heading, fmt=fmt, wide=wide)
 
 

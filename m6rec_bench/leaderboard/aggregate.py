@@ -187,8 +187,10 @@ class Leaderboard:
                 superseded=[dict(n) for n in data.get("superseded", [])], budget=bool(data.get("budget", False)),
                 implementations=[_implementation_from_dict(i) for i in data.get("implementations", []) if isinstance(i, dict)],
             )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"not a leaderboard.json of this shape ({type(exc).__name__}: {exc})") from None
+        except KeyError as exc:
+            raise ValueError(f"no {exc} where a leaderboard.json has one") from None
+        except (TypeError, AttributeError) as exc:
+            raise ValueError(f"not the shape of a leaderboard.json: {exc}") from None
 
 
 def _stats_from(data: dict[str, Any]) -> dict[str, Stat]:

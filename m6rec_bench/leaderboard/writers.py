@@ -14,17 +14,17 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataclasses import dataclass
-
+from m6rec_bench.errors import UsageError
 from m6rec_bench.leaderboard.aggregate import (COLUMNS, GROUP_COLUMNS, LEGACY_METHOD, Implementation, Leaderboard,
                                                Row, Stat)
 from m6rec_bench.leaderboard.columns import Column, ColumnSet, present
 from m6rec_bench.leaderboard.stats import ALPHA, Comparison
-from m6rec_bench.errors import UsageError
 from m6rec_bench.names import contained
+from m6rec_bench.untrusted import loads_json
 
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
 
@@ -316,10 +316,11 @@ WRITERS: dict[str, Writer] = {
 def load_board(path: Path) -> Leaderboard:
     """The typed board of a ``leaderboard.json``; a file that is not one raises UsageError naming it."""
     try:
-        return Leaderboard.from_dict(json.loads(Path(path).read_text()))
+        return Leaderboard.from_dict(loads_json(Path(path).read_bytes()))  # ValueError: not JSON, nested too deep
     except (OSError, ValueError) as exc:
-        raise UsageError(f"{path} is not a readable leaderboard ({exc}) — rebuild it: "
-                         f"m6bench leaderboard build --out {Path(path).parent.parent.parent}") from None
+        folder = Path(path).parent
+        raise UsageError(f"{path} is not a readable leaderboard ({exc}) — rebuild it from its records: m6bench "
+                         f"leaderboard build --runs-dir {folder / 'records'} --out {folder.parent.parent}") from None
 
 
 def board_dir(out: Path, dataset: str, slug: str) -> Path:
