@@ -183,3 +183,19 @@ def test_a_board_of_another_shape_is_a_one_line_error_for_publish_and_show(tmp_p
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 2 and "not a readable leaderboard" in res.output and "Traceback" not in res.output, res.output
         assert "m6bench leaderboard build" in res.output and "--out" in res.output
+
+
+def test_a_post_training_rerun_without_the_old_config_key_is_the_same_configuration():
+    """Older compressed / re-ranked records carried their method as ``m6_compress`` / ``m6_rerank`` in
+    config; newer ones type it (``Record.run``). A rerun of such a cell merges as the same row
+    configuration: nothing is reported replaced."""
+    from m6rec_bench.leaderboard.board import configuration, merge
+    from m6rec_bench.results.record import RunOptions
+
+    old = _rec("BPR [int8]", 2020, 0.3).model_copy(update={"model": "BPR", "config": {"epochs": 5, "m6_compress": "int8"}})
+    new = old.model_copy(update={"config": {"epochs": 5}, "created_at": "2026-02-01T00:00:00",
+                                 "run": RunOptions.of(protocol="default", model="BPR", epochs=5, compress="int8")})
+    assert old.options == new.options and configuration(old) == configuration(new)
+    assert merge([old], [new]) == [new]
+    other = new.model_copy(update={"config": {"epochs": 6}})
+    assert configuration(other) != configuration(new)

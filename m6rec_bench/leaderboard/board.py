@@ -63,9 +63,11 @@ from m6rec_bench.results.portable import portable_record
 from m6rec_bench.results.record import Record
 from m6rec_bench.results.store import load_record
 
-#: Config keys that do not change a cell's identity (engine.cell._VOLATILE) plus the seed: what is
-#: left is one row's configuration.
-_NOT_CONFIGURATION = {"seed", "data_path", "checkpoint_dir", "show_progress", "benchmark_filename"}
+#: Config keys that do not change a cell's identity (engine.cell._VOLATILE) plus the seed, and the
+#: post-training method older records carried in config (now ``Record.run``; constant within a row):
+#: what is left is one row's configuration.
+_NOT_CONFIGURATION = {"seed", "data_path", "checkpoint_dir", "show_progress", "benchmark_filename",
+                      "m6_compress", "m6_rerank"}
 #: Versions recorded for the reader but not hashed into a cell id (engine.cell.cell_id).
 _ENVIRONMENT_ONLY = {"python", "numpy", "scipy", "pandas"}
 #: Beside ``records/<cell_id>.json``: that record's per-user test metrics.
