@@ -59,8 +59,11 @@ class RunOptions(BaseModel):
     """The ``m6bench run`` options of a record's row, typed: which variant of its model it is, how its
     suite tuned it, and the command that reruns the row (:meth:`command`, given the row's seeds).
 
-    Written by the engine (``Record.run``); :meth:`Record.options` derives it from the
-    ``m6_*`` config keys and the spec of an older record, so both read the same.
+    Written by the engine (``Record.run``); :meth:`Record.options` derives it from the label and the
+    ``m6_*`` config keys of an older record, so both read the same. The dataset is the spec's (as the
+    user named it; :meth:`Record.reproduce`). The ``m6_tune_*`` keys stay in a tuned cell's overrides:
+    they are part of its cell id (a tuned model with nothing to tune would otherwise share its plain
+    cell's id).
     """
 
     model_config = ConfigDict(extra="forbid")
