@@ -97,6 +97,9 @@ def test_run_compress_adds_rows_and_trains_once(ml100k_slice, fusion_content, tm
         assert c["size_mb"] < c["base_size_mb"] and c["users_per_s"] > 0 and c["base_users_per_s"] > 0
         assert c["ndcg@10_delta"] == pytest.approx(rec.test["ndcg@10"] - twin.test["ndcg@10"])
         assert rec.per_user["users"] == twin.per_user["users"]
+        assert rec.run is not None and (rec.run.variant, rec.run.method) == ("compress", label.split("[")[1][:-1])
+        old = rec.model_copy(update={"run": None, "config": {**rec.config, "m6_compress": rec.run.method}})
+        assert "m6_compress" not in rec.config and old.options == rec.run  # an older record derives the same
     board = next(out.rglob("leaderboard.md")).read_text()
     assert "Size MB" in board and "| M6-Fusion [int8] |" in board
     table = [[c.strip() for c in line.split("|")] for line in board.splitlines() if line.startswith("| ")]

@@ -142,6 +142,9 @@ def test_a_tuned_run_records_its_study_and_the_site_plots_it(ml100k_slice, tmp_p
     assert rec.tuning.best_valid >= rec.tuning.default_valid
     assert rec.tuning.trial_epochs == 2 and rec.tuning.trial_seconds > 0 and len(rec.tuning.history) == 2
     assert "tuning" not in rec.spec  # the summary is not part of the cell's spec (nor of its id)
+    # the typed run options name the budget; an older record derives the same from its m6_tune_* keys
+    assert rec.run is not None and rec.run.tune_budget == 2 and rec.run.board == "tuned" and rec.run.tune_study
+    assert rec.model_copy(update={"run": None}).options == rec.run
 
     board = json.loads((lb / ml100k_slice.name / "default-tuned" / "leaderboard.json").read_text())
     (row,) = board["rows"]

@@ -117,3 +117,85 @@ def test_tuned_rows_get_their_own_board_and_a_command_that_retunes(tmp_path):
     assert paths["md"].parent == tmp_path / "ml-100k" / "default-tuned"
     assert paths["md"].read_text().startswith("# Leaderboard — ml-100k / default (tuned)")
     assert "4 Optuna TPE trials per model of ≤ 20 epochs each" in paths["md"].read_text()
+
+
+def test_typed_run_options_and_their_fallback_from_old_m6_keys_read_the_same():
+    """A record's run options (variant, method, tuning budget, reproduce command) are typed (``Record.run``);
+    a record written before them derives the same options from its ``m6_*`` config keys and spec."""
+    from m6rec_bench.results.record import RunOptions
+
+    old = _rec("BPR [mmr]", 2021, 0.3).model_copy(update={
+        "model": "BPR", "spec": {"dataset": "movielens"},
+        "config": {"epochs": 5, "m6_rerank": "mmr", "m6_tune_budget": 8, "m6_tune_study": "s", "m6_tune_epochs": 3}})
+    typed = RunOptions.of(protocol="default", model="BPR", epochs=5, rerank="mmr",
+                          config={"m6_tune_budget": 8, "m6_tune_study": "s", "m6_tune_epochs": 3})
+    assert old.run is None and old.options == typed
+    assert typed.board == "tuned" and typed.tuning() == {"budget": 8, "study": "s", "epochs": 3}
+    assert old.reproduce([2021, 2020]) == typed.command("movielens", [2021, 2020]) == (
+        "m6bench run --dataset movielens --protocol default --models BPR --seeds 2 "
+        "--epochs 5 --rerank mmr --tune-budget 8 --tune-epochs 3")
+    assert typed.command("x", [2022]).endswith("--seeds 2022 --epochs 5 --rerank mmr --tune-budget 8 --tune-epochs 3")
+    # the typed field wins over the config keys, and a record is written with it, or (old) without it
+    new = _rec("BPR [int8]", 2020, 0.3).model_copy(update={"model": "BPR", "run": RunOptions.of(
+        protocol="default", model="BPR", compress="int8")})
+    assert new.options.variant == "compress" and new.options.method == "int8" and new.options.board == ""
+    assert '"run"' in new.model_dump_json() and '"run"' not in old.model_dump_json()
+    assert Record.model_validate_json(new.model_dump_json()).run == new.run
+    [lb] = aggregate([new])
+    assert lb.rows[0].reproduce["command"] == ("m6bench run --dataset ml-100k --protocol default --models BPR "
+                                               "--seeds 1 --compress int8")
+    ablation = RunOptions.of(protocol="default", model="M6-Fusion", label="M6-Fusion w/o KG")
+    assert ablation.variant == "ablation" and ablation.command("d", [2020]).endswith("--seeds 1 --ablation")
+
+
+def test_every_committed_board_reads_back_into_the_one_model_and_writes_the_same_json():
+    """``Leaderboard.from_dict`` is ``to_dict`` read back: the HTML page, the README block and
+    ``leaderboard show`` render the same typed board the md/csv/json writers do."""
+    from pathlib import Path
+
+    from m6rec_bench.leaderboard import Leaderboard
+    from m6rec_bench.leaderboard.writers import WRITERS, to_json
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "leaderboards").rglob("leaderboard.json"))
+    assert len(paths) >= 9
+    for path in paths:
+        text = path.read_text()
+        lb = Leaderboard.from_dict(json.loads(text))
+        assert to_json(lb) == text, path
+        assert all(isinstance(r.significance.delta, float) for r in lb.rows if r.significance)
+    assert {k: w.filename for k, w in WRITERS.items()} == {
+        "md": "leaderboard.md", "csv": "leaderboard.csv", "json": "leaderboard.json", "html": "index.html"}
+    assert [k for k, w in WRITERS.items() if not w.with_board] == ["html"]  # the page is written by publish
+
+
+def test_a_board_of_another_shape_is_a_one_line_error_for_publish_and_show(tmp_path):
+    from typer.testing import CliRunner
+
+    from m6rec_bench.cli import app
+
+    [lb] = aggregate([_rec("BPR", 2020, 0.3)])
+    write(lb, tmp_path)
+    board = tmp_path / "ml-100k" / "default" / "leaderboard.json"
+    data = json.loads(board.read_text())
+    del data["rows"][0]["seeds"]
+    board.write_text(json.dumps(data))
+    for args in (["publish", "--dir", str(tmp_path)], ["leaderboard", "show", "--dir", str(tmp_path)]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 2 and "not a readable leaderboard" in res.output and "Traceback" not in res.output, res.output
+        assert "m6bench leaderboard build" in res.output and "--out" in res.output
+
+
+def test_a_post_training_rerun_without_the_old_config_key_is_the_same_configuration():
+    """Older compressed / re-ranked records carried their method as ``m6_compress`` / ``m6_rerank`` in
+    config; newer ones type it (``Record.run``). A rerun of such a cell merges as the same row
+    configuration: nothing is reported replaced."""
+    from m6rec_bench.leaderboard.board import configuration, merge
+    from m6rec_bench.results.record import RunOptions
+
+    old = _rec("BPR [int8]", 2020, 0.3).model_copy(update={"model": "BPR", "config": {"epochs": 5, "m6_compress": "int8"}})
+    new = old.model_copy(update={"config": {"epochs": 5}, "created_at": "2026-02-01T00:00:00",
+                                 "run": RunOptions.of(protocol="default", model="BPR", epochs=5, compress="int8")})
+    assert old.options == new.options and configuration(old) == configuration(new)
+    assert merge([old], [new]) == [new]
+    other = new.model_copy(update={"config": {"epochs": 6}})
+    assert configuration(other) != configuration(new)

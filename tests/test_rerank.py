@@ -175,7 +175,11 @@ def test_reranked_cell_reuses_the_twin_artifact(ml100k_slice, tmp_path, monkeypa
     assert twin.reused and trained == ["BPR"]
     for m, rec in recs.items():
         assert rec.status == "ok", rec.reason
-        assert rec.label == f"BPR [{m}]" and rec.config["m6_rerank"] == m and rec.cell_id != twin.cell_id
+        assert rec.label == f"BPR [{m}]" and rec.cell_id != twin.cell_id
+        # the method is typed (Record.run), no longer an m6_rerank key in config: that is the settings the cell was given
+        assert rec.run is not None and (rec.run.variant, rec.run.method) == ("rerank", m) and rec.config == twin.config
+        old = rec.model_copy(update={"run": None, "config": {**rec.config, "m6_rerank": m}})  # as older records were
+        assert old.options == rec.run and twin.run.variant is None
         assert rec.train_time_s == twin.train_time_s and rec.per_user["users"] == twin.per_user["users"]
         assert set(rec.extra_metrics["beyond"]) == {"coverage@10", "novelty@10", "ild@10"}
         assert rec.test != twin.test

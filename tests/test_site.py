@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from m6rec_bench.cli import app
+from m6rec_bench.results import Record
 
 runner = CliRunner()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -50,6 +51,13 @@ def test_pages_tables_plots_and_record_links(site, ml100k_slice):
         rec = json.loads((page.parent / link).read_text())
         assert rec["command"] and rec["dataset_checksum"] and rec["versions"]["recbole"] == "1.2.1"
         assert rec["spec"]["model"] in {"Pop", "ItemKNN", "BPR"} and rec["per_user"] == {}
+        # the engine writes the row's run options typed; what an older record derives from its spec reads the same
+        typed = Record.model_validate(rec)
+        assert typed.run is not None and typed.run.model == rec["model"] and typed.run.epochs == 3
+        assert typed.model_copy(update={"run": None}).options == typed.run
+        row = next(r for r in board["rows"] if rec["cell_id"] in r["reproduce"]["cell_ids"])
+        command = row["reproduce"]["command"]
+        assert command == typed.reproduce(row["seeds"]) and "--seeds 2 --epochs 3" in command
 
 
 def test_reproduce_a_published_record(site, ml100k_slice):

@@ -54,9 +54,9 @@ def show(
 ) -> None:
     """Print a leaderboard written by m6bench run: mean ± std over seeds, and the seed-paired
     t-test (Holm-corrected) against the baseline best on validation."""
-    from m6rec_bench.leaderboard.aggregate import board_slug
+    from m6rec_bench.leaderboard.aggregate import Leaderboard, board_slug
     from m6rec_bench.leaderboard.readme import fmt_stat, versus_cell
-    from m6rec_bench.leaderboard.writers import board_dir, title
+    from m6rec_bench.leaderboard.writers import board_dir, title, train_seconds
     from m6rec_bench.untrusted import loads_json
 
     name = check_slug(_canonical(dataset), "--dataset", hint="give a dataset name (m6bench datasets list)")
@@ -65,25 +65,24 @@ def show(
     if not path.exists():
         hint = " --tune-budget N" if tuned else ""
         raise UsageError(f"no leaderboard at {path}; run: m6bench run --dataset {dataset} --protocol {protocol}{hint}")
-    try:
-        data = loads_json(path.read_bytes())
-    except (OSError, ValueError):  # UntrustedInputError is a ValueError: damaged, binary, nested too deep
-        data = None
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise UsageError(f"{path} is not a readable leaderboard — rebuild it: m6bench leaderboard build --out {out}")
-    groups = sorted({g for row in data["rows"] for g in row.get("groups", {})})
+    try:  # UntrustedInputError is a ValueError: damaged, binary, nested too deep; so is a board of another shape
+        board = Leaderboard.from_dict(loads_json(path.read_bytes()))
+    except (OSError, ValueError):
+        raise UsageError(f"{path} is not a readable leaderboard — rebuild it: m6bench leaderboard build --out {out}") from None
+    groups = sorted({g for row in board.rows for g in row.groups})
     rows = []
-    for i, row in enumerate(data["rows"], 1):
-        train = row["cost"].get("cost_time_s") or row["cost"].get("train_time_s")  # set-up + training
+    for i, row in enumerate(board.rows, 1):
+        train = train_seconds(row)  # set-up + training
         rows.append({
-            "rank": str(i) if row["status"].startswith("ok") else "", "model": row["label"],
-            **{m: fmt_stat(row["test"].get(m)) for m in SHOW_METRICS},
-            **{f"{g} ndcg@10": fmt_stat(row["groups"].get(g, {}).get("ndcg@10")) for g in groups},
-            "vs_baseline": versus_cell(row, compact=fmt is Format.table and not wide), "seeds": str(len(row["seeds"])),
-            "train_s": f"{train['mean']:.1f}" if train else "—",
-            "status": row["status"] + (f": {row['reason']}" if row.get("reason") else ""),
+            "rank": str(i) if row.status.startswith("ok") else "", "model": row.label,
+            **{m: fmt_stat(row.test.get(m)) for m in SHOW_METRICS},
+            **{f"{g} ndcg@10": fmt_stat(row.groups.get(g, {}).get("ndcg@10")) for g in groups},
+            "vs_baseline": versus_cell(row, compact=fmt is Format.table and not wide), "seeds": str(len(row.seeds)),
+            "train_s": f"{train.mean:.1f}" if train else "—",
+            "status": row.status + (f": {row.reason}" if row.reason else ""),
         })
-    heading = f"{data['dataset']} / {title(data['protocol'], data.get('variant', ''), partial=data.get('partial', False), budget=bool(data.get('budget')))}: mean ± std over seeds"
+    name = title(board.protocol, board.variant, partial=board.partial, budget=board.budget)
+    heading = f"{board.dataset} / {name}: mean ± std over seeds"
     render(board_columns(groups), rows, title=heading, fmt=fmt, wide=wide)
 
 

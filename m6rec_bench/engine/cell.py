@@ -26,7 +26,7 @@ from m6rec_bench.models.registry import ModelEntry
 from m6rec_bench.protocols import Protocol, get_protocol
 from m6rec_bench.protocols.cold_item import TRAIN_NEGATIVES, exclude_held_out_negatives
 from m6rec_bench.results.portable import portable_settings
-from m6rec_bench.results.record import SCHEMA_VERSION, Record, RunConditions, TuningSummary
+from m6rec_bench.results.record import SCHEMA_VERSION, Record, RunConditions, RunOptions, TuningSummary
 from m6rec_bench.results.store import RecordStore
 
 if TYPE_CHECKING:
@@ -479,6 +479,8 @@ def _record_base(spec: CellSpec, entry: ModelEntry, protocol: Protocol, ds: Prep
         "versions": {**environment.versions(), **({entry.package: entry.version} if entry.kind == "plugin" else {})},
         "hardware": environment.hardware(), "command": command if command is not None else environment.command_line(),
         "tuning": spec.tuning, "code": code_of(entry),
+        "run": RunOptions.of(protocol=protocol.name, model=entry.name, label=spec.label,
+                             epochs=spec.epochs, compress=spec.compress, rerank=spec.rerank, config=spec.overrides),
     }
 
 

@@ -67,5 +67,6 @@ def run_compressed(spec: Any, protocol: Protocol, ds: PreparedDataset, config_di
         return {"test": m["test"], "extra_metrics": {**m["extra"], GROUP: {**m["numbers"], **delta}},
                 "per_user": m["per_user"], "n_params": m["n_params"], "eval_time_s": round(m["eval_s"], 3)}
 
-    return run_post_training(spec, cid, base, {**config_dict, "m6_compress": method.name}, ds, store=store,
+    base = {**base, "run": base["run"].model_copy(update={"method": method.name})}  # typed, not a config key
+    return run_post_training(spec, cid, base, config_dict, ds, store=store,
                              command=command, what="the uncompressed model", measure=_measure)

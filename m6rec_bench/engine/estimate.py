@@ -116,10 +116,11 @@ def build_priors(records: Iterable[Record], interactions: dict[str, int]) -> dic
     post: dict[str, list[float]] = defaultdict(list)
     hardware: set[str] = set()
     for rec in records:
-        if rec.cell_id in seen or rec.status != "ok" or "m6_tune_budget" in rec.config:
+        options = rec.options  # typed: variant, method, tuning budget (derived from m6_* keys for older records)
+        if rec.cell_id in seen or rec.status != "ok" or options.tune_budget is not None:
             continue
         seen.add(rec.cell_id)
-        method = rec.config.get("m6_compress") or rec.config.get("m6_rerank")
+        method = options.method if options.variant in ("compress", "rerank") else None
         if method:
             if rec.eval_time_s is not None:
                 post[_method_family(str(method))].append(rec.eval_time_s)

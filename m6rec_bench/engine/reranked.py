@@ -46,7 +46,8 @@ def run_reranked(spec: Any, protocol: Protocol, ds: PreparedDataset, config_dict
         return {"test": m["test"], "extra_metrics": m["extra"], "per_user": m["per_user"], "n_params": twin.n_params,
                 "eval_time_s": round(m["eval_s"], 3)}
 
-    return run_post_training(spec, cid, base, {**config_dict, "m6_rerank": method.name}, ds, store=store,
+    base = {**base, "run": base["run"].model_copy(update={"method": method.name})}  # typed, not a config key
+    return run_post_training(spec, cid, base, config_dict, ds, store=store,
                              command=command, what="the model without re-ranking", measure=_measure)
 
 

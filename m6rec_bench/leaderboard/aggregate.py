@@ -32,8 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from m6rec_bench.leaderboard.columns import column_sets
-from m6rec_bench.leaderboard.stats import Comparison, Published, seed_test, significance
-from m6rec_bench.results.portable import portable_path
+from m6rec_bench.leaderboard.stats import Comparison, Published, UserTest, seed_test, significance
 from m6rec_bench.results.record import Record
 
 #: The metric a leaderboard is sorted by (the default protocol's validation metric, on test).
@@ -42,6 +41,8 @@ PRIMARY = "ndcg@10"
 COLUMNS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "precision@10", "ndcg@20", "recall@20")
 #: Metrics shown per extra group (cold / warm / overall items).
 GROUP_COLUMNS = ("ndcg@10", "recall@20")
+#: ``Comparison.method`` of a board written before the seed-level test: a per-user Wilcoxon test, Holm-corrected.
+LEGACY_METHOD = "per-user Wilcoxon signed-rank"
 #: The extra-metrics group of compressed cells (size, speed, change): a column set, not a metric group.
 COMPRESSION = "compression"
 
@@ -57,6 +58,10 @@ class Stat:
     @classmethod
     def of(cls, values: list[float]) -> Stat:
         return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Stat:
+        return cls(float(data["mean"]), float(data["std"]), int(data["n"]))
 
     def fmt(self, digits: int = 4) -> str:
         return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}" if self.n > 1 else f"{self.mean:.{digits}f}"
@@ -162,6 +167,69 @@ class Leaderboard:
             del out["superseded"]
         return out
 
+    @classmethod
+    def from_dict(cls, data: Any) -> Leaderboard:
+        """The board a ``leaderboard.json`` holds (:meth:`to_dict` read back), the one model every writer
+        renders (the HTML site, the README block and ``leaderboard show`` read it too).
+
+        A board is something a user can be handed: anything that is not the written shape raises
+        ``ValueError`` (:class:`~m6rec_bench.errors.UntrustedInputError` is one), never KeyError or TypeError.
+        A board of the older per-user method (``significance`` without ``method``) reads with
+        ``Comparison.method`` :data:`LEGACY_METHOD`.
+        """
+        try:
+            return cls(
+                dataset=str(data["dataset"]), protocol=str(data["protocol"]),
+                rows=[_row_from_dict(r, data.get("reference")) for r in data["rows"]],
+                dataset_checksum=str(data["dataset_checksum"]), settings=dict(data["settings"]),
+                reference=data.get("reference"), variant=str(data.get("variant", "")),
+                partial=bool(data.get("partial", False)), created_at=str(data["created_at"]),
+                superseded=[dict(n) for n in data.get("superseded", [])], budget=bool(data.get("budget", False)),
+                implementations=[_implementation_from_dict(i) for i in data.get("implementations", []) if isinstance(i, dict)],
+            )
+        except KeyError as exc:
+            raise ValueError(f"no {exc} where a leaderboard.json has one") from None
+        except (TypeError, AttributeError) as exc:
+            raise ValueError(f"not the shape of a leaderboard.json: {exc}") from None
+
+
+def _stats_from(data: dict[str, Any]) -> dict[str, Stat]:
+    return {str(k): Stat.from_dict(v) for k, v in data.items()}
+
+
+def _comparison_from_dict(data: dict[str, Any] | None, reference: str | None = None) -> Comparison | None:
+    if data is None:
+        return None
+    if "method" not in data:  # a board of the per-user method: its test was the Wilcoxon over users
+        users = UserTest(int(data["n_users"]), float(data["delta"]), float(data["p_value"]))
+        return Comparison(str(data.get("reference", reference)), str(data["metric"]), (), float(data["delta"]),
+                          p_holm=data.get("p_holm"), mark=str(data.get("mark", "")), users=users, method=LEGACY_METHOD)
+    users = data.get("users")
+    return Comparison(
+        str(data["reference"]), str(data["metric"]), tuple(int(s) for s in data["seeds"]), float(data["delta"]),
+        data.get("ci_low"), data.get("ci_high"), data.get("p_value"), data.get("p_holm"), str(data.get("mark", "")),
+        UserTest(int(users["n_users"]), float(users["delta"]), float(users["p_value"])) if users else None,
+        str(data["method"]))
+
+
+def _row_from_dict(data: dict[str, Any], reference: str | None) -> Row:
+    return Row(
+        label=str(data["label"]), model=str(data["model"]), kind=str(data["kind"]), family=str(data["family"]),
+        status=str(data["status"]), reason=data.get("reason"), seeds=[int(s) for s in data["seeds"]],
+        test=_stats_from(data.get("test", {})), valid=_stats_from(data.get("valid", {})),
+        groups={str(g): _stats_from(v) for g, v in data.get("groups", {}).items()},
+        cost=_stats_from(data.get("cost", {})),
+        extras={str(g): _stats_from(v) for g, v in data.get("extras", {}).items()},
+        reproduce=dict(data.get("reproduce", {})), significance=_comparison_from_dict(data.get("significance"), reference),
+        is_reference=bool(data.get("is_reference", False)), implements=data.get("implements"),
+        capped=bool(data.get("capped", False)),
+    )
+
+
+def _implementation_from_dict(data: dict[str, Any]) -> Implementation:
+    return Implementation(str(data["label"]), str(data["implements"]), _comparison_from_dict(data.get("comparison")),
+                          data.get("s_per_epoch"), data.get("original_s_per_epoch"), data.get("speedup"))
+
 
 def board_slug(protocol: str, variant: str = "") -> str:
     return f"{protocol}-{variant}" if variant else protocol
@@ -169,7 +237,7 @@ def board_slug(protocol: str, variant: str = "") -> str:
 
 def variant_of(rec: Record) -> str:
     """Which board a record belongs to: ``tuned`` when its model was tuned before the run."""
-    return "tuned" if "m6_tune_budget" in rec.config else ""
+    return rec.options.board
 
 
 def _stats(dicts: list[dict[str, float]]) -> dict[str, Stat]:
@@ -179,31 +247,14 @@ def _stats(dicts: list[dict[str, float]]) -> dict[str, Stat]:
 
 def _reproduce(records: list[Record]) -> dict[str, Any]:
     first = records[0]
-    seeds = sorted(r.seed for r in records)
-    epochs = first.config.get("epochs")
-    dataset = portable_path(str(first.spec.get("dataset", first.dataset)))  # a local folder: no path of this machine
-    cmd = [f"m6bench run --dataset {dataset} --protocol {first.protocol} --models {first.model}",
-           f"--seeds {len(seeds)}" if seeds == list(range(2020, 2020 + len(seeds))) else f"--seeds {','.join(map(str, seeds))}"]
-    if epochs is not None and "epochs" in first.config:
-        cmd.append(f"--epochs {epochs}")
-    if "m6_compress" in first.config:
-        cmd.append(f"--compress {first.config['m6_compress']}")
-    elif "m6_rerank" in first.config:
-        cmd.append(f"--rerank {first.config['m6_rerank']}")
-    elif first.label != first.model:
-        cmd.append("--ablation")
-    for key, flag in (("m6_tune_budget", "--tune-budget"), ("m6_tune_epochs", "--tune-epochs"),
-                      ("m6_tune_timeout", "--tune-timeout")):
-        if key in first.config:  # the seeded study reruns (or resumes) and picks the same best trial
-            cmd.append(f"{flag} {first.config[key]}")
+    options = first.options
     return {
-        "command": " ".join(cmd),
+        "command": first.reproduce([r.seed for r in records]),
         "cell_ids": [r.cell_id for r in sorted(records, key=lambda r: r.seed)],
         "config": {k: v for k, v in first.config.items() if not k.startswith("m6_")},
         # how the row was tuned (budget, timeout, trial epochs, study), when it was
         # and what it cost and found on validation (the record's typed field, when the run wrote one)
-        "tuning": {**{k.removeprefix("m6_tune_"): v for k, v in first.config.items() if k.startswith("m6_tune_")},
-                   **(first.tuning.model_dump(mode="json", exclude={"budget"}) if first.tuning else {})},
+        "tuning": {**options.tuning(), **(first.tuning.model_dump(mode="json", exclude={"budget"}) if first.tuning else {})},
         "dataset_checksum": first.dataset_checksum,
         "versions": first.versions,
         "hardware": first.hardware,
@@ -281,7 +332,7 @@ def aggregate(records: Iterable[Record], published: Published | None = None,
                 r.implements = implements[r.model]
         out.sort(key=lambda r: (not r.ranked, not r.status.startswith("ok"), -r.primary(), r.label))
         # the reference is a plain baseline, never a re-ranked variant of one ("BPR [linucb]"), chosen on validation
-        reranked = {label for label, recs in rows.items() if any("m6_rerank" in r.config for r in recs)}
+        reranked = {label for label, recs in rows.items() if any(r.options.variant == "rerank" for r in recs)}
         candidates = [r for r in out if r.kind == "baseline" and r.status.startswith("ok") and r.label not in reranked]
         best = min(candidates, key=lambda r: (-(r.valid[PRIMARY].mean if PRIMARY in r.valid else float("-inf")), r.label),
                    default=None)
@@ -299,11 +350,12 @@ def aggregate(records: Iterable[Record], published: Published | None = None,
         impls = [_implementation(r.label, r.implements, rows) for r in out if r.implements]
         any_rec = next(iter(rows.values()))[0]
         every = [r for recs in rows.values() for r in recs]
+        options = [r.options for r in every]
         settings = {
             "epochs": sorted({str(r.config.get("epochs", "default")) for r in every}),
-            "tune_budget": sorted({str(r.config.get("m6_tune_budget", "untuned")) for r in every}),
+            "tune_budget": sorted({str(o.tune_budget) if o.tune_budget is not None else "untuned" for o in options}),
             # epochs of a tuning trial, where a suite capped them apart from --epochs (--tune-epochs)
-            "tune_epochs": sorted({str(r.config["m6_tune_epochs"]) for r in every if "m6_tune_epochs" in r.config}),
+            "tune_epochs": sorted({str(o.tune_epochs) for o in options if o.tune_epochs is not None}),
         }
         timing = timing_conditions(every)
         if timing:  # a board of records from before conditions were recorded reads as it always did
@@ -388,7 +440,7 @@ def _twin_sizes(rows: list[Row], records: dict[str, list[Record]]) -> None:
     """Give an uncompressed row the size and speed its compressed twins measured it at."""
     by_label = {r.label: r for r in rows}
     for label, recs in records.items():
-        twin = next((r.label.removesuffix(f" [{r.config['m6_compress']}]") for r in recs if "m6_compress" in r.config), None)
+        twin = next((r.label.removesuffix(f" [{r.options.method}]") for r in recs if r.options.variant == "compress"), None)
         base = by_label.get(twin) if twin else None
         if base is None or base.extras.get(COMPRESSION):
             continue

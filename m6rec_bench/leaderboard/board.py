@@ -63,9 +63,11 @@ from m6rec_bench.results.portable import portable_record
 from m6rec_bench.results.record import Record
 from m6rec_bench.results.store import load_record
 
-#: Config keys that do not change a cell's identity (engine.cell._VOLATILE) plus the seed: what is
-#: left is one row's configuration.
-_NOT_CONFIGURATION = {"seed", "data_path", "checkpoint_dir", "show_progress", "benchmark_filename"}
+#: Config keys that do not change a cell's identity (engine.cell._VOLATILE) plus the seed, and the
+#: post-training method older records carried in config (now ``Record.run``; constant within a row):
+#: what is left is one row's configuration.
+_NOT_CONFIGURATION = {"seed", "data_path", "checkpoint_dir", "show_progress", "benchmark_filename",
+                      "m6_compress", "m6_rerank"}
 #: Versions recorded for the reader but not hashed into a cell id (engine.cell.cell_id).
 _ENVIRONMENT_ONLY = {"python", "numpy", "scipy", "pandas"}
 #: Beside ``records/<cell_id>.json``: that record's per-user test metrics.
@@ -314,10 +316,11 @@ def _write_files(directory: Path, lb: Leaderboard, records: Iterable[Record], go
             atomic_write_bytes(rec_dir / f"{rec.cell_id}{PER_USER_SUFFIX}", per_user_bytes(rec.per_user))
         atomic_write_text(rec_dir / f"{rec.cell_id}.json", slim.model_dump_json(indent=2) + "\n")
     paths = {}
-    for suffix, render in WRITERS.items():
-        path = directory / f"leaderboard.{suffix}"
-        atomic_write_text(path, render(lb))
-        paths[suffix] = path
+    for suffix, writer in WRITERS.items():
+        if writer.with_board:
+            path = directory / writer.filename
+            atomic_write_text(path, writer.render(lb))
+            paths[suffix] = path
     for rec in gone:  # after the board that no longer lists them is in place
         (rec_dir / f"{rec.cell_id}.json").unlink(missing_ok=True)
         (rec_dir / f"{rec.cell_id}{PER_USER_SUFFIX}").unlink(missing_ok=True)
@@ -411,7 +414,7 @@ def prune(out: Path, dataset: str, protocol: str, variant: str, select: Selectio
         if dry_run:
             return Pruned(directory, removed, lb)
         if lb is None:
-            for name in [*(f"leaderboard.{suffix}" for suffix in WRITERS), "index.html"]:
+            for name in (writer.filename for writer in WRITERS.values()):
                 (directory / name).unlink(missing_ok=True)
             for rec in removed:
                 (directory / "records" / f"{rec.cell_id}.json").unlink(missing_ok=True)

@@ -4,76 +4,73 @@
 ``<!-- /leaderboards -->`` with one compact table per board under the leaderboard root: the
 primary metric (plus its cold/warm groups where the protocol reports them), the paired
 test against the best baseline and the training time, each board headed by its tuning budget.
+Each board is read back into the typed model every writer renders (``Leaderboard.from_dict``).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Any
 
 from m6rec_bench.errors import UsageError
 from m6rec_bench.io import atomic_write_text
-from m6rec_bench.leaderboard.writers import comparison_json_text, title
+from m6rec_bench.leaderboard.aggregate import Leaderboard, Row, Stat
+from m6rec_bench.leaderboard.writers import comparison_cell, load_board, title, train_seconds
 
 BEGIN, END = "<!-- leaderboards -->", "<!-- /leaderboards -->"
 
 
-def fmt_stat(stat: dict[str, Any] | None) -> str:
-    """``0.3135 ± 0.0129`` (one seed: ``0.3135``) from a leaderboard.json stat; ``—`` when absent."""
-    if not stat:
-        return "—"
-    return f"{stat['mean']:.4f} ± {stat['std']:.4f}" if stat["n"] > 1 else f"{stat['mean']:.4f}"
+def fmt_stat(stat: Stat | None) -> str:
+    """``0.3135 ± 0.0129`` (one seed: ``0.3135``); ``—`` when absent."""
+    return stat.fmt() if stat is not None else "—"
 
 
-def versus_cell(row: dict[str, Any], compact: bool = False) -> str:
-    """The paired test against the best baseline of a leaderboard.json row: ``+0.0145 [-0.0049, +0.0339] (p=0.34)``;
+def versus_cell(row: Row, compact: bool = False) -> str:
+    """The paired test against the best baseline of a row: ``+0.0145 [-0.0049, +0.0339] (p=0.34)``;
     ``compact`` leaves the interval out (``+0.0145 (p=0.34)``: a terminal 80 columns wide)."""
-    if row.get("is_reference"):
+    if row.is_reference:
         return "reference"
-    c = row.get("significance")
-    if c and compact and c.get("p_holm") is not None:
-        return f"{c['delta']:+.4f}{' ' + c['mark'] if c.get('mark') else ''} (p={c['p_holm']:.2g})"
-    return comparison_json_text(c, p_digits=2) if c else "—"
+    c = row.significance
+    if c and compact and c.p_holm is not None:
+        return f"{c.delta:+.4f}{' ' + c.mark if c.mark else ''} (p={c.p_holm:.2g})"
+    return comparison_cell(c, p_digits=2) if c else "—"
 
 
-def _budget(board: dict[str, Any]) -> str:
-    budgets = [b for b in board["settings"].get("tune_budget", []) if b != "untuned"]
+def _budget(board: Leaderboard) -> str:
+    budgets = [b for b in board.settings.get("tune_budget", []) if b != "untuned"]
     if not budgets:
         return "untuned: each model's defaults"
-    epochs = board["settings"].get("tune_epochs")
+    epochs = board.settings.get("tune_epochs")
     return (f"tuned: {' / '.join(budgets)} Optuna TPE trials per model"
             + (f" of ≤ {' / '.join(epochs)} epochs each" if epochs else "") + " on validation NDCG@10")
 
 
-def _epochs(board: dict[str, Any]) -> str:
+def _epochs(board: Leaderboard) -> str:
     """``", at most 1 epoch per model"`` when the suite capped training (``--epochs``), else nothing."""
-    caps = [e for e in board["settings"].get("epochs", []) if e != "default"]
+    caps = [e for e in board.settings.get("epochs", []) if e != "default"]
     if not caps:
         return ""
     return f", at most {' / '.join(caps)} epoch{'' if caps == ['1'] else 's'} of training per model (--epochs)"
 
 
-def board_table(board: dict[str, Any], rel: str) -> list[str]:
-    """Markdown lines for one leaderboard.json: heading, budget, and the compact table."""
+def board_table(board: Leaderboard, rel: str) -> list[str]:
+    """Markdown lines for one board: heading, budget, and the compact table."""
     # the cold-item protocol's "overall" group is the test metric itself: cold and warm are what it adds
-    groups = [g for g in ("cold", "warm") if any(g in r.get("groups", {}) for r in board["rows"])]
-    seeds = sorted({s for r in board["rows"] for s in r.get("seeds", [])})
+    groups = [g for g in ("cold", "warm") if any(g in r.groups for r in board.rows)]
+    seeds = sorted({s for r in board.rows for s in r.seeds})
     head = ["#", "Model", "Seeds", "Test NDCG@10", *[f"{g} NDCG@10" for g in groups], "vs best baseline", "Train s"]
-    lines = [f"**{board['dataset']} / {title(board['protocol'], board.get('variant', ''), partial=board.get('partial', False), budget=bool(board.get('budget')))}** "
+    lines = [f"**{board.dataset} / {title(board.protocol, board.variant, partial=board.partial, budget=board.budget)}** "
              f"([`{rel}`]({rel})) — {_budget(board)}{_epochs(board)}; seeds {', '.join(map(str, seeds)) or '—'}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     # implementation variants (rows[].implements) are compared with their original on the board's page, not ranked
-    for i, row in enumerate([r for r in board["rows"] if not r.get("implements")], 1):
-        if row["status"].startswith("ok"):
-            train = row["cost"].get("cost_time_s") or row["cost"].get("train_time_s")  # set-up + training
-            cells = [fmt_stat(row["test"].get("ndcg@10")),
-                     *[fmt_stat(row.get("groups", {}).get(g, {}).get("ndcg@10")) for g in groups],
-                     versus_cell(row), f"{train['mean']:.0f}" if train else "—"]
+    for i, row in enumerate(board.ranked_rows, 1):
+        if row.status.startswith("ok"):
+            train = train_seconds(row)  # set-up + training
+            cells = [fmt_stat(row.test.get("ndcg@10")), *[fmt_stat(row.groups.get(g, {}).get("ndcg@10")) for g in groups],
+                     versus_cell(row), f"{train.mean:.0f}" if train else "—"]
         else:
-            cells = [f"{row['status']}: {row.get('reason') or ''}".strip(), *["—"] * (len(groups) + 2)]
-        lines.append("| " + " | ".join([str(i), row["label"], str(len(row.get("seeds", []))), *cells]) + " |")
+            cells = [f"{row.status}: {row.reason or ''}".strip(), *["—"] * (len(groups) + 2)]
+        lines.append("| " + " | ".join([str(i), row.label, str(len(row.seeds)), *cells]) + " |")
     return lines
 
 
@@ -84,7 +81,7 @@ def summary(root: Path, base: Path) -> str:
         return path.parent.parent.name, not path.parent.name.startswith("default"), path.parent.name
 
     for path in sorted(Path(root).glob("*/*/leaderboard.json"), key=order):
-        board = json.loads(path.read_text())
+        board = load_board(path)
         md = path.with_suffix(".md")
         rel = md.resolve().relative_to(base.resolve()).as_posix() if md.resolve().is_relative_to(base.resolve()) else md.as_posix()
         lines += ["", *board_table(board, rel)]

@@ -1,8 +1,11 @@
-"""Leaderboard renderers: Markdown, CSV and JSON, one registry.
+"""Leaderboard renderers — Markdown, CSV, JSON and the HTML page — one registry, one model.
 
-Output: ``<out>/<dataset>/<protocol>/leaderboard.{md,csv,json}``. Writing them into a board folder
-(merged with what it already holds, atomically, under the folder's lock) is
-:mod:`m6rec_bench.leaderboard.board`'s job.
+Every writer renders the typed :class:`~m6rec_bench.leaderboard.aggregate.Leaderboard` (the HTML
+site, the README block and ``leaderboard show`` read ``leaderboard.json`` back into it:
+``Leaderboard.from_dict``). Output: ``<out>/<dataset>/<protocol>/leaderboard.{md,csv,json}`` and
+``index.html``. Writing the board's files into its folder (merged with what it already holds,
+atomically, under the folder's lock) is :mod:`m6rec_bench.leaderboard.board`'s job; the HTML page,
+which needs matplotlib, is written by ``m6bench publish`` (:mod:`m6rec_bench.leaderboard.site`).
 """
 
 from __future__ import annotations
@@ -11,13 +14,17 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Implementation, Leaderboard, Row
+from m6rec_bench.errors import UsageError
+from m6rec_bench.leaderboard.aggregate import (COLUMNS, GROUP_COLUMNS, LEGACY_METHOD, Implementation, Leaderboard,
+                                               Row, Stat)
 from m6rec_bench.leaderboard.columns import Column, ColumnSet, present
 from m6rec_bench.leaderboard.stats import ALPHA, Comparison
 from m6rec_bench.names import contained
+from m6rec_bench.untrusted import loads_json
 
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
 
@@ -59,15 +66,19 @@ def comparison_text(delta: float, ci_low: float | None, ci_high: float | None, m
     return f"{delta:+.4f} [{ci_low:+.4f}, {ci_high:+.4f}]{(' ' + mark) if mark else ''} (p={p:.3g})"
 
 
-def comparison_json_text(sig: dict[str, Any], p_digits: int = 3) -> str:
-    """:func:`comparison_text` of a ``leaderboard.json`` significance; a board of the per-user method keeps its words.
+def comparison_cell(c: Comparison, p_digits: int = 3) -> str:
+    """:func:`comparison_text` of a row's test against the reference; a board of the per-user method keeps its words.
 
     ``p_digits``: significant digits of an older board's Holm p (the README block printed 2).
     """
-    if "method" not in sig:  # written before the seed-level test: delta and Holm p of the per-user test
-        return f"{sig['delta']:+.4f}{' ' + sig['mark'] if sig.get('mark') else ''} (p={sig['p_holm']:.{p_digits}g})"
-    return comparison_text(sig["delta"], sig.get("ci_low"), sig.get("ci_high"), sig.get("mark", ""), sig.get("p_holm"),
-                           len(sig.get("seeds", [])))
+    if c.method == LEGACY_METHOD:  # written before the seed-level test: delta and Holm p of the per-user test
+        return f"{c.delta:+.4f}{' ' + c.mark if c.mark else ''} (p={c.p_holm:.{p_digits}g})"
+    return comparison_text(c.delta, c.ci_low, c.ci_high, c.mark, c.p_holm, c.n_seeds)
+
+
+def train_seconds(row: Row) -> Stat | None:
+    """A row's cost in seconds: set-up + training (``cost_time_s``), or training alone on older boards."""
+    return row.cost.get("cost_time_s") or row.cost.get("train_time_s")
 
 
 def significance_cell(row: Row) -> str:
@@ -77,7 +88,7 @@ def significance_cell(row: Row) -> str:
     c = row.significance
     if c is None:
         return "—"
-    return comparison_text(c.delta, c.ci_low, c.ci_high, c.mark, c.p_holm, c.n_seeds) + (" capped" if row.capped else "")
+    return comparison_cell(c) + (" capped" if row.capped else "")
 
 
 def method_note(reference: str | None, budget: bool, capped: bool = False) -> str:
@@ -275,8 +286,41 @@ def to_json(lb: Leaderboard) -> str:
     return json.dumps(lb.to_dict(), indent=2, sort_keys=False, default=str) + "\n"
 
 
-#: The writer registry: file suffix → renderer. The HTML site is built by ``m6bench publish``.
-WRITERS: dict[str, Callable[[Leaderboard], str]] = {"md": to_markdown, "csv": to_csv, "json": to_json}
+def to_html(lb: Leaderboard) -> str:
+    """The board's page of the static site (matplotlib plots inline: imported only here)."""
+    from m6rec_bench.leaderboard.site import board_page
+
+    return board_page(lb)
+
+
+@dataclass(frozen=True)
+class Writer:
+    """One output format of a board: the file it goes to in the board's folder and its renderer."""
+
+    filename: str
+    render: Callable[[Leaderboard], str]
+    #: written with the board (``m6bench run``, ``leaderboard build``, ``prune``); the HTML page is
+    #: written by ``m6bench publish``, which also writes the site's index
+    with_board: bool = True
+
+
+#: The writer registry: format → writer. One model (:class:`Leaderboard`) feeds every format.
+WRITERS: dict[str, Writer] = {
+    "md": Writer("leaderboard.md", to_markdown),
+    "csv": Writer("leaderboard.csv", to_csv),
+    "json": Writer("leaderboard.json", to_json),
+    "html": Writer("index.html", to_html, with_board=False),
+}
+
+
+def load_board(path: Path) -> Leaderboard:
+    """The typed board of a ``leaderboard.json``; a file that is not one raises UsageError naming it."""
+    try:
+        return Leaderboard.from_dict(loads_json(Path(path).read_bytes()))  # ValueError: not JSON, nested too deep
+    except (OSError, ValueError) as exc:
+        folder = Path(path).parent
+        raise UsageError(f"{path} is not a readable leaderboard ({exc}) — rebuild it from its records: m6bench "
+                         f"leaderboard build --runs-dir {folder / 'records'} --out {folder.parent.parent}") from None
 
 
 def board_dir(out: Path, dataset: str, slug: str) -> Path:
