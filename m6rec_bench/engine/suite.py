@@ -29,6 +29,7 @@ from m6rec_bench.errors import DataError, M6BenchError, UsageError
 from m6rec_bench.listeners import SuiteListener
 from m6rec_bench.models import registry
 from m6rec_bench.protocols import get_protocol
+from m6rec_bench.resolve import post_training_method
 from m6rec_bench.results.record import Record
 from m6rec_bench.results.store import RecordStore
 from m6rec_bench.untrusted import read_text
@@ -83,16 +84,12 @@ class SuiteConfig(BaseModel):
     @field_validator("compress")
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
-        from m6rec_bench import compress
-
-        return [compress.parse(m).name for m in v]
+        return [post_training_method("compress", m).name for m in v]
 
     @field_validator("rerank")
     @classmethod
     def _rerankers(cls, v: list[str]) -> list[str]:
-        from m6rec_bench import rerank
-
-        return [rerank.parse(m).name for m in v]
+        return [post_training_method("rerank", m).name for m in v]
 
     @field_validator("seeds")
     @classmethod
