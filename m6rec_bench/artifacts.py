@@ -11,7 +11,7 @@ A cell that finishes ``ok`` leaves, beside its record ``seed<seed>-<cell_id>.jso
 
 The folder is written under a temporary name and renamed into place, so a reader never sees half
 an artifact. :func:`load` rebuilds the cell's RecBole objects from the record (the seeded split and
-model construction of :func:`m6rec_bench.engine.cell.build`, no training), checks the id mappings
+model construction of :func:`m6rec_bench.training.build`, no training), checks the id mappings
 against the saved ones and loads the weights: ``explain``, ``serve`` and ``--compress`` all read
 trained models this way.
 """
@@ -281,10 +281,9 @@ def load(ref: str | os.PathLike[str], *, device: str = "cpu", prepared: Any = No
     (:mod:`m6rec_bench.config_keys`) — so no key of a record reaches RecBole unchecked.
     """
     from m6rec_bench import datasets
-    from m6rec_bench.config_keys import check_record_config, check_record_spec
-    from m6rec_bench.engine.cell import build, build_config_dict
-    from m6rec_bench.models import registry
-    from m6rec_bench.protocols import get_protocol
+    from m6rec_bench.config_keys import check_record_config
+    from m6rec_bench.resolve import check_record_spec, resolve
+    from m6rec_bench.training import build
 
     record_path, record = resolve_record(ref)
     folder = folder_for(record_path)
@@ -295,18 +294,19 @@ def load(ref: str | os.PathLike[str], *, device: str = "cpu", prepared: Any = No
     if meta.get("format") != FORMAT_VERSION or meta.get("cell_id") != record.cell_id:
         raise DataError(f"{folder} does not belong to {record_path.name} (format {meta.get('format')}, cell {meta.get('cell_id')})")
     spec = check_record_spec(record, record_path)  # the record's spec is an outside cell like any other
-    entry = registry.get(spec.model)
     ds = prepared or datasets.resolve(spec.dataset)
     if ds.checksum != record.dataset_checksum:
         raise DataError(f"dataset {record.dataset} has changed since this model was trained (checksum {ds.checksum}, "
                         f"trained on {record.dataset_checksum}); retrain it")
-    protocol = get_protocol(spec.protocol)
-    split_ds, extra = protocol.prepare(ds, spec.seed)
-    rebuilt = build_config_dict(spec, entry, protocol, ds, extra)
-    check_record_config(record_path, record.config, rebuilt)  # the stored config is never used as given
-    config_dict = {**rebuilt, "use_gpu": device == "cuda"}
+    # resolved like any cell (its device was checked above, on the CPU: a GPU-trained model loads without one)
+    cell = resolve(spec, prepared=ds, check_device=False)
+    if cell.split is None:
+        raise UsageError(f"{record_path}: dataset {ds.name} has no {', '.join(sorted(cell.missing))}, which "
+                         f"{cell.entry.name} needs — it cannot have trained this model; was the record edited?")
+    check_record_config(record_path, record.config, cell.config)  # the stored config is never used as given
+    config_dict = {**cell.config, "use_gpu": device == "cuda"}
     with tempfile.TemporaryDirectory(prefix="m6bench-load-") as ckpt:
-        built = build(entry, split_ds, config_dict, ckpt)
+        built = build(cell.entry, cell.split, config_dict, ckpt)
     for field, key in ((built.dataset.uid_field, "users"), (built.dataset.iid_field, "items")):
         if id_tokens(built.dataset, field) != meta[key]:
             raise DataError(f"{folder}: the rebuilt dataset's {key} ids differ from the trained model's; retrain it")

@@ -34,7 +34,7 @@ a dict setting off, e.g. ``train_neg_sample_args: ~``).
 
 Records. A record's ``config`` is *not* checked key by key: it is never used as given. The
 record's ``spec`` is parsed into a ``CellSpec`` and checked like any other cell
-(:func:`check_record_spec`), and :func:`m6rec_bench.artifacts.load` rebuilds the config from it with
+(:func:`m6rec_bench.resolve.check_record_spec`), and :func:`m6rec_bench.artifacts.load` rebuilds the config from it with
 ``build_config_dict`` — the very function that wrote it — and refuses a record whose stored
 ``config`` differs from the rebuilt one (:func:`check_record_config`). So the keys m6rec-bench
 writes itself (protocol settings, ``m6_*``, ``seed``, ``use_gpu``, ``epochs``) load from our
@@ -287,36 +287,6 @@ def check_overrides(entry: ModelEntry, overrides: Mapping[str, Any]) -> None:
         if key in known and not _type_ok(key, known[key], value):
             raise UsageError(f"{where.format(key=key)}: expected {_kind(known[key])} like RecBole's default "
                              f"{known[key]!r}, got {_kind(value)} {value!r} — fix its value")
-
-
-def check_record_spec(record: Any, path: Any) -> Any:
-    """The record's ``spec`` as a checked ``CellSpec`` (its overrides pass :func:`check_overrides`);
-    UsageError naming the record when it has none, is malformed, disagrees with the record, or is refused."""
-    from pydantic import ValidationError
-
-    from m6rec_bench.engine.cell import CellSpec, validate_spec
-
-    if not record.spec:
-        raise UsageError(f"{path} has no cell spec (written by an older m6rec-bench); retrain the cell to get a record "
-                         "that can be loaded")
-    try:
-        spec = CellSpec(**record.spec)
-    except ValidationError as exc:
-        from m6rec_bench.untrusted import validation_summary
-
-        raise UsageError(f"{path} is not a readable m6rec-bench record: {validation_summary(exc, prefix='spec.')} — "
-                         "the record was edited or written by another m6rec-bench version") from None
-    except TypeError as exc:
-        raise UsageError(f"{path}: its spec is not a valid cell ({exc}) — was it edited?") from None
-    try:  # on the CPU: a model trained on a GPU still loads where there is none (the loader picks the device)
-        entry = validate_spec(spec.model_copy(update={"device": "cpu"}) if spec.device == "cuda" else spec)
-    except UsageError as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    for name, mine, theirs in (("model", entry.name, record.model), ("seed", spec.seed, record.seed),
-                               ("protocol", spec.protocol, record.protocol)):
-        if mine != theirs:
-            raise UsageError(f"{path}: its spec's {name} ({mine!r}) differs from the record's ({theirs!r}) — was it edited?")
-    return spec
 
 
 def _plain(value: Any) -> Any:

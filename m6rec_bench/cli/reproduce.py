@@ -21,7 +21,7 @@ def reproduce(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Your copy of the dataset (a folder or a registered name) — needed when the record ran on a local folder, which a published record names <dir>/<name>.")] = None,
 ) -> None:
     """Rerun the (dataset, protocol, model, config, seed) cell a record describes and compare its test metrics."""
-    from m6rec_bench.config_keys import check_record_spec
+    from m6rec_bench.resolve import check_record_spec
     from m6rec_bench.engine.cell import run_cell
     from m6rec_bench.results.portable import PLACEHOLDER
     from m6rec_bench.results.store import RecordStore, read_record

@@ -1,4 +1,4 @@
-"""``m6bench run``: plan a suite, run its cells with progress, write the leaderboards."""
+"""``m6bench run``: a thin wrapper over :func:`m6rec_bench.pipeline.pipeline` — options in, progress and a summary out."""
 
 from __future__ import annotations
 
@@ -76,10 +76,11 @@ def run(
 
         for name in names:
             registry.get(name)
-    from m6rec_bench.cli.progress import PlainListener, RichListener, plan_lines, resume_hint, write_boards
+    from m6rec_bench.cli.progress import PlainListener, RichListener, plan_lines, resume_hint
     from m6rec_bench.engine.environment import command_line
     from m6rec_bench.engine.estimate import Forecast, estimate_suite
-    from m6rec_bench.engine.suite import SuiteConfig, plan, run_suite
+    from m6rec_bench.engine.suite import plan
+    from m6rec_bench.pipeline import PipelineConfig, pipeline
 
     cli = {
         "datasets": dataset or None, "protocols": protocol or None, "models": names,
@@ -90,9 +91,9 @@ def run(
         "tune_storage": tune_storage, "executor": executor, "scheduler": scheduler,
     }
     if config is not None:
-        cfg = SuiteConfig.from_yaml(config, **cli)
+        cfg = PipelineConfig.from_yaml(config, **cli)
     else:
-        cfg = SuiteConfig.validated(**{k: v for k, v in cli.items() if v is not None})
+        cfg = PipelineConfig.validated(**{k: v for k, v in cli.items() if v is not None})
     if cfg.datasets == []:
         raise UsageError("no dataset given: use --dataset movielens (m6bench datasets list)")
 
@@ -108,10 +109,10 @@ def run(
         if console.is_terminal:
             with Progress(*RichListener.columns(), console=console, transient=True) as progress:
                 listener = RichListener(forecast, cfg.leaderboard_dir, progress)
-                result = run_suite(cfg, listener, command=command_line())
+                result = pipeline(cfg, listener=listener, command=command_line())
         else:  # a log file, CI, a Dask worker: plain lines while cells train, no ANSI codes
             listener = PlainListener(forecast, cfg.leaderboard_dir)
-            result = run_suite(cfg, listener, command=command_line())
+            result = pipeline(cfg, listener=listener, command=command_line())
     except KeyboardInterrupt as exc:
         if listener is not None and listener.finished:
             exc.add_note(resume_hint(cfg, len(listener.finished)))
@@ -121,7 +122,7 @@ def run(
         if not t.nothing_to_tune:
             best = f"best valid {t.metric} {t.best_value:.4f} (trial {t.best_trial})" if t.best_trial is not None else "no trial completed"
             console.print(f"tuned {t.model}: {t.n_trials}/{t.budget} trials, {best}; study {t.study_name}", highlight=False)
-    for board, paths in write_boards(result.records, cfg.leaderboard_dir, partial=False):
+    for board, paths in result.boards:
         console.print(f"leaderboard [bold]{escape(f'{board.dataset}/{board.slug}')}[/bold]: {escape(str(paths['md']))}", highlight=False)
     done = len(result.records)
     console.print(f"{done} cells: {done - len(result.failed)} finished ({result.reused} reused), {len(result.failed)} failed")

@@ -17,10 +17,10 @@ from typing import Any
 
 from m6rec_bench import artifacts
 from m6rec_bench.datasets.base import PreparedDataset
-from m6rec_bench.engine.twin import evaluate_model, run_post_training
+from m6rec_bench.engine.twin import evaluate_model
 from m6rec_bench.protocols import Protocol
+from m6rec_bench.resolve import CellSpec
 from m6rec_bench.results.record import Record
-from m6rec_bench.results.store import RecordStore
 
 #: The extra-metrics group of a compressed cell's record.
 GROUP = "compression"
@@ -54,19 +54,13 @@ def measure(loaded: Any, method: Any, protocol: Protocol) -> dict[str, Any]:
     }
 
 
-def run_compressed(spec: Any, protocol: Protocol, ds: PreparedDataset, config_dict: dict[str, Any], cid: str,
-                   base: dict[str, Any], *, store: RecordStore | None, command: str | None) -> Record:
-    """Run a compressed cell (``spec.compress`` set) and return (and store) its record."""
-    from m6rec_bench import compress
+def measure_cell(spec: CellSpec, method: Any, protocol: Protocol, ds: PreparedDataset, twin: Record,
+                 twin_path: Path) -> dict[str, Any]:
+    """The record fields of a compressed cell (``spec.compress`` set) whose twin's record is ``twin``."""
+    m = measure(artifacts.load(twin_path, prepared=ds), method, protocol)
+    delta = {f"{k}_delta": m["test"][k] - twin.test[k] for k in ("ndcg@10", "recall@10") if k in m["test"] and k in twin.test}
+    return {"test": m["test"], "extra_metrics": {**m["extra"], GROUP: {**m["numbers"], **delta}},
+            "per_user": m["per_user"], "n_params": m["n_params"], "eval_time_s": round(m["eval_s"], 3)}
 
-    method = compress.parse(spec.compress)
 
-    def _measure(twin: Record, twin_path: Path) -> dict[str, Any]:
-        m = measure(artifacts.load(twin_path, prepared=ds), method, protocol)
-        delta = {f"{k}_delta": m["test"][k] - twin.test[k] for k in ("ndcg@10", "recall@10") if k in m["test"] and k in twin.test}
-        return {"test": m["test"], "extra_metrics": {**m["extra"], GROUP: {**m["numbers"], **delta}},
-                "per_user": m["per_user"], "n_params": m["n_params"], "eval_time_s": round(m["eval_s"], 3)}
-
-    base = {**base, "run": base["run"].model_copy(update={"method": method.name})}  # typed, not a config key
-    return run_post_training(spec, cid, base, config_dict, ds, store=store,
-                             command=command, what="the uncompressed model", measure=_measure)
+__all__ = ["GROUP", "measure", "measure_cell"]

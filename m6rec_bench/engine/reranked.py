@@ -17,10 +17,10 @@ from typing import Any
 
 from m6rec_bench import artifacts
 from m6rec_bench.datasets.base import PreparedDataset
-from m6rec_bench.engine.twin import evaluate_model, run_post_training
+from m6rec_bench.engine.twin import evaluate_model
 from m6rec_bench.protocols import Protocol
+from m6rec_bench.resolve import CellSpec
 from m6rec_bench.results.record import Record
-from m6rec_bench.results.store import RecordStore
 
 
 def measure(loaded: artifacts.Loaded, method: Any, protocol: Protocol, seed: int) -> dict[str, Any]:
@@ -34,21 +34,12 @@ def measure(loaded: artifacts.Loaded, method: Any, protocol: Protocol, seed: int
     return {**m, "eval_s": m["eval_s"] + out.group["rerank_s"]}
 
 
-def run_reranked(spec: Any, protocol: Protocol, ds: PreparedDataset, config_dict: dict[str, Any], cid: str,
-                 base: dict[str, Any], *, store: RecordStore | None, command: str | None) -> Record:
-    """Run a re-ranked cell (``spec.rerank`` set) and return (and store) its record."""
-    from m6rec_bench import rerank
-
-    method = rerank.parse(spec.rerank)
-
-    def _measure(twin: Record, twin_path: Path) -> dict[str, Any]:
-        m = measure(artifacts.load(twin_path, device=spec.device, prepared=ds), method, protocol, spec.seed)
-        return {"test": m["test"], "extra_metrics": m["extra"], "per_user": m["per_user"], "n_params": twin.n_params,
-                "eval_time_s": round(m["eval_s"], 3)}
-
-    base = {**base, "run": base["run"].model_copy(update={"method": method.name})}  # typed, not a config key
-    return run_post_training(spec, cid, base, config_dict, ds, store=store,
-                             command=command, what="the model without re-ranking", measure=_measure)
+def measure_cell(spec: CellSpec, method: Any, protocol: Protocol, ds: PreparedDataset, twin: Record,
+                 twin_path: Path) -> dict[str, Any]:
+    """The record fields of a re-ranked cell (``spec.rerank`` set) whose twin's record is ``twin``."""
+    m = measure(artifacts.load(twin_path, device=spec.device, prepared=ds), method, protocol, spec.seed)
+    return {"test": m["test"], "extra_metrics": m["extra"], "per_user": m["per_user"], "n_params": twin.n_params,
+            "eval_time_s": round(m["eval_s"], 3)}
 
 
-__all__ = ["measure", "run_reranked"]
+__all__ = ["measure", "measure_cell"]

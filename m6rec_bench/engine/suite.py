@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.engine.cell import CellSpec, EpochCallback, failed_record, finished_record, run_cell, validate_spec
 from m6rec_bench.engine.executors import Pool, open_pool, task_slot
 from m6rec_bench.engine.workers import WorkerDied, report
@@ -28,6 +29,7 @@ from m6rec_bench.errors import DataError, M6BenchError, UsageError
 from m6rec_bench.listeners import SuiteListener
 from m6rec_bench.models import registry
 from m6rec_bench.protocols import get_protocol
+from m6rec_bench.resolve import post_training_method
 from m6rec_bench.results.record import Record
 from m6rec_bench.results.store import RecordStore
 from m6rec_bench.untrusted import read_text
@@ -82,16 +84,12 @@ class SuiteConfig(BaseModel):
     @field_validator("compress")
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
-        from m6rec_bench import compress
-
-        return [compress.parse(m).name for m in v]
+        return [post_training_method("compress", m).name for m in v]
 
     @field_validator("rerank")
     @classmethod
     def _rerankers(cls, v: list[str]) -> list[str]:
-        from m6rec_bench import rerank
-
-        return [rerank.parse(m).name for m in v]
+        return [post_training_method("rerank", m).name for m in v]
 
     @field_validator("seeds")
     @classmethod
@@ -211,12 +209,25 @@ class SuiteResult:
         return [r for r in self.records if r.status == "failed"]
 
 
-def run_suite(cfg: SuiteConfig, listener: SuiteListener | None = None, command: str | None = None) -> SuiteResult:
-    """Run every cell of ``cfg`` (resuming finished ones) and return their records."""
+#: What runs between planning and the cells, in the suite's pool (the pipeline's tuning step):
+#: ``before_cells(cells, prepared datasets, pool or None)`` → (cells to run, results to keep on ``SuiteResult.tuning``).
+BeforeCells = Callable[[list[CellSpec], dict[str, PreparedDataset], Pool | None], tuple[list[CellSpec], list[Any]]]
+
+
+def run_suite(cfg: SuiteConfig, listener: SuiteListener | None = None, command: str | None = None, *,
+              before_cells: BeforeCells | None = None) -> SuiteResult:
+    """Run every cell of ``cfg`` (resuming finished ones) and return their records.
+
+    The engine never tunes: ``cfg.tune_*`` is the business of :func:`m6rec_bench.pipeline.pipeline`,
+    which passes its tuning step as ``before_cells`` (run in the same worker pool as the cells).
+    """
+    if cfg.tune_budget and before_cells is None:  # never silently untuned
+        raise UsageError("this suite has tune_budget set: run it with m6rec_bench.pipeline.pipeline(cfg), "
+                         "which tunes before the cells run")
     listener = listener or SuiteListener()
     cells = plan(cfg)
     with output_folders(cfg):
-        return _run_planned(cfg, cells, listener, command)
+        return _run_planned(cfg, cells, listener, command, before_cells)
 
 
 @contextlib.contextmanager
@@ -258,7 +269,8 @@ def _remove_empty(created: list[Path]) -> None:
             folder.rmdir()
 
 
-def _run_planned(cfg: SuiteConfig, cells: list[CellSpec], listener: SuiteListener, command: str | None) -> SuiteResult:
+def _run_planned(cfg: SuiteConfig, cells: list[CellSpec], listener: SuiteListener, command: str | None,
+                 before_cells: BeforeCells | None = None) -> SuiteResult:
     from m6rec_bench import datasets
 
     store = RecordStore(cfg.runs_dir)
@@ -270,12 +282,8 @@ def _run_planned(cfg: SuiteConfig, cells: list[CellSpec], listener: SuiteListene
     # contain=True: even --jobs 1 runs its cells in a worker process, so a model that kills its process
     # (os._exit, a segfault, the OOM killer) is one failed cell, not the end of the suite
     with open_pool(cfg.executor, jobs=cfg.jobs, scheduler=cfg.scheduler, contain=True) as pool:
-        if cfg.tune_budget:
-            from m6rec_bench.tuning import tune_suite
-
-            # one contained worker would run the studies one by one anyway, without their trial progress
-            cells, result.tuning = tune_suite(cfg, cells, prepared, listener,
-                                              pool=pool if pool is not None and pool.parallel else None)
+        if before_cells is not None:
+            cells, result.tuning = before_cells(cells, prepared, pool)
         # compressed and re-ranked cells go last: each reuses its plain twin's record and artifact (trained once)
         cells = [c for c in cells if not c.post_training] + [c for c in cells if c.post_training]
         if pool is not None:

@@ -2,7 +2,9 @@
 
 A compressed cell (:mod:`m6rec_bench.engine.compressed`) and a re-ranked cell
 (:mod:`m6rec_bench.engine.reranked`) never train: they load the trained artifact of the cell that has
-neither ``compress`` nor ``rerank`` set, which is run here when its record (or artifact) is missing.
+neither ``compress`` nor ``rerank`` set. When its record (or artifact) is missing, the twin is run
+by the ``train_twin`` callable the engine passes in (:func:`m6rec_bench.engine.cell.run_cell`), so
+this module never imports the cell runner.
 """
 
 from __future__ import annotations
@@ -15,21 +17,23 @@ from pathlib import Path
 from typing import Any
 
 from m6rec_bench import artifacts
-from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.engine import environment
 from m6rec_bench.errors import M6BenchError
 from m6rec_bench.protocols import Protocol
+from m6rec_bench.resolve import CellSpec
 from m6rec_bench.results.record import Record
 from m6rec_bench.results.store import RecordStore
 
-def trained_twin(spec: Any, store: RecordStore, command: str | None, ds: PreparedDataset) -> tuple[Record, Path]:
-    """The twin's record and record path, training it when needed (or again when an older record has no artifact)."""
-    from m6rec_bench.engine.cell import POST_TRAINING, run_cell
+#: Runs a plain cell into a store and returns its record: ``train_twin(spec, store, resume)``.
+TrainTwin = Callable[[CellSpec, RecordStore, bool], Record]
 
-    twin = spec.model_copy(update={k: None for k in POST_TRAINING})
-    rec = run_cell(twin, store=store, resume=True, command=command, prepared=ds)
+
+def trained_twin(spec: CellSpec, store: RecordStore, train_twin: TrainTwin) -> tuple[Record, Path]:
+    """The twin's record and record path, training it when needed (or again when an older record has no artifact)."""
+    twin = spec.twin()
+    rec = train_twin(twin, store, True)
     if rec.status == "ok" and not artifacts.folder_for(store.path_for(rec)).is_dir():
-        rec = run_cell(twin, store=store, resume=False, command=command, prepared=ds)  # older record: no artifact
+        rec = train_twin(twin, store, False)  # older record: no artifact
     return rec, store.path_for(rec)
 
 
@@ -40,14 +44,14 @@ def evaluate_model(loaded: artifacts.Loaded, model: Any, protocol: Protocol, dev
     from recbole.utils import get_trainer
 
     from m6rec_bench import beyond
-    from m6rec_bench.engine.cell import CellRun, _metrics, per_user_and_beyond
+    from m6rec_bench.training import CellRun, metric_means, per_user_and_beyond
 
     config = loaded.config
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     if device is not None:
         trainer.device = device
     t0 = time.perf_counter()
-    test = _metrics(trainer.evaluate(loaded.test_data, load_best_model=False, show_progress=False))
+    test = metric_means(trainer.evaluate(loaded.test_data, load_best_model=False, show_progress=False))
     eval_s = time.perf_counter() - t0
     run = CellRun(model=model, dataset=loaded.dataset, test_data=loaded.test_data, config=config,
                   train_data=loaded.train_data, valid_data=loaded.valid_data)
@@ -56,8 +60,8 @@ def evaluate_model(loaded: artifacts.Loaded, model: Any, protocol: Protocol, dev
             "per_user": per_user}
 
 
-def run_post_training(spec: Any, cid: str, base: dict[str, Any], config: dict[str, Any], ds: PreparedDataset, *,
-                      store: RecordStore | None, command: str | None, what: str,
+def run_post_training(spec: CellSpec, cid: str, base: dict[str, Any], config: dict[str, Any], *,
+                      store: RecordStore | None, train_twin: TrainTwin, what: str,
                       measure: Callable[[Record, Path], dict[str, Any]]) -> Record:
     """Run a post-training cell and return (and store) its record.
 
@@ -69,7 +73,7 @@ def run_post_training(spec: Any, cid: str, base: dict[str, Any], config: dict[st
     """
     with tempfile.TemporaryDirectory(prefix="m6bench-post-") as tmp:
         twin_store = store if store is not None else RecordStore(tmp)
-        twin, twin_path = trained_twin(spec, twin_store, command, ds)
+        twin, twin_path = trained_twin(spec, twin_store, train_twin)
         if twin.status != "ok":
             rec = Record(cell_id=cid, status=twin.status, config=config, **base,
                          reason=f"{what} is {twin.status}: {twin.reason}")
@@ -90,4 +94,4 @@ def run_post_training(spec: Any, cid: str, base: dict[str, Any], config: dict[st
     return rec
 
 
-__all__ = ["evaluate_model", "run_post_training", "trained_twin"]
+__all__ = ["TrainTwin", "evaluate_model", "run_post_training", "trained_twin"]

@@ -1,8 +1,8 @@
 """Optuna tuning of one model: a persistent, resumable, shareable study over its search space.
 
 * **Selection on validation only.** A trial trains through the cell's own path
-  (:func:`~m6rec_bench.engine.cell.build_config_dict` →
-  :func:`~m6rec_bench.engine.cell.train_and_evaluate` with ``evaluate_test=False``) and returns the
+  (:func:`~m6rec_bench.resolve.resolve`, the checks, config and split of every cell →
+  :func:`~m6rec_bench.training.train_and_evaluate` with ``evaluate_test=False``) and returns the
   best validation score of the protocol's ``valid_metric``; the test split is never looked at.
 * **The defaults are trial 0.** Every new study enqueues the model's untuned settings
   (:func:`~m6rec_bench.tuning.spaces.default_params`; a default outside the space is refused), and
@@ -45,12 +45,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m6rec_bench.datasets.base import PreparedDataset
-from m6rec_bench.engine.cell import CellSpec, build_config_dict, check_device, train_and_evaluate
 from m6rec_bench.errors import M6BenchError, UsageError
 from m6rec_bench.defaults import DEFAULT_SEED
 from m6rec_bench.listeners import TuningListener
 from m6rec_bench.models import registry
-from m6rec_bench.protocols import get_protocol
+from m6rec_bench.resolve import CellSpec, resolve
+from m6rec_bench.training import train_and_evaluate
 from m6rec_bench.tuning.spaces import Space, default_params, probe, search_space
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -348,31 +348,26 @@ def tune(
     """
     import optuna
 
-    from m6rec_bench import datasets
-
     if n_trials < 1:
         raise UsageError(f"the number of trials must be at least 1, got {n_trials}")
     if timeout is not None and timeout <= 0:
         raise UsageError(f"the tuning timeout must be positive (seconds), got {timeout}")
-    entry = registry.get(model)
-    proto = get_protocol(protocol)
-    proto.check_model(entry.name, entry.model_type)
-    check_device(device)
-    ds = dataset if isinstance(dataset, PreparedDataset) else datasets.resolve(dataset)
-    missing = set(entry.needs) - ds.features.provides()
-    if missing:
-        raise UsageError(f"dataset '{ds.name}' has no {', '.join(sorted(missing))}, which {entry.name} needs; "
-                         "pick a dataset that provides it (m6bench datasets list)")
     fixed = dict(overrides or {})
     listener = listener or TuningListener()
+    entry = registry.get(model)
     space = search_space(entry)
-
-    split_ds, extra = proto.prepare(ds, seed)
-    base = CellSpec(dataset=ds.name, model=entry.name, protocol=proto.name, seed=seed, epochs=epochs, device=device,
-                    overrides=fixed)
     sample = _probe(space) if space is not None else {}
-    probe_config = build_config_dict(base.model_copy(update={"overrides": {**(sample or {}), **fixed}}),
-                                     entry, proto, ds, extra)  # UsageError for bad fixed overrides
+    ds = dataset if isinstance(dataset, PreparedDataset) else None
+    # resolved like any cell, so m6bench run and m6bench tune refuse the same cells with the same message
+    # (UsageError for bad fixed overrides, a plugin outside its protocols, a device without a GPU)
+    probe_spec = CellSpec(dataset=ds.name if ds is not None else str(dataset), model=entry.name, protocol=protocol,
+                          seed=seed, epochs=epochs, device=device, overrides={**(sample or {}), **fixed})
+    cell = resolve(probe_spec, prepared=ds)
+    proto, ds = cell.protocol, cell.dataset
+    if cell.missing:
+        raise UsageError(f"dataset '{ds.name}' has no {', '.join(sorted(cell.missing))}, which {entry.name} needs; "
+                         "pick a dataset that provides it (m6bench datasets list)")
+    probe_config = cell.config
     metric = str(probe_config.get("valid_metric", "NDCG@10"))
     direction = "maximize" if probe_config.get("valid_metric_bigger", True) else "minimize"
     result = TuningResult(model=entry.name, dataset=ds.name, protocol=proto.name, budget=n_trials, metric=metric,
@@ -431,9 +426,8 @@ def tune(
         try:
             params = space(trial)
             trial.set_user_attr("overrides", _jsonable(params))
-            spec = base.model_copy(update={"overrides": {**params, **fixed}})
-            config = build_config_dict(spec, entry, proto, ds, extra)
-            run = train_and_evaluate(entry, split_ds, config, on_epoch=on_epoch, evaluate_test=False)
+            trial_cell = cell.with_overrides({**params, **fixed})  # the checks and config of any cell
+            run = train_and_evaluate(entry, trial_cell.split, trial_cell.config, on_epoch=on_epoch, evaluate_test=False)
             if metric_key not in run.valid:
                 raise RuntimeError(f"validation gave no {metric} (got {sorted(run.valid)})")
         except optuna.TrialPruned:

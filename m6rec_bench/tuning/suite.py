@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from m6rec_bench.datasets.base import PreparedDataset
-from m6rec_bench.engine.cell import CellSpec
 from m6rec_bench.engine.executors import Pool, task_slot
 from m6rec_bench.models import registry
+from m6rec_bench.resolve import CellSpec, resolve
 from m6rec_bench.results.record import TuningSummary
 from m6rec_bench.tuning.study import TuningListener, TuningResult, open_storage, quiet_optuna, tune
 
@@ -98,7 +98,7 @@ def tune_suite(
         if key not in jobs:
             entry = registry.get(spec.model)
             ds = prepared[spec.dataset]
-            jobs[key] = None if set(entry.needs) - ds.features.provides() else {
+            jobs[key] = None if resolve(spec.model_copy(update={"seed": seed}), ds).missing else {
                 "model": entry.name, "dataset": ds, "n_trials": cfg.tune_budget, "protocol": spec.protocol,
                 "epochs": epochs, "seed": seed, "device": cfg.device, "overrides": cfg.overrides.get(entry.name, {}),
                 "timeout": cfg.tune_timeout, "storage": cfg.tune_storage, "runs_dir": cfg.runs_dir,
