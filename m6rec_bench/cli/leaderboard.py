@@ -31,7 +31,7 @@ SHOW_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@10")
 
 def board_columns(groups: list[str]) -> list[Col]:
     """``show``'s columns: at 80 columns rank, model, NDCG@10 and the paired test fit first."""
-    from m6rec_bench.leaderboard.writers import metric_label
+    from m6rec_bench.leaderboard.text import metric_label
 
     cols = [Col("rank", "#", justify="right"), Col("model"), Col(SHOW_METRICS[0], metric_label(SHOW_METRICS[0]), priority=1)]
     cols += [Col(f"{g} ndcg@10", f"{g} NDCG@10", priority=3) for g in groups]
@@ -56,7 +56,8 @@ def show(
     t-test (Holm-corrected) against the baseline best on validation."""
     from m6rec_bench.leaderboard.aggregate import Leaderboard, board_slug
     from m6rec_bench.leaderboard.readme import fmt_stat, versus_cell
-    from m6rec_bench.leaderboard.writers import board_dir, title, train_seconds
+    from m6rec_bench.leaderboard.text import title, train_seconds
+    from m6rec_bench.leaderboard.writers import board_dir
     from m6rec_bench.untrusted import loads_json
 
     name = check_slug(_canonical(dataset), "--dataset", hint="give a dataset name (m6bench datasets list)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from m6rec_bench.errors import UsageError
 from m6rec_bench.io import atomic_write_text
 from m6rec_bench.leaderboard.aggregate import Leaderboard, Row, Stat
-from m6rec_bench.leaderboard.writers import comparison_cell, load_board, title, train_seconds
+from m6rec_bench.leaderboard.text import comparison_cell, load_board, title, train_seconds
 
 BEGIN, END = "<!-- leaderboards -->", "<!-- /leaderboards -->"
 

@@ -3,7 +3,7 @@
 Everything is inline — tables sortable with a few lines of JavaScript, plots as matplotlib SVG — so
 the pages open from disk with no network. A page renders the typed board
 (:class:`~m6rec_bench.leaderboard.aggregate.Leaderboard`) like every other writer: it is the
-``html`` entry of the writer registry (:data:`~m6rec_bench.leaderboard.writers.WRITERS`).
+``html`` entry of the writer registry (:data:`~m6rec_bench.leaderboard.writers.WRITERS`), which imports this module only when it renders.
 ``m6bench publish`` reads each ``leaderboard.json`` back into that model (a writer never re-runs a
 model); each row links the records that reproduce it.
 """
@@ -19,8 +19,8 @@ from typing import Any
 from m6rec_bench.io import atomic_write_text
 from m6rec_bench.leaderboard.aggregate import LEGACY_METHOD, Leaderboard, Row, Stat
 from m6rec_bench.leaderboard.columns import present
-from m6rec_bench.leaderboard.writers import (IMPLEMENTATIONS_NOTE, WRITERS, comparison_cell, comparison_text,
-                                             load_board, method_note, metric_label, title, train_seconds)
+from m6rec_bench.leaderboard.text import (PAGE, IMPLEMENTATIONS_NOTE, comparison_cell, comparison_text, load_board,
+                                          method_note, metric_label, title, train_seconds)
 
 PLOT_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@10")
 
@@ -308,11 +308,10 @@ def build_site(root: Path) -> list[Path]:
     boards = sorted(root.glob("*/*/leaderboard.json"))
     pages = []
     items = []
-    html_writer = WRITERS["html"]
     for path in boards:
         board = load_board(path)
-        page = path.parent / html_writer.filename
-        atomic_write_text(page, html_writer.render(board))
+        page = path.parent / PAGE
+        atomic_write_text(page, board_page(board))
         pages.append(page)
         ok = _ok_rows(board)
         top = ", ".join(f"{r.label} {r.test['ndcg@10'].mean:.4f}" for r in ok[:3] if "ndcg@10" in r.test)

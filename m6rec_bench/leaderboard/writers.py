@@ -18,21 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m6rec_bench.errors import UsageError
-from m6rec_bench.leaderboard.aggregate import (COLUMNS, GROUP_COLUMNS, LEGACY_METHOD, Implementation, Leaderboard,
-                                               Row, Stat)
+from m6rec_bench.leaderboard.aggregate import COLUMNS, GROUP_COLUMNS, Implementation, Leaderboard, Row
 from m6rec_bench.leaderboard.columns import Column, ColumnSet, present
-from m6rec_bench.leaderboard.stats import ALPHA, Comparison
+from m6rec_bench.leaderboard.stats import Comparison
+from m6rec_bench.leaderboard.text import (IMPLEMENTATIONS_NOTE, PAGE, comparison_cell, comparison_text, method_note,
+                                          metric_label, title)
 from m6rec_bench.names import contained
-from m6rec_bench.untrusted import loads_json
-
-_LABELS = {"ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
-
-
-def metric_label(name: str) -> str:
-    """``ndcg@10`` → ``NDCG@10``."""
-    base, _, k = name.partition("@")
-    return f"{_LABELS.get(base, base)}@{k}" if k else _LABELS.get(base, base)
 
 
 def _cell(row: Row, metric: str, group: str | None = None) -> str:
@@ -58,29 +49,6 @@ def tuning_note(lb: Leaderboard) -> str:
     return note + (" (some rows untuned)" if "untuned" in lb.settings.get("tune_budget", []) else "")
 
 
-def comparison_text(delta: float, ci_low: float | None, ci_high: float | None, mark: str, p: float | None,
-                    n_seeds: int) -> str:
-    """``+0.0123 [+0.0040, +0.0206] ▲ (p=0.003)``; with one paired seed ``+0.0123 (1 seed, no test)``."""
-    if ci_low is None or ci_high is None or p is None:
-        return f"{delta:+.4f} ({n_seeds} seed{'s' if n_seeds != 1 else ''}, no test)"
-    return f"{delta:+.4f} [{ci_low:+.4f}, {ci_high:+.4f}]{(' ' + mark) if mark else ''} (p={p:.3g})"
-
-
-def comparison_cell(c: Comparison, p_digits: int = 3) -> str:
-    """:func:`comparison_text` of a row's test against the reference; a board of the per-user method keeps its words.
-
-    ``p_digits``: significant digits of an older board's Holm p (the README block printed 2).
-    """
-    if c.method == LEGACY_METHOD:  # written before the seed-level test: delta and Holm p of the per-user test
-        return f"{c.delta:+.4f}{' ' + c.mark if c.mark else ''} (p={c.p_holm:.{p_digits}g})"
-    return comparison_text(c.delta, c.ci_low, c.ci_high, c.mark, c.p_holm, c.n_seeds)
-
-
-def train_seconds(row: Row) -> Stat | None:
-    """A row's cost in seconds: set-up + training (``cost_time_s``), or training alone on older boards."""
-    return row.cost.get("cost_time_s") or row.cost.get("train_time_s")
-
-
 def significance_cell(row: Row) -> str:
     """The row against the reference (mean per-seed difference, 95 % CI, mark, Holm p); ``reference`` for that row."""
     if row.is_reference:
@@ -89,31 +57,6 @@ def significance_cell(row: Row) -> str:
     if c is None:
         return "—"
     return comparison_cell(c) + (" capped" if row.capped else "")
-
-
-def method_note(reference: str | None, budget: bool, capped: bool = False) -> str:
-    """What the *vs best baseline* column means (Markdown; the site renders the same words)."""
-    note = (f"*vs best baseline*: test NDCG@10 minus that of **{reference or '—'}** (the baseline with the best mean "
-            "*validation* NDCG@10), averaged over the seeds both rows ran, [95 % t-interval]; p: paired t-test over "
-            "those per-seed differences — the training run is the unit, not the user — Holm-corrected across the "
-            f"ranked rows; ▲/▼ = significantly better/worse at α = {ALPHA}. With 3 seeds only a difference that holds "
-            "on every seed can be marked (an exact permutation test over 3 seeds could never reach p < 0.05). "
-            "A per-user Wilcoxon test is kept in `leaderboard.json` (`rows[].significance.users`): secondary, "
-            "uncorrected, never the basis of a mark.")
-    if budget:
-        note += (" **Budget run, not converged**: most rows (or the reference) ran to their `--epochs` cap with their "
-                 "best validation epoch the last one run, so their differences say little about the models: no ▲/▼.")
-    elif capped:  # some row of the board is
-        note += (" *capped*: a row still improving when its `--epochs` cap stopped it (best validation epoch the last "
-                 "one run, on most seeds): tested, never marked.")
-    return note
-
-
-IMPLEMENTATIONS_NOTE = (
-    "*Implementations*: rows of a plugin that re-implements a RecBole model (`Plugin.implements`), compared with "
-    "that model's row instead of ranked: Δ = its test NDCG@10 minus the original's, averaged over the seeds both "
-    "ran [95 % t-interval] (p: paired t-test over seeds, uncorrected, outside the Holm family); *speed ratio* = the "
-    "original's training seconds per epoch ÷ this row's (> 1: this implementation trains an epoch faster).")
 
 
 def _implementation_cells(impl: Implementation, row: Row) -> list[str]:
@@ -309,18 +252,8 @@ WRITERS: dict[str, Writer] = {
     "md": Writer("leaderboard.md", to_markdown),
     "csv": Writer("leaderboard.csv", to_csv),
     "json": Writer("leaderboard.json", to_json),
-    "html": Writer("index.html", to_html, with_board=False),
+    "html": Writer(PAGE, to_html, with_board=False),
 }
-
-
-def load_board(path: Path) -> Leaderboard:
-    """The typed board of a ``leaderboard.json``; a file that is not one raises UsageError naming it."""
-    try:
-        return Leaderboard.from_dict(loads_json(Path(path).read_bytes()))  # ValueError: not JSON, nested too deep
-    except (OSError, ValueError) as exc:
-        folder = Path(path).parent
-        raise UsageError(f"{path} is not a readable leaderboard ({exc}) — rebuild it from its records: m6bench "
-                         f"leaderboard build --runs-dir {folder / 'records'} --out {folder.parent.parent}") from None
 
 
 def board_dir(out: Path, dataset: str, slug: str) -> Path:
@@ -328,13 +261,3 @@ def board_dir(out: Path, dataset: str, slug: str) -> Path:
     return contained(out, Path(out) / dataset / slug, what=f"board {dataset}/{slug}")
 
 
-#: How a board written mid-suite is titled (m6bench run rewrites it as cells finish).
-PARTIAL = "partial: suite still running or interrupted"
-
-
-def title(protocol: str, variant: str = "", partial: bool = False, budget: bool = False) -> str:
-    """How a board is named to a reader: ``default``, ``default (tuned)``, ``default (partial: …)``,
-    ``sequential — budget run, not converged``."""
-    notes = [n for n in (variant, PARTIAL if partial else "") if n]
-    name = f"{protocol} ({'; '.join(notes)})" if notes else protocol
-    return f"{name} — budget run, not converged" if budget else name

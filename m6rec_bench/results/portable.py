@@ -24,9 +24,10 @@ import re
 import shlex
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from m6rec_bench.results.record import Record
+if TYPE_CHECKING:  # portable_record only annotates with it; record.py imports portable_path from here
+    from m6rec_bench.results.record import Record
 
 #: RecBole settings naming files or folders of this machine; never part of a record.
 LOCAL_PATH_KEYS = frozenset({"data_path", "checkpoint_dir", "dataset_save_path", "dataloaders_save_path"})
