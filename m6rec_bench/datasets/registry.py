@@ -11,13 +11,15 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from m6rec_bench.errors import UsageError, did_you_mean
+from m6rec_bench.errors import UsageError
+from m6rec_bench.lookup import Registry as Lookup
 from m6rec_bench.untrusted import read_text
 from m6rec_bench.names import is_slug, slug
 
@@ -170,14 +172,14 @@ class DatasetSpec(_Strict):
     def _converter_for_urls(self) -> DatasetSpec:
         from m6rec_bench.datasets.convert import CONVERTERS
 
-        known = ", ".join(sorted(CONVERTERS))
+        known = ", ".join(CONVERTERS.names())
         for i, src in enumerate(self.sources):
             conv = src.converter or self.converter
             if src.kind == "url" and not conv:
                 raise ValueError(f"sources.{i}: a 'url' source needs a converter (on the source or the entry; known: {known})")
             for where, name in (("converter", self.converter), (f"sources.{i}.converter", src.converter)):
                 if name and name not in CONVERTERS:
-                    raise ValueError(f"{where}: unknown converter '{name}'{did_you_mean(name, CONVERTERS)} (known: {known})")
+                    raise ValueError(f"{where}: {CONVERTERS.error(name, fix='')}")
         return self
 
     def source(self, kind: str | None = None) -> Source:
@@ -208,21 +210,22 @@ class Registry:
     def __len__(self) -> int:
         return len(self.specs)
 
+    @cached_property
+    def _lookup(self) -> Lookup[DatasetSpec]:
+        found: Lookup[DatasetSpec] = Lookup(
+            "dataset", unknown="dataset '{name}' not found in " + self.path.name.replace("{", "{{").replace("}", "}}")
+            + "{hint} (m6bench datasets list)")
+        for spec in self.specs:
+            found.register(spec.name, spec, aliases=spec.aliases)
+        return found
+
     def names(self) -> list[str]:
         """Every name and alias, as written."""
-        return [n for s in self.specs for n in (s.name, *s.aliases)]
+        return self._lookup.all_names()
 
     def get(self, name: str) -> DatasetSpec:
         """The spec called ``name`` (or with that alias), case-insensitively; UsageError otherwise."""
-        key = name.strip().lower()
-        for spec in self.specs:
-            if key in (n.lower() for n in (spec.name, *spec.aliases)):
-                return spec
-        by_lower = {n.lower(): n for n in self.names()}
-        hint = did_you_mean(key, by_lower)
-        for low, orig in by_lower.items():  # suggest the name as written in the file
-            hint = hint.replace(f"'{low}'", f"'{orig}'")
-        raise UsageError(f"dataset '{name}' not found in {self.path.name}{hint} (m6bench datasets list)")
+        return self._lookup.get(name)
 
 
 def registry_path() -> Path:
