@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from m6rec_bench.datasets.atomic import header_names
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.errors import DataError, UsageError
 from m6rec_bench.io import atomic_write_json
@@ -84,7 +85,7 @@ class ColdSplit:
 
 def split_lines(header: str, lines: list[str], seed: int, cold_fraction: float = COLD_FRACTION) -> ColdSplit:
     """Split data lines of an ``.inter`` file (header gives the columns) by the cold-item rule."""
-    names = [c.rpartition(":")[0] for c in header.rstrip("\r\n").split("\t")]
+    names = header_names(header)
     try:
         u_col, i_col = names.index("user_id"), names.index("item_id")
     except ValueError:
