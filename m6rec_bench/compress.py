@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from m6rec_bench import compat
 from m6rec_bench.errors import UsageError
 from m6rec_bench.lookup import Registry
 
@@ -233,7 +234,7 @@ def scoring_speed(model: nn.Module, eval_data: Any, *, repeats: int = 3) -> floa
     from m6rec_bench.evaluation import _device_of, _score_batch
 
     model.eval()
-    dataset = eval_data._dataset
+    dataset = compat.loader_dataset(eval_data)
     device = _device_of(model)
 
     try:  # only models without full_sort_predict need the item features

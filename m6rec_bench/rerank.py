@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from m6rec_bench import compat
 from m6rec_bench.beyond import ItemStats
 from m6rec_bench.errors import DataError, UsageError
 from m6rec_bench.lookup import Registry
@@ -152,7 +153,7 @@ def candidates(model: Any, eval_data: Any, n: int = N_CANDIDATES) -> Candidates:
     """The base model's masked top-``n`` for every user of a full-sort loader (RecBole's scoring step)."""
     from m6rec_bench.evaluation import _device_of, _score_batch
 
-    dataset = eval_data._dataset
+    dataset = compat.loader_dataset(eval_data)
     n_items, uid_field = dataset.item_num, dataset.uid_field
     n = min(n, n_items - 1)
     device = _device_of(model)
@@ -365,7 +366,7 @@ class RerankedModel(nn.Module):
     def __init__(self, base: nn.Module, user_ids: np.ndarray, slates: np.ndarray, eval_data: Any) -> None:
         super().__init__()
         self.base = base
-        dataset = eval_data._dataset
+        dataset = compat.loader_dataset(eval_data)
         self.USER_ID, self.n_items, self._eval_data = dataset.uid_field, dataset.item_num, eval_data
         table = torch.zeros((dataset.user_num, slates.shape[1]), dtype=torch.long)
         table[torch.as_tensor(user_ids, dtype=torch.long)] = torch.as_tensor(slates, dtype=torch.long)
@@ -388,7 +389,7 @@ class RerankedModel(nn.Module):
         device = _device_of(self.base)
         if self._item_tensor is None:
             try:
-                self._item_tensor = self._eval_data._dataset.get_item_feature().to(device)
+                self._item_tensor = compat.loader_dataset(self._eval_data).get_item_feature().to(device)
             except Exception:  # noqa: BLE001 - only needed by base models without full_sort_predict
                 self._item_tensor = None
         scores = _score_batch(self.base, (interaction, None, None, None), self._eval_data, device, self.n_items,
@@ -419,7 +420,7 @@ def fit_and_wrap(method: Method, model: nn.Module, train_data: Any, valid_data: 
     """Learn the policy (LinUCB: replay on validation) and re-rank every test user's candidates."""
     import time
 
-    stats = ItemStats.from_train(train_data._dataset)
+    stats = ItemStats.from_train(compat.loader_dataset(train_data))
     group: dict[str, float] = {}
     t0 = time.perf_counter()
     if method.kind == "linucb":

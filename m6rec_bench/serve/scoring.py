@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from m6rec_bench import compat
 from m6rec_bench.errors import UsageError
 
 #: Largest ``k`` a request may ask for (and at most the number of items).
@@ -257,7 +258,7 @@ def _text_tower(loaded: Any) -> Scorer:
 def _text_zeroshot(loaded: Any) -> Scorer:
     from m6rec_plugins.text import TextZeroShot, item_text_embeddings
 
-    train = loaded.train_data._dataset
+    train = compat.loader_dataset(loaded.train_data)
     text = torch.from_numpy(item_text_embeddings(loaded.config, train))  # the model's cached encoding
     profiles = TextZeroShot.user_profiles(train, text)  # mean text vector of each user's training items
     return VectorScorer(loaded, users=loaded.model.user_unit, items=loaded.model.item_unit, fold=text, base=profiles)
