@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from m6rec_bench import compat, config_keys
 from m6rec_bench.datasets.base import PreparedDataset
+from m6rec_bench.defaults import DEFAULT_SEED
 from m6rec_bench.engine import environment, fast_eval, threads
 from m6rec_bench.errors import M6BenchError, UsageError
 from m6rec_bench.models import registry
@@ -51,7 +52,7 @@ class CellSpec(BaseModel):
     dataset: str
     model: str
     protocol: str = "default"
-    seed: int = 2020
+    seed: int = DEFAULT_SEED
     epochs: int | None = Field(None, description="max training epochs (RecBole default 300, early stopping)")
     device: str = "cpu"
     overrides: dict[str, Any] = Field(default_factory=dict)

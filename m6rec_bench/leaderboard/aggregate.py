@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from m6rec_bench.defaults import DEFAULT_SEED
 from m6rec_bench.leaderboard.columns import COLUMN_SETS
 from m6rec_bench.leaderboard.stats import Comparison, Published, seed_test, significance
 from m6rec_bench.results.portable import portable_path
@@ -183,7 +184,7 @@ def _reproduce(records: list[Record]) -> dict[str, Any]:
     epochs = first.config.get("epochs")
     dataset = portable_path(str(first.spec.get("dataset", first.dataset)))  # a local folder: no path of this machine
     cmd = [f"m6bench run --dataset {dataset} --protocol {first.protocol} --models {first.model}",
-           f"--seeds {len(seeds)}" if seeds == list(range(2020, 2020 + len(seeds))) else f"--seeds {','.join(map(str, seeds))}"]
+           f"--seeds {len(seeds)}" if seeds == list(range(DEFAULT_SEED, DEFAULT_SEED + len(seeds))) else f"--seeds {','.join(map(str, seeds))}"]
     if epochs is not None and "epochs" in first.config:
         cmd.append(f"--epochs {epochs}")
     if "m6_compress" in first.config:
