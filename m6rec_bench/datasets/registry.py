@@ -1,7 +1,10 @@
 """The dataset registry: ``datasets.yaml`` read into typed :class:`DatasetSpec` entries.
 
-The file ships inside the package (``m6rec_bench/datasets/datasets.yaml``) so an installed
-``m6bench`` finds it; ``M6BENCH_DATASETS_YAML`` points at another file (tests use this).
+The registry is the top-level ``datasets.yaml`` of the repository: a source checkout and an
+editable install read that file in place, and a built wheel carries a copy of it at
+``m6rec_bench/datasets/datasets.yaml`` (written from the top-level file by ``setup.py``'s
+``build_py``), so an installed ``m6bench`` finds it too. ``M6BENCH_DATASETS_YAML`` points at
+another file (tests use this).
 Names and aliases are matched case-insensitively; an unknown name gets the nearest suggestion.
 """
 
@@ -24,7 +27,13 @@ from m6rec_bench.untrusted import read_text
 from m6rec_bench.names import is_slug, slug
 
 ENV_VAR = "M6BENCH_DATASETS_YAML"
-PACKAGED_YAML = Path(__file__).with_name("datasets.yaml")
+_CHECKOUT = Path(__file__).resolve().parents[2]
+#: The top-level ``datasets.yaml`` of a source checkout (what an editable install reads).
+SOURCE_YAML = _CHECKOUT / "datasets.yaml"
+#: The copy of it inside an installed wheel.
+WHEEL_YAML = Path(__file__).with_name("datasets.yaml")
+#: The file read when ``M6BENCH_DATASETS_YAML`` is not set: the checkout's top-level file, else the wheel's copy.
+PACKAGED_YAML = SOURCE_YAML if SOURCE_YAML.is_file() and (_CHECKOUT / "pyproject.toml").is_file() else WHEEL_YAML
 
 _CHECKSUM_RE = re.compile(r"^(md5:[0-9a-f]{32}|sha256:[0-9a-f]{64})$")
 #: ``datasets.load_dataset`` builders that read local ``data_files`` (anything else in ``path`` is a hub id).
@@ -229,7 +238,7 @@ class Registry:
 
 
 def registry_path() -> Path:
-    """``$M6BENCH_DATASETS_YAML`` if set, else the packaged ``datasets.yaml``."""
+    """``$M6BENCH_DATASETS_YAML`` if set, else :data:`PACKAGED_YAML` (the top-level ``datasets.yaml``)."""
     env = os.environ.get(ENV_VAR)
     return Path(env).expanduser() if env else PACKAGED_YAML
 
@@ -277,7 +286,7 @@ def parse_registry(text: str, path: Path) -> Registry:
     if not isinstance(data, dict) or not isinstance(data.get("datasets"), list):
         raise UsageError(
             f"{path}: expected a top-level 'datasets:' list of entries — "
-            "see the comment at the top of the packaged datasets.yaml"
+            "see the comment at the top of the repository's datasets.yaml"
         )
     lines = _entry_lines(node)
     specs: list[DatasetSpec] = []
