@@ -94,7 +94,8 @@ def test_loader_dataset_and_negative_exclusion_live_in_compat():
 
 
 def test_nothing_else_reads_recbole_private_loader_fields():
-    sources = [*(ROOT / "m6rec_bench").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]
+    # the core; a plugin reaches the accessor through the plugin API (plugins import nothing else)
+    sources = list((ROOT / "m6rec_bench").rglob("*.py"))
     offenders = [f"{p.relative_to(ROOT)}:{n}" for p in sources if p.name != "compat.py"
                  for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
                  if re.search(r"\._dataset\b|\._sampler\b", line)]

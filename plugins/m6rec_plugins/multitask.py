@@ -63,7 +63,6 @@ from recbole.utils import FeatureType
 from torch import nn
 from torch.nn import functional as F
 
-from m6rec_bench import compat
 from m6rec_bench.errors import DataError
 from m6rec_bench.models.plugin import Plugin
 from m6rec_plugins import fusion
@@ -319,7 +318,7 @@ def rating_metrics(run: Any) -> dict[str, dict[str, float]]:
     model = run.model
     if not isinstance(model, M6FusionMTL) or not model.learns_rating:
         return {}
-    pred, truth = rating_errors(model, compat.loader_dataset(run.test_data))
+    pred, truth = rating_errors(model, run.test_data._dataset)
     if len(truth) == 0:
         return {}
     err = pred - truth
