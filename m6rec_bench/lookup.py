@@ -32,6 +32,9 @@ UNKNOWN = "{what} '{name}' not found{hint}; known: {known}"
 class Registry(Generic[T]):
     """Named entries of one kind, in registration order.
 
+    Not a ``Mapping``: :meth:`get` (and ``registry[name]``) always raises a UsageError for an unknown
+    name, never returns a default; :meth:`find` returns None instead.
+
     Args:
         what: what an entry is, for messages (``"protocol"``, ``"converter"``).
         unknown: the message of an unknown name, a :meth:`str.format` template with ``{what}``,
