@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from m6rec_bench import compat
 from m6rec_bench.errors import DataError, UsageError
 from m6rec_bench.io import atomic_dir
 from m6rec_bench.results.record import Record
@@ -158,7 +159,7 @@ class Loaded:
 
     def train_history(self) -> list[np.ndarray]:
         """Internal item ids of every user's training interactions, indexed by internal user id."""
-        train = self.train_data._dataset
+        train = compat.loader_dataset(self.train_data)
         users = train.inter_feat[train.uid_field].numpy()
         items = train.inter_feat[train.iid_field].numpy()
         order = np.argsort(users, kind="stable")

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from m6rec_bench import compat
+
 #: The extra-metrics group of every cell record (a leaderboard column set, ``leaderboard/columns.py``).
 GROUP = "beyond"
 #: Length of the lists the metrics are computed on.
@@ -139,7 +141,7 @@ def stats_of(run: Any) -> ItemStats:
     """Item statistics of a finished run's training split (``run.train_data``), cached on the run."""
     cached = getattr(run, "item_stats", None)
     if cached is None:
-        cached = ItemStats.from_train(run.train_data._dataset)
+        cached = ItemStats.from_train(compat.loader_dataset(run.train_data))
         run.item_stats = cached
     return cached
 

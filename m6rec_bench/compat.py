@@ -17,7 +17,7 @@ import contextlib
 import copy
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -397,6 +397,38 @@ def build_config(model: Any, dataset: str, config_dict: dict[str, Any]) -> Any:
     if "data_path" in config_dict:
         config.final_config_dict["data_path"] = os.path.join(config_dict["data_path"], dataset)
     return config
+
+
+def loader_dataset(loader: Any) -> Any:
+    """The RecBole ``Dataset`` a data loader (train, valid or test) draws from.
+
+    RecBole 1.2.1 keeps it only in the private ``AbstractDataLoader._dataset``
+    (``recbole/data/dataloader/abstract_dataloader.py``) and offers no public accessor; every read
+    of it goes through here, so a RecBole that renames it is fixed in one place.
+    """
+    return loader._dataset
+
+
+def samples_negatives(loader: Any) -> bool:
+    """Whether ``loader`` draws sampled negatives (its private ``_sampler`` keeps per-user used ids)."""
+    return getattr(getattr(loader, "_sampler", None), "used_ids", None) is not None
+
+
+def exclude_negatives(train_data: Any, item_ids: Iterable[int]) -> bool:
+    """Never let the training loader's negative sampler draw ``item_ids`` (internal ids).
+
+    RecBole's samplers have no exclusion list: the uniform sampler rejects only a user's "used" ids,
+    kept per phase in the private ``AbstractDataLoader._sampler.used_ids`` (``recbole/sampler/sampler.py``,
+    ``Sampler.sample_by_key_ids``), one ``set`` per user. Adding the ids to every user's set of the
+    *training* loader's sampler (a phase copy of its own: validation and test are untouched) excludes
+    them. Returns False, changing nothing, for a loader that samples no negatives.
+    """
+    if not samples_negatives(train_data):
+        return False
+    ids = set(item_ids)
+    for user_items in train_data._sampler.used_ids:
+        user_items.update(ids)
+    return True
 
 
 def keep_best_in_memory(trainer: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import copy
 import io
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,7 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from m6rec_bench import compat
 from m6rec_bench.errors import UsageError
+from m6rec_bench.lookup import Registry
 
 #: A float buffer of at least this many values with one row per entity is a content table.
 _TABLE_MIN_VALUES = 1024
@@ -54,21 +57,36 @@ class Method:
         return "int8" if self.kind == "int8" else f"prune:{self.ratio:g}"
 
 
+def _int8(arg: str | None, text: str) -> Method:
+    if arg is not None:
+        raise _METHODS.error("int8", text=text, hint="")  # "int8:…" takes no argument
+    return Method("int8")
+
+
+def _prune(arg: str | None, text: str) -> Method:
+    if arg is None:
+        raise _METHODS.error("prune", text=text, hint="")  # the ratio is required
+    try:
+        r = float(arg)
+    except ValueError:
+        r = float("nan")
+    if 0.0 < r < 1.0:
+        return Method("prune", r)
+    raise UsageError(f"--compress {text}: the pruning ratio must be a number between 0 and 1 (e.g. prune:0.5)")
+
+
+#: ``--compress`` methods: name -> ``(argument after ':' or None, the value as given) -> Method``.
+_METHODS: Registry[Callable[[str | None, str], Method]] = Registry(
+    "compression method",
+    unknown="--compress {text!r} is not a compression method{hint}; use int8 or prune:<ratio> (e.g. prune:0.5)")
+_METHODS.register("int8", _int8)
+_METHODS.register("prune", _prune)
+
+
 def parse(text: str) -> Method:
     """``"int8"`` or ``"prune:<ratio>"`` with 0 < ratio < 1; UsageError otherwise."""
-    value = text.strip().lower()
-    if value == "int8":
-        return Method("int8")
-    kind, sep, ratio = value.partition(":")
-    if kind == "prune" and sep:
-        try:
-            r = float(ratio)
-        except ValueError:
-            r = float("nan")
-        if 0.0 < r < 1.0:
-            return Method("prune", r)
-        raise UsageError(f"--compress {text}: the pruning ratio must be a number between 0 and 1 (e.g. prune:0.5)")
-    raise UsageError(f"--compress {text!r} is not a compression method; use int8 or prune:<ratio> (e.g. prune:0.5)")
+    kind, sep, arg = text.strip().lower().partition(":")
+    return _METHODS.get(kind, text=text)(arg if sep else None, text)
 
 
 def _int8_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,7 +234,7 @@ def scoring_speed(model: nn.Module, eval_data: Any, *, repeats: int = 3) -> floa
     from m6rec_bench.evaluation import _device_of, _score_batch
 
     model.eval()
-    dataset = eval_data._dataset
+    dataset = compat.loader_dataset(eval_data)
     device = _device_of(model)
 
     try:  # only models without full_sort_predict need the item features

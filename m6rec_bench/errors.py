@@ -32,8 +32,17 @@ class ChecksumError(DataError):
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" — did you mean 'x'?"`` for the closest choice, or ``""`` when none is close."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" — did you mean '{close[0]}'?" if close else ""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=CLOSE)
+    return suggest(close[0]) if close else ""
+
+
+#: How close (difflib's ratio) a known name must be to an unknown one to be suggested.
+CLOSE = 0.6
+
+
+def suggest(name: str) -> str:
+    """``" — did you mean 'name'?"``: the one wording of every suggestion."""
+    return f" — did you mean '{name}'?"
 
 
 class Terminated(KeyboardInterrupt):

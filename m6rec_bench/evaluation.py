@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from m6rec_bench import compat
+
 METRICS = ("Recall", "MRR", "NDCG", "Hit", "Precision")
 TOPK = (10, 20)
 
@@ -165,7 +167,7 @@ def evaluate_groups(
     ks = [topk] if isinstance(topk, int) else [int(k) for k in topk]
     max_k = max(ks)
     n_top = max(max_k, top_items or 0)
-    dataset = eval_data._dataset
+    dataset = compat.loader_dataset(eval_data)
     n_items = dataset.item_num
     uid_field = dataset.uid_field
     device = _device_of(model)

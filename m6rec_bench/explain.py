@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from m6rec_bench import sideinfo, textvec
+from m6rec_bench import compat, sideinfo, textvec
 from m6rec_bench.errors import DataError, UsageError
 
 #: Reasons of each kind shown per item unless told otherwise.
@@ -400,9 +400,10 @@ def held_out_items(loaded: Any, uid: int) -> dict[int, str]:
     for name, data in (("test", loaded.test_data), ("valid", loaded.valid_data)):
         if data is None:
             continue
-        feat = data._dataset.inter_feat
-        users = np.asarray(feat[data._dataset.uid_field])
-        for i in np.asarray(feat[data._dataset.iid_field])[users == uid].tolist():
+        ds = compat.loader_dataset(data)
+        feat = ds.inter_feat
+        users = np.asarray(feat[ds.uid_field])
+        for i in np.asarray(feat[ds.iid_field])[users == uid].tolist():
             out[int(i)] = name
     return out
 
@@ -426,7 +427,7 @@ def rank_items(loaded: Any, uid: int, history: np.ndarray, k: int) -> tuple[np.n
     inter = Interaction({dataset.uid_field: torch.tensor([uid], dtype=torch.long)})
     history_index = (torch.zeros(len(hist), dtype=torch.long), hist)
     try:
-        item_tensor = loaded.valid_data._dataset.get_item_feature().to(device)
+        item_tensor = compat.loader_dataset(loaded.valid_data).get_item_feature().to(device)
     except Exception:  # noqa: BLE001 - only needed by models without full_sort_predict
         item_tensor = None
     was_training = model.training

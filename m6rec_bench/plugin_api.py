@@ -21,6 +21,9 @@ Files
     :func:`cache_dir` (a named folder under the workbench cache), :func:`atomic_path` (write a
     file in a temporary beside it, rename when done), :func:`file_checksum` (``"sha256:<hex>"``),
     :func:`atomic_columns` (field names of a RecBole atomic file's header line).
+RecBole
+    :func:`loader_dataset` (the dataset behind a RecBole DataLoader: one accessor for its private
+    ``_dataset``, kept in :mod:`m6rec_bench.compat`).
 Protocol inputs
     :func:`protocol_inputs` (files a protocol leaves beside the split for models: the
     ``user-group`` protocol's ``"source"`` interactions).
@@ -61,6 +64,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "atomic_path": ("m6rec_bench.io", "atomic_path"),
     "file_checksum": ("m6rec_bench.datasets.fetch", "file_checksum"),
     "atomic_columns": ("m6rec_bench.protocols.split_files", "columns"),
+    "loader_dataset": ("m6rec_bench.compat", "loader_dataset"),
     "protocol_inputs": ("m6rec_bench.protocols.user_group", "protocol_inputs"),
 }
 
@@ -83,5 +87,5 @@ __all__ = [
     "DEFAULT_TEXT_MODEL", "EMBEDDING_SIZES", "L2_WEIGHTS", "RECBOLE_LEARNING_RATES", "Column", "ColumnSet",
     "DataError", "FoldIn", "FoldInVectors", "Plugin", "PluginCard", "PluginConfig", "UsageError", "atomic_columns",
     "atomic_path", "cache_dir", "embcache", "encode_texts", "file_checksum", "item_text_embeddings",
-    "load_text_model", "protocol_inputs", "resolve_text_model", "sideinfo", "text_setting", "textvec",
+    "load_text_model", "loader_dataset", "protocol_inputs", "resolve_text_model", "sideinfo", "text_setting", "textvec",
 ]

@@ -52,16 +52,19 @@ the ranking keeps the base order (``trainer.evaluate``, per-user metrics and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
+from typing import Protocol as Interface  # not an evaluation protocol: the structural type of a re-ranker
 
 import numpy as np
 import torch
 from torch import nn
 
+from m6rec_bench import compat
 from m6rec_bench.beyond import ItemStats
-from m6rec_bench.errors import DataError, UsageError, did_you_mean
+from m6rec_bench.errors import DataError, UsageError
+from m6rec_bench.lookup import Registry
 
 #: Candidates re-ranked per user: the base model's top-N.
 N_CANDIDATES = 50
@@ -91,24 +94,37 @@ class Method:
         return self.kind if self.param == DEFAULTS[self.kind] else f"{self.kind}:{self.param:g}"
 
 
+def _check_linucb(p: float, text: str) -> None:
+    if not (p >= 0.0 and np.isfinite(p)):
+        raise UsageError(f"--rerank {text}: LinUCB's novelty weight must be a number ≥ 0 (e.g. linucb:2)")
+
+
+def _check_mmr(p: float, text: str) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise UsageError(f"--rerank {text}: MMR's lambda must be a number between 0 and 1 (e.g. mmr:0.7)")
+
+
+#: ``--rerank`` methods: name -> the check of its parameter (``(value, the option as given)``; UsageError when bad).
+METHODS: Registry[Callable[[float, str], None]] = Registry(
+    "re-ranking method",
+    unknown="--rerank {text!r} is not a re-ranking method{hint}; use linucb (contextual bandit learned by replay on "
+            "validation), mmr (maximal marginal relevance), linucb:<novelty weight> or mmr:<lambda>, "
+            "e.g. --rerank linucb,mmr:0.7")
+METHODS.register("linucb", _check_linucb)
+METHODS.register("mmr", _check_mmr)
+
+
 def parse(text: str) -> Method:
     """``linucb``, ``linucb:<novelty weight ≥ 0>``, ``mmr`` or ``mmr:<λ in [0, 1]>``; UsageError otherwise."""
-    value = str(text).strip().lower()
-    kind, sep, arg = value.partition(":")
-    if kind not in DEFAULTS:
-        raise UsageError(f"--rerank {text!r} is not a re-ranking method{did_you_mean(kind, DEFAULTS)}; use linucb "
-                         "(contextual bandit learned by replay on validation), mmr (maximal marginal relevance), "
-                         "linucb:<novelty weight> or mmr:<lambda>, e.g. --rerank linucb,mmr:0.7")
+    kind, sep, arg = str(text).strip().lower().partition(":")
+    check = METHODS.get(kind, text=text)
     if not sep:
         return Method(kind, DEFAULTS[kind])  # type: ignore[arg-type]
     try:
         p = float(arg)
     except ValueError:
         p = float("nan")
-    if kind == "mmr" and not 0.0 <= p <= 1.0:
-        raise UsageError(f"--rerank {text}: MMR's lambda must be a number between 0 and 1 (e.g. mmr:0.7)")
-    if kind == "linucb" and not (p >= 0.0 and np.isfinite(p)):
-        raise UsageError(f"--rerank {text}: LinUCB's novelty weight must be a number ≥ 0 (e.g. linucb:2)")
+    check(p, text)
     return Method(kind, p)  # type: ignore[arg-type]
 
 
@@ -137,7 +153,7 @@ def candidates(model: Any, eval_data: Any, n: int = N_CANDIDATES) -> Candidates:
     """The base model's masked top-``n`` for every user of a full-sort loader (RecBole's scoring step)."""
     from m6rec_bench.evaluation import _device_of, _score_batch
 
-    dataset = eval_data._dataset
+    dataset = compat.loader_dataset(eval_data)
     n_items, uid_field = dataset.item_num, dataset.uid_field
     n = min(n, n_items - 1)
     device = _device_of(model)
@@ -204,8 +220,9 @@ class UserContext:
 # ------------------------------------------------------------------ policies
 
 
-class Policy(Protocol):
-    """What replay needs of a policy: choose a row of a context matrix; learn from a matched event."""
+class Reranker(Interface):
+    """What replay needs of a re-ranking policy (LinUCB, MMR): choose a row of a context matrix; learn
+    from a matched event."""
 
     def choose(self, contexts: np.ndarray) -> int: ...
     def update(self, x: np.ndarray, reward: float) -> None: ...
@@ -310,7 +327,7 @@ class ReplayResult:
         return self.reward_sum / self.matched if self.matched else float("nan")
 
 
-def replay(policy: Policy, events: Iterator[Event]) -> ReplayResult:
+def replay(policy: Reranker, events: Iterator[Event]) -> ReplayResult:
     """Li et al. (WSDM 2011) replay: a logged event counts — reward added, policy updated — only when
     the policy, offered its context, chooses the arm the logger showed; other events are discarded."""
     out = ReplayResult()
@@ -326,7 +343,7 @@ def replay(policy: Policy, events: Iterator[Event]) -> ReplayResult:
 # ------------------------------------------------------------------ slates and the wrapped model
 
 
-def build_slates(policy: Policy, cands: Candidates, stats: ItemStats, slate: int = SLATE) -> np.ndarray:
+def build_slates(policy: Reranker, cands: Candidates, stats: ItemStats, slate: int = SLATE) -> np.ndarray:
     """``(n_users, slate)`` item ids each user's candidates are re-ranked into (0-padded when short)."""
     if isinstance(policy, LinUCB):
         policy.explore = False
@@ -349,7 +366,7 @@ class RerankedModel(nn.Module):
     def __init__(self, base: nn.Module, user_ids: np.ndarray, slates: np.ndarray, eval_data: Any) -> None:
         super().__init__()
         self.base = base
-        dataset = eval_data._dataset
+        dataset = compat.loader_dataset(eval_data)
         self.USER_ID, self.n_items, self._eval_data = dataset.uid_field, dataset.item_num, eval_data
         table = torch.zeros((dataset.user_num, slates.shape[1]), dtype=torch.long)
         table[torch.as_tensor(user_ids, dtype=torch.long)] = torch.as_tensor(slates, dtype=torch.long)
@@ -372,7 +389,7 @@ class RerankedModel(nn.Module):
         device = _device_of(self.base)
         if self._item_tensor is None:
             try:
-                self._item_tensor = self._eval_data._dataset.get_item_feature().to(device)
+                self._item_tensor = compat.loader_dataset(self._eval_data).get_item_feature().to(device)
             except Exception:  # noqa: BLE001 - only needed by base models without full_sort_predict
                 self._item_tensor = None
         scores = _score_batch(self.base, (interaction, None, None, None), self._eval_data, device, self.n_items,
@@ -403,11 +420,11 @@ def fit_and_wrap(method: Method, model: nn.Module, train_data: Any, valid_data: 
     """Learn the policy (LinUCB: replay on validation) and re-rank every test user's candidates."""
     import time
 
-    stats = ItemStats.from_train(train_data._dataset)
+    stats = ItemStats.from_train(compat.loader_dataset(train_data))
     group: dict[str, float] = {}
     t0 = time.perf_counter()
     if method.kind == "linucb":
-        policy: Policy = LinUCB()
+        policy: Reranker = LinUCB()
         log = simulate_log(candidates(model, valid_data), stats, seed=seed, novelty_weight=method.param)
         res = replay(policy, log)
         group = {"replay_events": float(res.events), "replay_matched": float(res.matched),

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from m6rec_bench.defaults import DEFAULT_SEED
 from m6rec_bench import config_keys
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.engine import environment
@@ -44,7 +45,7 @@ class CellSpec(BaseModel):
     dataset: str
     model: str
     protocol: str = "default"
-    seed: int = 2020
+    seed: int = DEFAULT_SEED
     epochs: int | None = Field(None, description="max training epochs (RecBole default 300, early stopping)")
     device: str = "cpu"
     overrides: dict[str, Any] = Field(default_factory=dict)

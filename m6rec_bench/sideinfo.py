@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from m6rec_bench.datasets.atomic import split_column
 from m6rec_bench.errors import DataError
 
 
@@ -26,7 +27,7 @@ def read_atomic(path: Path) -> pd.DataFrame:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3, encoding="utf-8")
     except (OSError, pd.errors.ParserError) as exc:
         raise DataError(f"cannot read atomic file {path}: {exc}") from exc
-    df.columns = [c.split(":", 1)[0] for c in df.columns]
+    df.columns = [split_column(c)[0] for c in df.columns]
     return df
 
 

@@ -97,7 +97,7 @@ def build(entry: ModelEntry, ds: PreparedDataset, config_dict: dict[str, Any], c
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_cls = model_arg if not isinstance(model_arg, str) else get_model(config["model"])
     t0 = time.perf_counter()  # plugins pretrain (TransE) and encode (MiniLM) here, before the trainer's clock
-    model = model_cls(config, train_data._dataset).to(config["device"])
+    model = model_cls(config, compat.loader_dataset(train_data)).to(config["device"])
     return Built(config, dataset, train_data, valid_data, test_data, model, time.perf_counter() - t0)
 
 

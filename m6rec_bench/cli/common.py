@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -56,6 +57,23 @@ def friendly_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+#: The leaderboard root every command writes or reads, ``--out`` on all of them.
+LEADERBOARDS = Path("leaderboards")
+
+#: ``--out``: the leaderboard root of a command that reads boards (``leaderboard show|prune``, ``publish``).
+OutOption = Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", show_default=False,
+                                                help="Leaderboard root (default ./leaderboards).")]
+#: ``--dir``: the old name of ``--out`` on those commands; hidden from --help, still accepted.
+LegacyDirOption = Annotated[Path | None, typer.Option("--dir", hidden=True, help="Deprecated name of --out.")]
+
+
+def leaderboard_root(out: Path | None, legacy_dir: Path | None) -> Path:
+    """The root given by ``--out`` or its deprecated alias ``--dir`` (default ./leaderboards)."""
+    if out is not None and legacy_dir is not None and out != legacy_dir:
+        raise UsageError(f"--dir is the old name of --out; give one of them (got --out {out} and --dir {legacy_dir})")
+    return out or legacy_dir or LEADERBOARDS
 
 
 def warn_skipped(path: Any, reason: str) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from m6rec_bench.cli.common import console, friendly_errors, warn_skipped
+from m6rec_bench.cli.common import LegacyDirOption, OutOption, console, friendly_errors, leaderboard_root, warn_skipped
 from m6rec_bench.cli.help import Group
 from m6rec_bench.cli.tables import Col, Format, FormatOption, WideOption, render
 from m6rec_bench.errors import UsageError
@@ -47,7 +47,8 @@ def board_columns(groups: list[str]) -> list[Col]:
 def show(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or alias (default ml-100k).")] = "ml-100k",
     protocol: Annotated[str, typer.Option("--protocol", "-p", help="Protocol of the leaderboard (default: default).")] = "default",
-    out: Annotated[Path, typer.Option("--dir", help="Leaderboard root (default ./leaderboards).")] = Path("leaderboards"),
+    out: OutOption = None,
+    legacy_dir: LegacyDirOption = None,
     tuned: Annotated[bool, typer.Option("--tuned", help="Show the board of tuned runs (run --tune-budget N).")] = False,
     fmt: FormatOption = Format.table,
     wide: WideOption = False,
@@ -60,6 +61,7 @@ def show(
     from m6rec_bench.leaderboard.writers import board_dir
     from m6rec_bench.untrusted import loads_json
 
+    out = leaderboard_root(out, legacy_dir)
     name = check_slug(_canonical(dataset), "--dataset", hint="give a dataset name (m6bench datasets list)")
     check_slug(protocol, "--protocol", hint="give a protocol name such as default")
     path = board_dir(out, name, board_slug(protocol, "tuned" if tuned else "")) / "leaderboard.json"
@@ -139,7 +141,8 @@ def prune(
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Remove every row of this model: its plain row and its variants (ablations, compressed, re-ranked). Repeat for several.")] = None,
     seed: Annotated[list[int] | None, typer.Option("--seed", "-s", help="Remove only this seed's records (repeat for several); the row keeps its other seeds.")] = None,
     cell_id: Annotated[list[str] | None, typer.Option("--cell-id", help="Remove the record of this cell (the name of its records/<cell_id>.json). Repeat for several.")] = None,
-    out: Annotated[Path, typer.Option("--dir", help="Leaderboard root directory.")] = Path("leaderboards"),
+    out: OutOption = None,
+    legacy_dir: LegacyDirOption = None,
     tuned: Annotated[bool, typer.Option("--tuned", help="Prune the board of tuned runs (<dataset>/<protocol>-tuned).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed; change nothing.")] = False,
 ) -> None:
@@ -147,6 +150,7 @@ def prune(
     from m6rec_bench.leaderboard.board import Selection, row_label
     from m6rec_bench.leaderboard.board import prune as prune_board
 
+    out = leaderboard_root(out, legacy_dir)
     select = Selection(labels=label or [], models=model or [], seeds=seed or [], cell_ids=cell_id or [])
     if not select:
         raise UsageError("say which rows to prune: --label, --model, --seed and/or --cell-id "

@@ -101,7 +101,7 @@ def tune(
     timeout: Annotated[float | None, typer.Option("--timeout", min=0.001, metavar="SECONDS", help="Time budget of this call; the running trial stops at validation.")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Max epochs per trial (RecBole: 300, early-stopped).")] = None,
     protocol: Annotated[str, typer.Option("--protocol", "-p", help="Protocol whose validation split is tuned on (default: default).")] = "default",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the model and the sampler (default 2020).")] = DEFAULT_SEED,
+    seed: Annotated[int, typer.Option("--seed", help=f"Seed of the split, the model and the sampler (default {DEFAULT_SEED}).")] = DEFAULT_SEED,
     device: Annotated[str, typer.Option("--device", metavar="cpu|cuda", help="Where trials train (default cpu).")] = "cpu",
     set_: Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="A fixed, untuned setting; repeatable.")] = None,
     storage: Annotated[str | None, typer.Option("--storage", metavar="URL|FILE", help="Where the study lives: a journal file or a database URL.")] = None,

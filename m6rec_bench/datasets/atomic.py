@@ -45,6 +45,20 @@ def atomic_files(folder: Path, name: str) -> list[Path]:
     return sorted((folder / f"{name}.{s}" for s in SUFFIXES if (folder / f"{name}.{s}").is_file()), key=lambda p: p.name)
 
 
+def split_column(raw: str) -> tuple[str, str]:
+    """One header column ``name:type`` as ``(name, type)``: the name is what precedes the first ``:``
+    (``"user_id:token"`` → ``("user_id", "token")``; no ``:`` → ``(raw, "")``). The one rule of every
+    header read in m6rec-bench; RecBole itself needs exactly one ``:``, which :func:`read_header` checks."""
+    name, _, ftype = raw.partition(":")
+    return name, ftype
+
+
+def header_names(line: str) -> list[str]:
+    """Column names of an atomic file's header line, types stripped (``user_id:token\titem_id:token``
+    → ``["user_id", "item_id"]``); for files already checked by :func:`read_header` / :func:`validate_folder`."""
+    return [split_column(raw)[0] for raw in line.rstrip("\r\n").split("\t")]
+
+
 def read_header(path: Path) -> list[tuple[str, str]]:
     """The ``(name, type)`` columns of an atomic file; DataError when the header is not ``name:type``."""
     try:
@@ -59,7 +73,7 @@ def read_header(path: Path) -> list[tuple[str, str]]:
         raise DataError(f"{path}: empty file — an atomic file starts with a header like 'user_id:token\\titem_id:token'")
     columns = []
     for raw in line.split("\t"):
-        col, _, ftype = raw.partition(":")
+        col, ftype = split_column(raw)
         if not col or ftype not in FIELD_TYPES:  # RecBole splits on ':' exactly once
             raise DataError(
                 f"{path}: header column {raw!r} is not 'name:type' with type one of {', '.join(FIELD_TYPES)} "

@@ -1,7 +1,10 @@
 """The dataset registry: ``datasets.yaml`` read into typed :class:`DatasetSpec` entries.
 
-The file ships inside the package (``m6rec_bench/datasets/datasets.yaml``) so an installed
-``m6bench`` finds it; ``M6BENCH_DATASETS_YAML`` points at another file (tests use this).
+The registry is the top-level ``datasets.yaml`` of the repository: a source checkout and an
+editable install read that file in place, and a built wheel carries a copy of it at
+``m6rec_bench/datasets/datasets.yaml`` (written from the top-level file by ``setup.py``'s
+``build_py``), so an installed ``m6bench`` finds it too. ``M6BENCH_DATASETS_YAML`` points at
+another file (tests use this).
 Names and aliases are matched case-insensitively; an unknown name gets the nearest suggestion.
 """
 
@@ -11,18 +14,26 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from m6rec_bench.errors import UsageError, did_you_mean
+from m6rec_bench.errors import UsageError
+from m6rec_bench.lookup import Registry as Lookup
 from m6rec_bench.untrusted import read_text
 from m6rec_bench.names import is_slug, slug
 
 ENV_VAR = "M6BENCH_DATASETS_YAML"
-PACKAGED_YAML = Path(__file__).with_name("datasets.yaml")
+_CHECKOUT = Path(__file__).resolve().parents[2]
+#: The top-level ``datasets.yaml`` of a source checkout (what an editable install reads).
+SOURCE_YAML = _CHECKOUT / "datasets.yaml"
+#: The copy of it inside an installed wheel.
+WHEEL_YAML = Path(__file__).with_name("datasets.yaml")
+#: The file read when ``M6BENCH_DATASETS_YAML`` is not set: the checkout's top-level file, else the wheel's copy.
+PACKAGED_YAML = SOURCE_YAML if SOURCE_YAML.is_file() and (_CHECKOUT / "pyproject.toml").is_file() else WHEEL_YAML
 
 _CHECKSUM_RE = re.compile(r"^(md5:[0-9a-f]{32}|sha256:[0-9a-f]{64})$")
 #: ``datasets.load_dataset`` builders that read local ``data_files`` (anything else in ``path`` is a hub id).
@@ -170,14 +181,14 @@ class DatasetSpec(_Strict):
     def _converter_for_urls(self) -> DatasetSpec:
         from m6rec_bench.datasets.convert import CONVERTERS
 
-        known = ", ".join(sorted(CONVERTERS))
+        known = ", ".join(CONVERTERS.names())
         for i, src in enumerate(self.sources):
             conv = src.converter or self.converter
             if src.kind == "url" and not conv:
                 raise ValueError(f"sources.{i}: a 'url' source needs a converter (on the source or the entry; known: {known})")
             for where, name in (("converter", self.converter), (f"sources.{i}.converter", src.converter)):
                 if name and name not in CONVERTERS:
-                    raise ValueError(f"{where}: unknown converter '{name}'{did_you_mean(name, CONVERTERS)} (known: {known})")
+                    raise ValueError(f"{where}: {CONVERTERS.error(name, fix='')}")
         return self
 
     def source(self, kind: str | None = None) -> Source:
@@ -208,25 +219,26 @@ class Registry:
     def __len__(self) -> int:
         return len(self.specs)
 
+    @cached_property
+    def _lookup(self) -> Lookup[DatasetSpec]:
+        found: Lookup[DatasetSpec] = Lookup(
+            "dataset", unknown="dataset '{name}' not found in " + self.path.name.replace("{", "{{").replace("}", "}}")
+            + "{hint} (m6bench datasets list)")
+        for spec in self.specs:
+            found.register(spec.name, spec, aliases=spec.aliases)
+        return found
+
     def names(self) -> list[str]:
         """Every name and alias, as written."""
-        return [n for s in self.specs for n in (s.name, *s.aliases)]
+        return self._lookup.all_names()
 
     def get(self, name: str) -> DatasetSpec:
         """The spec called ``name`` (or with that alias), case-insensitively; UsageError otherwise."""
-        key = name.strip().lower()
-        for spec in self.specs:
-            if key in (n.lower() for n in (spec.name, *spec.aliases)):
-                return spec
-        by_lower = {n.lower(): n for n in self.names()}
-        hint = did_you_mean(key, by_lower)
-        for low, orig in by_lower.items():  # suggest the name as written in the file
-            hint = hint.replace(f"'{low}'", f"'{orig}'")
-        raise UsageError(f"dataset '{name}' not found in {self.path.name}{hint} (m6bench datasets list)")
+        return self._lookup.get(name)
 
 
 def registry_path() -> Path:
-    """``$M6BENCH_DATASETS_YAML`` if set, else the packaged ``datasets.yaml``."""
+    """``$M6BENCH_DATASETS_YAML`` if set, else :data:`PACKAGED_YAML` (the top-level ``datasets.yaml``)."""
     env = os.environ.get(ENV_VAR)
     return Path(env).expanduser() if env else PACKAGED_YAML
 
@@ -274,7 +286,7 @@ def parse_registry(text: str, path: Path) -> Registry:
     if not isinstance(data, dict) or not isinstance(data.get("datasets"), list):
         raise UsageError(
             f"{path}: expected a top-level 'datasets:' list of entries — "
-            "see the comment at the top of the packaged datasets.yaml"
+            "see the comment at the top of the repository's datasets.yaml"
         )
     lines = _entry_lines(node)
     specs: list[DatasetSpec] = []

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from m6rec_bench.datasets.atomic import checksum_of, has_kg, validate_folder
+from m6rec_bench.datasets.atomic import checksum_of, has_kg, header_names, validate_folder
 from m6rec_bench.datasets.base import DatasetFeatures, PreparedDataset
 from m6rec_bench.errors import UsageError
 from m6rec_bench.io import atomic_path
@@ -25,8 +25,7 @@ MARKER = "slice.json"
 
 
 def _column(header: str, column: str) -> int:
-    names = [c.rpartition(":")[0] for c in header.rstrip("\r\n").split("\t")]
-    return names.index(column)
+    return header_names(header).index(column)
 
 
 def _filter(src: Path, dst: Path, column: str, keep: Callable[[str], bool]) -> set[str]:

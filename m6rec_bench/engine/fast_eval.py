@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from m6rec_bench import compat
 from m6rec_bench.errors import UsageError
 from m6rec_bench.evaluation import PerUserMetrics, _device_of, _score_batch
 
@@ -150,7 +151,7 @@ def rows_per_call(model: Any, eval_data: Any) -> int:
     :data:`PER_CALL_MODELS` model, RecBole's own loader step."""
     if type(model).__name__ in PER_CALL_MODELS:
         return int(eval_data.step)
-    n_items = eval_data._dataset.item_num
+    n_items = compat.loader_dataset(eval_data).item_num
     budget = eval_data.config["eval_batch_size"] if _pairwise(model) else SCORE_BUDGET
     return max(budget // n_items, 1)
 
@@ -196,7 +197,7 @@ def evaluate_pass(trainer: Any, eval_data: Any, *, engine: str = "fast", rows: i
         raise ValueError("evaluate_pass needs a full-sort loader, one process and top-k metrics only")
     model, collector = trainer.model, trainer.eval_collector
     model.eval()
-    dataset = eval_data._dataset
+    dataset = compat.loader_dataset(eval_data)
     n_items, uid_field = dataset.item_num, dataset.uid_field
     device = _device_of(model)
     item_tensor = dataset.get_item_feature().to(device) if _pairwise(model) else None

@@ -34,8 +34,6 @@ from m6rec_bench.results.record import Record
 from m6rec_bench.results.store import RecordStore
 from m6rec_bench.untrusted import read_text
 
-#: Seeds are consecutive from RecBole's default seed, so seed 1 of every suite is RecBole's own run.
-BASE_SEED = DEFAULT_SEED
 #: numpy's and torch's seeds are unsigned 32-bit: RecBole's ``init_seed`` fails on anything else.
 MAX_SEED = 2**32 - 1
 
@@ -112,7 +110,7 @@ class SuiteConfig(BaseModel):
         return self
 
     def seed_list(self) -> list[int]:
-        return list(range(BASE_SEED, BASE_SEED + self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+        return list(range(DEFAULT_SEED, DEFAULT_SEED + self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
     @classmethod
     def from_yaml(cls, path: Path, **cli: Any) -> SuiteConfig:

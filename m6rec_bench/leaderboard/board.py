@@ -399,7 +399,7 @@ def prune(out: Path, dataset: str, protocol: str, variant: str, select: Selectio
     """
     directory = board_dir(out, dataset, board_slug(protocol, variant))
     if not (directory / "leaderboard.json").is_file() and not (directory / "records").is_dir():
-        raise UsageError(f"no leaderboard at {directory}; check --dir, --dataset, --protocol and --tuned")
+        raise UsageError(f"no leaderboard at {directory}; check --out, --dataset, --protocol and --tuned")
     with locked(directory):
         sweep_stale_parts(directory)
         held = read_board(directory, dataset, protocol, variant)

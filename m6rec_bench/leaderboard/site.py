@@ -318,7 +318,7 @@ def build_site(root: Path) -> list[Path]:
         rel = page.relative_to(root).as_posix()
         items.append(f"<li><a href='{html.escape(rel)}'>{html.escape(board.dataset)} / {html.escape(_name(board))}</a>"
                      f" — {len(board.rows)} rows; top NDCG@10: {html.escape(top)}</li>")
-    # other published roots below this one (e.g. compression/, components/: `m6bench publish --dir` each)
+    # other published roots below this one (e.g. compression/, components/: `m6bench publish --out` each)
     others = sorted(p.parent.name for p in root.glob("*/index.html"))
     more = ("<h2>Other leaderboard roots</h2><ul id='roots'>"
             + "".join(f"<li><a href='{html.escape(n)}/index.html'>{html.escape(n)}</a></li>" for n in others)

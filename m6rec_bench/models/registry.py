@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
 
-from m6rec_bench.errors import M6BenchError, UsageError, did_you_mean
+from m6rec_bench.errors import M6BenchError, UsageError
+from m6rec_bench.lookup import Registry
 from m6rec_bench.models.plugin import ColumnSet, Plugin, PluginCard
 
 ENTRY_POINT_GROUP = "m6rec_bench.plugins"
@@ -310,17 +311,34 @@ def all_models() -> list[ModelEntry]:
     return [baseline_entry(n) for n in BASELINES + SEQUENTIAL_BASELINES] + list(_discover()[0])
 
 
+#: Baseline names (case-insensitive), resolved without discovering plugins.
+_BASELINE_NAMES: Registry[str] = Registry("model")
+for _name in BASELINES + SEQUENTIAL_BASELINES:
+    _BASELINE_NAMES.register(_name, _name)
+
+_UNKNOWN_MODEL = "model '{name}' not found{hint} (m6bench models list)"
+
+
+def models() -> Registry[ModelEntry]:
+    """Every runnable model by name (case-insensitive): :func:`all_models` as a registry."""
+    found: Registry[ModelEntry] = Registry("model", unknown=_UNKNOWN_MODEL)
+    for entry in all_models():
+        if entry.name not in found:  # the first of names equal but for case (a baseline before a plugin)
+            found.register(entry.name, entry)
+    return found
+
+
 def get(name: str) -> ModelEntry:
     """Resolve a model name (case-insensitive) or raise a UsageError suggesting the nearest name.
 
     Baselines resolve without loading any plugin (importing PyKEEN, PyG and sentence-transformers
     costs seconds that a BPR-only run should not pay).
     """
-    baseline = {n.lower(): n for n in BASELINES + SEQUENTIAL_BASELINES}.get(name.lower())
+    baseline = _BASELINE_NAMES.find(name)
     if baseline is not None:
         return baseline_entry(baseline)
-    by_lower = {m.name.lower(): m for m in all_models()}
-    found = by_lower.get(name.lower())
+    known = models()
+    found = known.find(name)
     if found is not None:
         try:
             found.plugin  # noqa: B018 - load it now, so a broken plugin is a usage error here, not a crash later
@@ -330,8 +348,7 @@ def get(name: str) -> ModelEntry:
     for b in _discover()[1]:
         if b.name.lower() == name.lower():
             raise UsageError(f"plugin '{name}' is installed but failed to load: {b.error} (m6bench plugins list)")
-    names = [m.name for m in all_models()]
-    raise UsageError(f"model '{name}' not found{did_you_mean(name, names)} (m6bench models list)")
+    raise known.error(name)
 
 
 def default_suite(protocol: str = "default", *, loadable_only: bool = True) -> list[str]:

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from m6rec_bench.errors import UsageError, did_you_mean
+from m6rec_bench.errors import UsageError
+from m6rec_bench.lookup import Registry
 from m6rec_bench.protocols.base import Protocol
 from m6rec_bench.protocols.default import DEFAULT
 
-PROTOCOLS: dict[str, Protocol] = {DEFAULT.name: DEFAULT}
+#: Protocols by name (case-sensitive: a protocol's name is a folder of every board and record).
+PROTOCOLS: Registry[Protocol] = Registry("protocol", case_sensitive=True,
+                                         unknown="protocol '{name}' not found{hint}; known: {known}")
+PROTOCOLS.register(DEFAULT.name, DEFAULT)
 
 
 def register(protocol: Protocol) -> Protocol:
     """Add a protocol to the registry (used by the protocol modules themselves)."""
-    PROTOCOLS[protocol.name] = protocol
-    return protocol
+    return PROTOCOLS.register(protocol.name, protocol)
 
 
 def get_protocol(name: str) -> Protocol:
     """Resolve a protocol name or raise a UsageError naming the known ones."""
-    try:
-        return PROTOCOLS[name]
-    except KeyError:
-        raise UsageError(
-            f"protocol '{name}' not found{did_you_mean(name, PROTOCOLS)}; known: {', '.join(PROTOCOLS)}"
-        ) from None
+    return PROTOCOLS.get(name)
 
 
 def protocols_for(model_type: str) -> list[str]:

@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from m6rec_bench import compat
+from m6rec_bench.datasets.atomic import header_names
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.errors import DataError, UsageError
 from m6rec_bench.io import atomic_write_json
@@ -84,7 +86,7 @@ class ColdSplit:
 
 def split_lines(header: str, lines: list[str], seed: int, cold_fraction: float = COLD_FRACTION) -> ColdSplit:
     """Split data lines of an ``.inter`` file (header gives the columns) by the cold-item rule."""
-    names = [c.rpartition(":")[0] for c in header.rstrip("\r\n").split("\t")]
+    names = header_names(header)
     try:
         u_col, i_col = names.index("user_id"), names.index("item_id")
     except ValueError:
@@ -208,16 +210,12 @@ def exclude_held_out_negatives(train_data: Any) -> None:
     are added to every user's "already used" set of the *training* phase only; validation and test
     rank every item as before.
     """
-    sampler = getattr(train_data, "_sampler", None)
-    used = getattr(sampler, "used_ids", None)
-    if used is None:  # a loader that samples no negatives
+    if not compat.samples_negatives(train_data):
         return
-    dataset = train_data._dataset
+    dataset = compat.loader_dataset(train_data)
     held = cold_items(dataset.config["data_path"])
     known = dataset.field2token_id[dataset.iid_field]
-    ids = {known[t] for t in held["cold_valid"] + held["cold_test"] if t in known}
-    for user_items in used:
-        user_items.update(ids)
+    compat.exclude_negatives(train_data, {known[t] for t in held["cold_valid"] + held["cold_test"] if t in known})
 
 
 class ColdItemProtocol(Protocol):

@@ -29,11 +29,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from m6rec_bench.datasets.atomic import header_names
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.errors import DataError, UsageError
 from m6rec_bench.protocols import register
 from m6rec_bench.protocols.base import Protocol
-from m6rec_bench.protocols.split_files import columns
 
 #: RecBole's default time field name (``TIME_FIELD``), which the dataset converters write.
 TIME_FIELD = "timestamp"
@@ -52,7 +52,7 @@ def inter_columns(ds: PreparedDataset) -> list[str]:
             header = fh.readline()
     except OSError as exc:
         raise DataError(f"{path} cannot be read ({exc.strerror}) — cannot build the sequential split") from None
-    return columns(header)
+    return header_names(header)
 
 
 class SequentialProtocol(Protocol):

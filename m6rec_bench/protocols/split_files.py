@@ -16,13 +16,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from m6rec_bench.datasets.atomic import header_names
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.io import atomic_path
 
 
-def columns(header: str) -> list[str]:
-    """Column names of an atomic file's header line, types stripped (``user_id:token`` → ``user_id``)."""
-    return [c.rpartition(":")[0] or c for c in header.rstrip("\r\n").split("\t")]
+
+#: Column names of a header line (:func:`m6rec_bench.datasets.atomic.header_names`, the one header rule).
+columns = header_names
 
 
 def read_inter(ds: PreparedDataset) -> tuple[str, list[str]]:

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from m6rec_bench.datasets.atomic import header_names
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.errors import DataError, UsageError
 from m6rec_bench.io import atomic_write_json
@@ -47,7 +48,7 @@ from m6rec_bench.paths import cache_dir
 from m6rec_bench.protocols import register
 from m6rec_bench.protocols.base import Protocol
 from m6rec_bench.protocols.default import DEFAULT
-from m6rec_bench.protocols.split_files import columns, link_side_files, materialize, read_inter, write_rows
+from m6rec_bench.protocols.split_files import link_side_files, materialize, read_inter, write_rows
 
 #: Bump when the split algorithm changes: it is part of the split folder's hash.
 SPLIT_VERSION = 1
@@ -73,7 +74,7 @@ class UserGroups:
 def occupations_of(user_file: Path) -> dict[str, str]:
     """``user token -> occupation`` from a ``.user`` file; UsageError when there is no occupation column."""
     with open(user_file, encoding="utf-8", newline="") as fh:
-        names = columns(fh.readline())
+        names = header_names(fh.readline())
         if "user_id" not in names or ATTRIBUTE not in names:
             raise UsageError(
                 f"protocol 'user-group' splits users by their '{ATTRIBUTE}', and {user_file.name} has columns "
@@ -130,7 +131,7 @@ def split_root(ds: PreparedDataset, seed: int) -> Path:
 
 def _write_split(ds: PreparedDataset, folder: Path, name: str, seed: int) -> dict[str, Any]:
     header, lines = read_inter(ds)
-    names = columns(header)
+    names = header_names(header)
     if "user_id" not in names:
         raise DataError(f"an .inter file needs a user_id column; header is {header.strip()!r}")
     u_col = names.index("user_id")
@@ -143,7 +144,7 @@ def _write_split(ds: PreparedDataset, folder: Path, name: str, seed: int) -> dic
         write_rows(folder / fname, header, rows)
     with open(ds.atomic_file("user"), encoding="utf-8", newline="") as fh:  # target users' rows only
         u_header = fh.readline()
-        u_idx = columns(u_header).index("user_id")
+        u_idx = header_names(u_header).index("user_id")
         kept = [line for line in fh if line.rstrip("\r\n").split("\t")[u_idx] in groups.target_users]
     write_rows(folder / f"{name}.user", u_header, kept)
     link_side_files(ds, folder, name, LINKED_SUFFIXES)

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from m6rec_bench import compat
 from m6rec_bench.errors import UsageError
 
 #: Largest ``k`` a request may ask for (and at most the number of items).

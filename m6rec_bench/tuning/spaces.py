@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from m6rec_bench.models.plugin import RECBOLE_LEARNING_RATES
+from m6rec_bench.lookup import Registry
+from m6rec_bench.models.plugin import RECBOLE_LEARNING_RATES, SearchSpace
 from m6rec_bench.models.registry import ModelEntry
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
-
-Space = Callable[["optuna.Trial"], dict[str, Any]]
 
 #: RecBole's learning-rate grid for its general recommenders (shared with plugins through the plugin API).
 LEARNING_RATES = list(RECBOLE_LEARNING_RATES)
@@ -191,23 +189,25 @@ def learning_rate_only(trial: optuna.Trial) -> dict[str, Any]:
 
 
 #: Grids of RecBole baselines by model name.
-BASELINE_SPACES: dict[str, Space] = {
+BASELINE_SPACES: Registry[SearchSpace] = Registry("search space")
+for _name, _space in {
     "BPR": bpr, "LightGCN": lightgcn, "NeuMF": neumf, "MultiVAE": multivae, "MultiDAE": multidae,
     "ItemKNN": itemknn, "NGCF": ngcf, "EASE": ease, "SLIMElastic": slim_elastic, "ADMMSLIM": admmslim,
     "NCEPLRec": nceplrec, "ENMF": enmf, "RecVAE": recvae, "SGL": sgl, "NCL": ncl, "SimpleX": simplex,
-}
+}.items():
+    BASELINE_SPACES.register(_name, _space)
 
 #: Baselines with no hyper-parameters: they run once, untuned.
 NOTHING_TO_TUNE = frozenset({"Pop", "Popularity", "Random"})
 
 
-def search_space(entry: ModelEntry) -> Space | None:
+def search_space(entry: ModelEntry) -> SearchSpace | None:
     """The search space of a model, or ``None`` when it has nothing to tune."""
     if entry.plugin is not None:
         return entry.plugin.search_space
     if entry.name in NOTHING_TO_TUNE:
         return None
-    return BASELINE_SPACES.get(entry.name, learning_rate_only)
+    return BASELINE_SPACES.find(entry.name) or learning_rate_only
 
 
 # ------------------------------------------------------------------- dimensions and defaults
@@ -277,7 +277,7 @@ class _Probe:
         return lambda *a, **k: None
 
 
-def probe(space: Space) -> tuple[dict[str, Any], dict[str, Dimension]] | None:
+def probe(space: SearchSpace) -> tuple[dict[str, Any], dict[str, Dimension]] | None:
     """One sample of ``space`` (config overrides) and its dimensions; None if it cannot tell."""
     p = _Probe()
     try:
@@ -315,7 +315,7 @@ def model_defaults(entry: ModelEntry) -> dict[str, Any]:
     return {**base, **_recbole_yaml(f"model/{entry.name}.yaml"), **entry.recbole_config}
 
 
-def default_params(entry: ModelEntry, space: Space | None = None) -> dict[str, Any]:
+def default_params(entry: ModelEntry, space: SearchSpace | None = None) -> dict[str, Any]:
     """The model's defaults as Optuna params of its space: what ``study.enqueue_trial`` takes as trial 0.
 
     Raises :class:`ValueError` naming every dimension whose default is unknown or outside the

@@ -51,7 +51,7 @@ from m6rec_bench.listeners import TuningListener
 from m6rec_bench.models import registry
 from m6rec_bench.resolve import CellSpec, resolve
 from m6rec_bench.training import train_and_evaluate
-from m6rec_bench.tuning.spaces import Space, default_params, probe, search_space
+from m6rec_bench.tuning.spaces import SearchSpace, default_params, probe, search_space
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -215,7 +215,7 @@ def quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(before)
 
 
-def _probe(space: Space) -> dict[str, Any] | None:
+def _probe(space: SearchSpace) -> dict[str, Any] | None:
     """One sample of ``space`` (to validate and to see whether it is empty); None if it cannot tell."""
     probed = probe(space)
     return probed[0] if probed is not None else None

@@ -63,7 +63,7 @@ from recbole.utils import FeatureType
 from torch import nn
 from torch.nn import functional as F
 
-from m6rec_bench.plugin_api import DataError, Plugin
+from m6rec_bench.plugin_api import DataError, Plugin, loader_dataset
 from m6rec_plugins import fusion
 from m6rec_plugins.cards import RATING_COLUMNS
 from m6rec_plugins.fusion import FusionConfig, M6Fusion
@@ -318,7 +318,7 @@ def rating_metrics(run: Any) -> dict[str, dict[str, float]]:
     model = run.model
     if not isinstance(model, M6FusionMTL) or not model.learns_rating:
         return {}
-    pred, truth = rating_errors(model, run.test_data._dataset)
+    pred, truth = rating_errors(model, loader_dataset(run.test_data))
     if len(truth) == 0:
         return {}
     err = pred - truth

@@ -38,6 +38,7 @@ from m6rec_bench.plugin_api import (
     FoldInVectors,
     Plugin,
     PluginConfig,
+    loader_dataset,
     encode_texts,
     item_text_embeddings,
 )
@@ -225,7 +226,7 @@ def tower_fold_in(loaded: Any) -> FoldInVectors:
 def zeroshot_fold_in(loaded: Any) -> FoldInVectors:
     """Text-ZeroShot folds in with the raw text vectors; a known user's base is the mean text vector of
     their training items (the model's cached encoding, read again)."""
-    train = loaded.train_data._dataset
+    train = loader_dataset(loaded.train_data)
     text = torch.from_numpy(item_text_embeddings(loaded.config, train))
     profiles = TextZeroShot.user_profiles(train, text)
     return FoldInVectors(users=loaded.model.user_unit, items=loaded.model.item_unit, fold=text, base=profiles)

@@ -11,21 +11,16 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from m6rec_bench.errors import UsageError, did_you_mean
+from m6rec_bench.lookup import Registry
 
-CONVERTERS: dict[str, str] = {
-    "ml100k": "m6rec_bench.datasets.convert.ml100k",
-    "ml1m": "m6rec_bench.datasets.convert.ml1m",
-    "mlcsv": "m6rec_bench.datasets.convert.mlcsv",
-}
+#: Converter name (``converter:`` in datasets.yaml) -> the module that implements it, imported on use.
+#: Case-sensitive, as datasets.yaml has always been read; kept in sorted order (``known`` lists them so).
+CONVERTERS: Registry[str] = Registry("converter", case_sensitive=True,
+                                     unknown="unknown converter '{name}'{hint} (known: {known}){fix}")
+for _name in ("ml100k", "ml1m", "mlcsv"):
+    CONVERTERS.register(_name, f"m6rec_bench.datasets.convert.{_name}")
 
 
 def get_converter(name: str) -> ModuleType:
     """The converter module called ``name``; UsageError naming the known ones otherwise."""
-    try:
-        module_name = CONVERTERS[name]
-    except KeyError:
-        known = ", ".join(sorted(CONVERTERS))
-        hint = did_you_mean(name, CONVERTERS)
-        raise UsageError(f"unknown converter '{name}'{hint} (known: {known}) — fix datasets.yaml") from None
-    return importlib.import_module(module_name)
+    return importlib.import_module(CONVERTERS.get(name, fix=" — fix datasets.yaml"))
