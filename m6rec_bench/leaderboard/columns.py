@@ -18,17 +18,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from m6rec_bench.lookup import Registry
 from m6rec_bench.models.plugin import Column, ColumnSet
 
 
 #: The core's column sets (plugins' come from their cards: :func:`column_sets`).
-COLUMN_SETS: dict[str, ColumnSet] = {}
+COLUMN_SETS: Registry[ColumnSet] = Registry("column set", case_sensitive=True)
 
 
 def register(column_set: ColumnSet) -> ColumnSet:
     """Add a core column set (only this module declares them; plugins use ``Plugin.column_sets``)."""
-    COLUMN_SETS[column_set.group] = column_set
-    return column_set
+    return COLUMN_SETS.register(column_set.group, column_set)
 
 
 def column_sets() -> dict[str, ColumnSet]:
@@ -37,7 +37,7 @@ def column_sets() -> dict[str, ColumnSet]:
     the core or an earlier plugin (by entry-point name) declared."""
     from m6rec_bench.models import registry
 
-    found = dict(COLUMN_SETS)
+    found = dict(COLUMN_SETS.items())
     for cs in registry.plugin_column_sets():
         found.setdefault(cs.group, cs)
     return {cs.group: cs for cs in sorted(found.values(), key=lambda cs: cs.order)}

@@ -23,6 +23,7 @@ from m6rec_bench.leaderboard.columns import Column, ColumnSet, present
 from m6rec_bench.leaderboard.stats import Comparison
 from m6rec_bench.leaderboard.text import (IMPLEMENTATIONS_NOTE, PAGE, comparison_cell, comparison_text, method_note,
                                           metric_label, title)
+from m6rec_bench.lookup import Registry
 from m6rec_bench.names import contained
 
 
@@ -248,12 +249,11 @@ class Writer:
 
 
 #: The writer registry: format → writer. One model (:class:`Leaderboard`) feeds every format.
-WRITERS: dict[str, Writer] = {
-    "md": Writer("leaderboard.md", to_markdown),
-    "csv": Writer("leaderboard.csv", to_csv),
-    "json": Writer("leaderboard.json", to_json),
-    "html": Writer(PAGE, to_html, with_board=False),
-}
+WRITERS: Registry[Writer] = Registry("board format", case_sensitive=True)
+WRITERS.register("md", Writer("leaderboard.md", to_markdown))
+WRITERS.register("csv", Writer("leaderboard.csv", to_csv))
+WRITERS.register("json", Writer("leaderboard.json", to_json))
+WRITERS.register("html", Writer(PAGE, to_html, with_board=False))
 
 
 def board_dir(out: Path, dataset: str, slug: str) -> Path:

@@ -54,8 +54,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from m6rec_bench import compat
 from m6rec_bench.errors import UsageError
+from m6rec_bench.lookup import Registry
 
 #: Largest ``k`` a request may ask for (and at most the number of items).
 MAX_K = 1000
@@ -204,14 +204,14 @@ class Adapter:
 
 #: The core's own fold-in adapters (RecBole baselines), ``"module.Class"`` (matched along the model's
 #: MRO) → adapter. A plugin folds in through its ``Plugin.fold_in`` hook instead.
-ADAPTERS: dict[str, Adapter] = {}
+ADAPTERS: Registry[Adapter] = Registry("fold-in adapter", case_sensitive=True)
 
 
 def register(class_path: str, name: str) -> Callable[[Callable[[Any], Scorer]], Callable[[Any], Scorer]]:
     """Decorator: ``build(loaded) -> Scorer`` is the fold-in adapter of the baseline class ``class_path``."""
 
     def deco(build: Callable[[Any], Scorer]) -> Callable[[Any], Scorer]:
-        ADAPTERS[class_path] = Adapter(name, build)
+        ADAPTERS.register(class_path, Adapter(name, build))
         return build
 
     return deco
@@ -246,7 +246,7 @@ def scorer_for(loaded: Any) -> Scorer:
         v = plugin.fold_in.vectors(loaded)
         return VectorScorer(loaded, users=v.users, items=v.items, fold=v.fold, base=v.base)
     for cls in type(loaded.model).__mro__:
-        adapter = ADAPTERS.get(_class_path(cls))
+        adapter = ADAPTERS.find(_class_path(cls))
         if adapter is not None:
             return adapter.build(loaded)
     return Scorer(loaded)
