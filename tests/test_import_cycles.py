@@ -137,16 +137,8 @@ def upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
     return sorted((a, b) for a, targets in graph.items() for b in targets if layer(b) > layer(a))
 
 
-#: The one cycle left, inside one package: ``protocols/__init__`` imports its protocol modules at the
-#: bottom so they register themselves through ``protocols.register`` (hence its ``E402``s). It is the
-#: registry work's to untangle (``__init__`` building the registry from the modules' protocols);
-#: until then a cycle that stays within ``m6rec_bench.protocols`` is tolerated, and any other fails.
-TOLERATED_PACKAGE = "m6rec_bench.protocols"
-
-
 def test_no_import_cycle_among_m6rec_bench_modules():
-    found = [c for c in cycles(import_graph())
-             if not all(m == TOLERATED_PACKAGE or m.startswith(TOLERATED_PACKAGE + ".") for m in c)]
+    found = cycles(import_graph())
     assert not found, "import cycles: " + "; ".join(" ↔ ".join(c) for c in found)
 
 

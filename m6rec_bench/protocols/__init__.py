@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from m6rec_bench.errors import UsageError
-from m6rec_bench.lookup import Registry
-from m6rec_bench.protocols.base import Protocol
-from m6rec_bench.protocols.default import DEFAULT
+from m6rec_bench.protocols.base import PROTOCOLS, Protocol, register
 
-#: Protocols by name (case-sensitive: a protocol's name is a folder of every board and record).
-PROTOCOLS: Registry[Protocol] = Registry("protocol", case_sensitive=True,
-                                         unknown="protocol '{name}' not found{hint}; known: {known}")
-PROTOCOLS.register(DEFAULT.name, DEFAULT)
-
-
-def register(protocol: Protocol) -> Protocol:
-    """Add a protocol to the registry (used by the protocol modules themselves)."""
-    return PROTOCOLS.register(protocol.name, protocol)
+# Each protocol module registers itself on import; this order is the registry's (and --help's) order.
+from m6rec_bench.protocols import default as _default  # noqa: F401, I001 - isort: skip
+from m6rec_bench.protocols import cold_item as _cold_item  # noqa: F401
+from m6rec_bench.protocols import sequential as _sequential  # noqa: F401
+from m6rec_bench.protocols import user_group as _user_group  # noqa: F401
 
 
 def get_protocol(name: str) -> Protocol:
@@ -37,6 +31,3 @@ def home_protocol(model_type: str) -> Protocol:
 
 
 __all__ = ["PROTOCOLS", "Protocol", "get_protocol", "home_protocol", "protocols_for", "register"]
-from m6rec_bench.protocols import cold_item as _cold_item  # noqa: F401, E402
-from m6rec_bench.protocols import sequential as _sequential  # noqa: F401, E402
-from m6rec_bench.protocols import user_group as _user_group  # noqa: F401, E402

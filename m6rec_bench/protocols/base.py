@@ -8,6 +8,7 @@ from typing import Any
 
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.errors import DataError, UsageError
+from m6rec_bench.lookup import Registry
 
 #: Metrics and cut-offs every protocol reports (issue #3: RecBole's metrics at 10 and 20).
 METRICS = ["Recall", "MRR", "NDCG", "Hit", "Precision"]
@@ -50,8 +51,6 @@ class Protocol:
         """Refuse a model this protocol cannot evaluate, saying which protocol it needs."""
         if self.runs(model_type):
             return
-        from m6rec_bench.protocols import PROTOCOLS
-
         homes = [p.name for p in PROTOCOLS.values() if p.runs(model_type)]
         where = f"--protocol {' or --protocol '.join(homes)}" if homes else "no protocol here"
         raise UsageError(
@@ -102,3 +101,14 @@ class Protocol:
             "valid_metric": VALID_METRIC,
             **self.recbole,
         }
+
+
+#: Protocols by name (case-sensitive: a protocol's name is a folder of every board and record). Beside
+#: :class:`Protocol`, so the protocol modules register themselves without importing the package.
+PROTOCOLS: Registry[Protocol] = Registry("protocol", case_sensitive=True,
+                                         unknown="protocol '{name}' not found{hint}; known: {known}")
+
+
+def register(protocol: Protocol) -> Protocol:
+    """Add a protocol to the registry (used by the protocol modules themselves)."""
+    return PROTOCOLS.register(protocol.name, protocol)

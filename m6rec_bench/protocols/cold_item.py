@@ -47,8 +47,7 @@ from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.errors import DataError, UsageError
 from m6rec_bench.io import atomic_write_json
 from m6rec_bench.paths import cache_dir
-from m6rec_bench.protocols import register
-from m6rec_bench.protocols.base import Protocol
+from m6rec_bench.protocols.base import Protocol, register
 from m6rec_bench.protocols.split_files import link_side_files, materialize, read_inter, write_rows
 
 #: Bump when the split algorithm changes: it is part of the split folder's hash.

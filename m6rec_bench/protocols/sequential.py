@@ -32,8 +32,7 @@ from typing import Any
 from m6rec_bench.datasets.atomic import header_names
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.errors import DataError, UsageError
-from m6rec_bench.protocols import register
-from m6rec_bench.protocols.base import Protocol
+from m6rec_bench.protocols.base import Protocol, register
 
 #: RecBole's default time field name (``TIME_FIELD``), which the dataset converters write.
 TIME_FIELD = "timestamp"
