@@ -83,6 +83,7 @@ from m6rec_bench.plugin_api import (
 from m6rec_plugins import fusion
 from m6rec_plugins.cards import ADAPTATION_COLUMNS
 from m6rec_plugins.kg import isolated_rng
+from m6rec_plugins.towers import DotScores
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +366,7 @@ def load_or_pretrain(key: dict[str, Any], train: Callable[[], dict[str, torch.Te
 # ---------------------------------------------------------------- target task: the RecBole model
 
 
-class M6Adapt(GeneralRecommender):
+class M6Adapt(DotScores, GeneralRecommender):
     """M6-Fusion's item side + history user projection, pretrained on the source users; see the module doc."""
 
     input_type = InputType.PAIRWISE
@@ -504,21 +505,6 @@ class M6Adapt(GeneralRecommender):
             self._cache = cache
         return self._cache
 
-    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self._cache = None
-        return super().load_state_dict(*args, **kwargs)
-
-    def train(self, mode: bool = True) -> M6Adapt:
-        self._cache = None
-        return super().train(mode)
-
-    def predict(self, interaction: Any) -> torch.Tensor:
-        users, items = self._all_vectors()
-        return (users[interaction[self.USER_ID]] * items[interaction[self.ITEM_ID]]).sum(1)
-
-    def full_sort_predict(self, interaction: Any) -> torch.Tensor:
-        users, items = self._all_vectors()
-        return (users[interaction[self.USER_ID]] @ items.T).view(-1)
 
 
 def adaptation_metrics(run: Any) -> dict[str, dict[str, float]]:

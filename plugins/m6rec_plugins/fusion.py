@@ -55,6 +55,7 @@ from torch.nn import functional as F
 
 from m6rec_bench.plugin_api import DataError, FoldIn, FoldInVectors, Plugin, PluginConfig
 from m6rec_plugins.kg import isolated_rng
+from m6rec_plugins.towers import DotScores
 
 class FusionConfig(PluginConfig):
     """Hyper-parameters of :class:`M6Fusion`.
@@ -205,7 +206,7 @@ def gate_weights(gate: nn.ModuleDict, modalities: list[str], z: torch.Tensor, a:
     return torch.cat([torch.sigmoid(gate[m](z[:, i])) for i, m in enumerate(modalities)], dim=1) * a
 
 
-class M6Fusion(GeneralRecommender):
+class M6Fusion(DotScores, GeneralRecommender):
     """Gated (or attention) fusion of ID, LightGCN graph, KG and text item vectors; see the module doc."""
 
     input_type = InputType.PAIRWISE
@@ -404,21 +405,6 @@ class M6Fusion(GeneralRecommender):
             self._cache = cache
         return self._cache
 
-    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self._cache = None
-        return super().load_state_dict(*args, **kwargs)
-
-    def train(self, mode: bool = True) -> M6Fusion:
-        self._cache = None
-        return super().train(mode)
-
-    def predict(self, interaction: Any) -> torch.Tensor:
-        user_all, items = self._all_vectors()
-        return (user_all[interaction[self.USER_ID]] * items[interaction[self.ITEM_ID]]).sum(1)
-
-    def full_sort_predict(self, interaction: Any) -> torch.Tensor:
-        user_all, items = self._all_vectors()
-        return (user_all[interaction[self.USER_ID]] @ items.T).view(-1)
 
 
 def fold_in_vectors(loaded: Any) -> FoldInVectors:

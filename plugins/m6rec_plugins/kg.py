@@ -42,6 +42,7 @@ from m6rec_bench.plugin_api import (
     embcache,
     sideinfo,
 )
+from m6rec_plugins.towers import UserItemTower
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ def entity_embeddings(config: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray
     return out, linked
 
 
-class KGTransE(GeneralRecommender):
+class KGTransE(UserItemTower, GeneralRecommender):
     r"""CKE-style BPR with frozen, pretrained TransE entity embeddings.
 
     Following CKE (Zhang et al., KDD 2016) the item vector is its collaborative ID embedding plus
@@ -261,14 +262,6 @@ class KGTransE(GeneralRecommender):
         nn.init.zeros_(self.kg_proj.weight)  # start as plain BPR; the KG term grows where it helps
         self._eval_items: torch.Tensor | None = None
 
-    def train(self, mode: bool = True) -> KGTransE:
-        self._eval_items = None  # parameters change in training: drop the cached item vectors
-        return super().train(mode)
-
-    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self._eval_items = None
-        return super().load_state_dict(*args, **kwargs)
-
     def item_vectors(self, item: torch.Tensor | None = None) -> torch.Tensor:
         """Item vectors :math:`e_j` of ``item`` (every item when ``None``)."""
         if item is None:
@@ -287,17 +280,6 @@ class KGTransE(GeneralRecommender):
         reg = self.reg_loss(user_e, self.item_embedding(pos_item), self.item_embedding(neg_item))
         return loss + self.reg_weight * reg
 
-    def predict(self, interaction: Any) -> torch.Tensor:
-        user_e = self.user_embedding(interaction[self.USER_ID])
-        return (user_e * self.item_vectors(interaction[self.ITEM_ID])).sum(dim=1)
-
-    def full_sort_predict(self, interaction: Any) -> torch.Tensor:
-        user_e = self.user_embedding(interaction[self.USER_ID])
-        if self.training:
-            return (user_e @ self.item_vectors().T).view(-1)
-        if self._eval_items is None:  # RecBole scores a couple of users per batch: build items once
-            self._eval_items = self.item_vectors().detach()
-        return (user_e @ self._eval_items.T).view(-1)
 
 
 plugin = Plugin(

@@ -286,14 +286,6 @@ class M6FusionMTL(M6Fusion):
             return {n: math.exp(-float(s[t])) for t, (n, w) in enumerate(names) if w > 0}
         return {n: w for n, w in names if w > 0}
 
-    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self._raw_cache = None
-        return super().load_state_dict(*args, **kwargs)
-
-    def train(self, mode: bool = True) -> M6FusionMTL:
-        self._raw_cache = None
-        return super().train(mode)
-
 
 # ---------------------------------------------------------------- extra metrics
 

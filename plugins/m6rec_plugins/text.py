@@ -42,6 +42,7 @@ from m6rec_bench.plugin_api import (
     encode_texts,
     item_text_embeddings,
 )
+from m6rec_plugins.towers import UserItemTower
 
 __all__ = ["DEFAULT_TEXT_MODEL", "TextTower", "TextZeroShot", "encode_texts", "item_text_embeddings", "tower",
            "zeroshot"]
@@ -88,7 +89,7 @@ def zeroshot_search_space(trial: Any) -> dict[str, Any]:
     return {}
 
 
-class TextTower(GeneralRecommender):
+class TextTower(UserItemTower, GeneralRecommender):
     r"""A content tower over frozen Sentence-BERT item text vectors, trained with BPR.
 
     The item text :math:`t_j` is encoded once by a frozen sentence-transformer (Reimers &
@@ -128,14 +129,6 @@ class TextTower(GeneralRecommender):
         self.apply(xavier_normal_initialization)
         self._eval_items: torch.Tensor | None = None
 
-    def train(self, mode: bool = True) -> TextTower:
-        self._eval_items = None
-        return super().train(mode)
-
-    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self._eval_items = None
-        return super().load_state_dict(*args, **kwargs)
-
     def item_vectors(self, item: torch.Tensor | None = None) -> torch.Tensor:
         """Item vectors :math:`e_j` of ``item`` (every item when ``None``)."""
         text = self.text if item is None else self.text[item]
@@ -151,17 +144,6 @@ class TextTower(GeneralRecommender):
         loss = self.loss((user_e * pos_e).sum(dim=1), (user_e * neg_e).sum(dim=1))
         return loss + self.reg_weight * self.reg_loss(user_e, pos_e, neg_e)
 
-    def predict(self, interaction: Any) -> torch.Tensor:
-        user_e = self.user_embedding(interaction[self.USER_ID])
-        return (user_e * self.item_vectors(interaction[self.ITEM_ID])).sum(dim=1)
-
-    def full_sort_predict(self, interaction: Any) -> torch.Tensor:
-        user_e = self.user_embedding(interaction[self.USER_ID])
-        if self.training:
-            return (user_e @ self.item_vectors().T).view(-1)
-        if self._eval_items is None:  # RecBole scores a couple of users per batch: build items once
-            self._eval_items = self.item_vectors().detach()
-        return (user_e @ self._eval_items.T).view(-1)
 
 
 class TextZeroShot(GeneralRecommender):
