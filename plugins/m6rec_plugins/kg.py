@@ -238,10 +238,7 @@ class KGTransE(UserItemTower, GeneralRecommender):
     ``reg_weight`` times RecBole's ``EmbLoss`` on the user and item ID embeddings.
     """
 
-    input_type = InputType.PAIRWISE
-
-    #: evaluation caches, rebuilt on demand: mid-cell checkpoints leave them out (plugin API, "cache_attributes")
-    cache_attributes = ("_eval_items",)
+    input_type = InputType.PAIRWISE  # evaluation cache (``_eval_items``): UserItemTower's cache_attributes
 
     def __init__(self, config: Any, dataset: Any) -> None:
         super().__init__(config, dataset)

@@ -104,10 +104,7 @@ class TextTower(UserItemTower, GeneralRecommender):
     training still gets a vector from its text (the cold-start case).
     """
 
-    input_type = InputType.PAIRWISE
-
-    #: evaluation caches, rebuilt on demand: mid-cell checkpoints leave them out (plugin API, "cache_attributes")
-    cache_attributes = ("_eval_items",)
+    input_type = InputType.PAIRWISE  # evaluation cache (``_eval_items``): UserItemTower's cache_attributes
 
     def __init__(self, config: Any, dataset: Any) -> None:
         super().__init__(config, dataset)
