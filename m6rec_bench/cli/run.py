@@ -39,6 +39,7 @@ def run(
     executor: Annotated[str | None, typer.Option("--executor", metavar="local|dask", rich_help_panel=SCALE_OUT, help="Run cells on this machine (default) or on a Dask cluster.")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", metavar="tcp://HOST:PORT", rich_help_panel=SCALE_OUT, help="With --executor dask: the scheduler's address.")] = None,
     tune_storage: Annotated[str | None, typer.Option("--tune-storage", metavar="URL|FILE", rich_help_panel=SCALE_OUT, help="Optuna storage all workers reach: a database URL or a journal file.")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", metavar="recbole|fast", rich_help_panel=BUDGET, help="recbole (default): RecBole's own loaders; fast: its training batches replayed from tensors and large evaluation batches (M6BENCH_ENGINE).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", rich_help_panel=OUTPUT, help="Print the plan and estimated time, then exit; runs and writes nothing.")] = False,
 ) -> None:
     """Run a benchmark suite and write its leaderboards.
@@ -76,6 +77,10 @@ def run(
 
         for name in names:
             registry.get(name)
+    if engine is not None:  # before any worker starts: workers inherit the environment
+        from m6rec_bench.engine.fast_eval import set_engine
+
+        set_engine(engine)
     from m6rec_bench.cli.progress import PlainListener, RichListener, plan_lines, resume_hint, write_boards
     from m6rec_bench.engine.environment import command_line
     from m6rec_bench.engine.estimate import Forecast, estimate_suite

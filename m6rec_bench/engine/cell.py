@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from m6rec_bench import compat, config_keys
 from m6rec_bench.datasets.base import PreparedDataset
-from m6rec_bench.engine import environment, fast_eval, threads
+from m6rec_bench.engine import environment, fast_eval, fast_train, threads
 from m6rec_bench.errors import M6BenchError, UsageError
 from m6rec_bench.models import registry
 from m6rec_bench.models.registry import ModelEntry
@@ -312,7 +312,8 @@ def train_and_evaluate(
     """Build the cell (:func:`build`), train it with RecBole's trainer and evaluate it on test.
 
     The test pass goes through :mod:`m6rec_bench.engine.fast_eval` (``M6BENCH_ENGINE``: ``recbole``
-    by default, RecBole's own batches; ``fast`` for large batches, validation included) and is kept
+    by default, RecBole's own batches; ``fast`` for large batches, validation included, and training
+    batches replayed by :mod:`m6rec_bench.engine.fast_train`) and is kept
     as ``run.test_pass`` (its means are ``run.test``, its per-user values the record's).
 
     ``on_epoch(epoch, valid_score)`` is called after every validation; an exception it raises (e.g.
@@ -328,6 +329,8 @@ def train_and_evaluate(
         config, model = b.config, b.model
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         engine = fast_eval.engine_from_env()
+        if engine == "fast":  # RecBole's own batches, replayed from tensors (m6rec_bench.engine.fast_train)
+            b.train_data = fast_train.wrap(b.train_data)
         fast_eval.install(trainer, engine)
         best = compat.keep_best_in_memory(trainer)
         epochs_seen: list[int] = []
