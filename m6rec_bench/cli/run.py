@@ -35,11 +35,11 @@ def run(
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", metavar="DIR", rich_help_panel=OUTPUT, help="Where per-cell records are kept (default ./runs).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", rich_help_panel=OUTPUT, help="Leaderboard root (default ./leaderboards); runs merge into the boards there.")] = None,
     resume: Annotated[bool | None, typer.Option("--resume/--no-resume", rich_help_panel=OUTPUT, help="Reuse records of finished cells with the same config hash (default on).")] = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, metavar="N", rich_help_panel=SCALE_OUT, help="Cells (and studies) run at once, in worker processes (default: one per core, at most one per cell; longest cells first).")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, metavar="N", rich_help_panel=SCALE_OUT, help="Cells (and studies) run at once in workers; default: one per core.")] = None,
     executor: Annotated[str | None, typer.Option("--executor", metavar="local|dask", rich_help_panel=SCALE_OUT, help="Run cells on this machine (default) or on a Dask cluster.")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", metavar="tcp://HOST:PORT", rich_help_panel=SCALE_OUT, help="With --executor dask: the scheduler's address.")] = None,
     tune_storage: Annotated[str | None, typer.Option("--tune-storage", metavar="URL|FILE", rich_help_panel=SCALE_OUT, help="Optuna storage all workers reach: a database URL or a journal file.")] = None,
-    engine: Annotated[str | None, typer.Option("--engine", metavar="recbole|fast", rich_help_panel=BUDGET, help="recbole (default): RecBole's own loaders; fast: its training batches replayed from tensors and large evaluation batches (M6BENCH_ENGINE).")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", metavar="recbole|fast", rich_help_panel=BUDGET, help="RecBole's loaders, or fast ones.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", rich_help_panel=OUTPUT, help="Print the plan and estimated time, then exit; runs and writes nothing.")] = False,
 ) -> None:
     """Run a benchmark suite and write its leaderboards.
@@ -63,9 +63,7 @@ def run(
     novelty, default 1), mmr maximal marginal relevance (mmr:<lambda>, default 0.5).
 
     Budget and scale-out: --tune-budget gives every model the same number of trials; studies
-    resume under --runs-dir and --tune-epochs allows a cheap low-fidelity search (default: --epochs). --jobs
-    defaults to one cell per core with one torch thread each (RecBole's trainer is Python-bound), the longest
-    cells first. --executor dask needs
+    resume under --runs-dir and --tune-epochs allows a cheap low-fidelity search (default: --epochs). --executor dask needs
     pip install "m6rec-bench\\[dask]"; its workers must share --runs-dir and the dataset cache
     (M6BENCH_HOME), and --tune-storage may be a database URL (postgresql://user:pw@host/db) they all reach.
 
