@@ -190,6 +190,7 @@ def _cell(r: dict[str, Any], key: str, fmt: str) -> str:
 
 
 def main() -> None:
+    global REPEAT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["BPR", "LightGCN", "MultiVAE", "M6-Fusion"])
     ap.add_argument("--synthetic", nargs="*", default=["1M"], metavar="SIZE",
@@ -200,7 +201,6 @@ def main() -> None:
     ap.add_argument("--content-stand-ins", action="store_true",
                     help="tests/stand_ins.py's KG and text vectors for M6-Fusion (no MiniLM download)")
     args = ap.parse_args()
-    global REPEAT
     REPEAT = max(1, args.repeat)
     if args.content_stand_ins:
         import contextlib
