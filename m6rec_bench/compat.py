@@ -344,6 +344,23 @@ def _csr_graph_propagation() -> None:
         cls.__init__ = __init__
 
 
+def _no_global_anomaly_mode() -> None:
+    """RecBole 1.2.1's ``recbole/model/sequential_recommender/sine.py`` calls
+    ``torch.autograd.set_detect_anomaly(True)`` at module level, and importing RecBole's model
+    packages imports it (no upstream issue found; the line is still there in 1.2.1). From then on
+    every forward op of every model in the process records a Python stack (``torch.fx.traceback``)
+    and every backward pass checks for NaN: a debugging mode. Measured on ml-100k / BPR (one torch
+    thread, CPU seconds of one epoch): about 1/3 of the epoch is that bookkeeping
+    (``benchmarks/RESULTS.md``). Anomaly mode checks, it computes nothing, so the numbers do not
+    change (``tests/test_engine.py`` still matches raw RecBole). SINE is imported here, so its side
+    effect (once per process, at first import) is over, then the mode is switched off."""
+    import torch
+
+    import recbole.model.sequential_recommender.sine  # noqa: F401 - its import switches the mode on
+
+    torch.autograd.set_detect_anomaly(False)
+
+
 def apply() -> None:
     """Install every shim once. Safe to call many times."""
     global _APPLIED
@@ -359,6 +376,7 @@ def apply() -> None:
     _no_pickled_item_emb()
     _weights_only_model_loads()
     _csr_graph_propagation()
+    _no_global_anomaly_mode()
     _APPLIED = True
 
 
