@@ -22,7 +22,7 @@ busy the shared machine is; the wall seconds are printed beside), the fastest of
 ``--synthetic 1M`` adds BPR (``--synthetic-models``) on a synthetic dataset of that many
 interactions, shaped as ``benchmarks/scale.py`` shapes it (7 users per 1000 interactions, items
 27000 * sqrt(n / 20M)); generated once under M6BENCH_HOME. There only the training epoch is timed,
-once, without warm-up (an epoch is hundreds of batches).
+once, without warm-up (an epoch is hundreds of batches); so is M6-Fusion on ml-100k (``--train-only``).
 
 ``--content-stand-ins`` gives M6-Fusion (and the text plugins) the test suite's stand-ins for its
 frozen PyKEEN and MiniLM item vectors (``tests/stand_ins.py``: hashed bags of words, same shapes),
@@ -207,6 +207,9 @@ def main() -> None:
     ap.add_argument("--synthetic", nargs="*", default=["1M"], metavar="SIZE",
                     help="synthetic sizes for --synthetic-models (training epoch only); none: skip")
     ap.add_argument("--synthetic-models", nargs="+", default=["BPR"])
+    ap.add_argument("--train-only", nargs="*", default=["M6-Fusion"], metavar="MODEL",
+                    help="models of --models timed on the training epoch only, one call without warm-up "
+                         "(an M6-Fusion epoch is ~100x a BPR one)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine has 2 shared cores)")
     ap.add_argument("--repeat", type=int, default=REPEAT, help="timed calls per ml-100k measurement (the fastest counts)")
     ap.add_argument("--content-stand-ins", action="store_true",
@@ -227,7 +230,7 @@ def main() -> None:
 
     compat.apply()
     load0 = os.getloadavg()
-    jobs = [(m, "ml-100k", False) for m in args.models]
+    jobs = [(m, "ml-100k", m in args.train_only) for m in args.models]
     jobs += [(m, synthetic(size), True) for size in args.synthetic for m in args.synthetic_models]
     rows = []
     for name, dataset, train_only in jobs:
