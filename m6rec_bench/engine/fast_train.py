@@ -4,8 +4,9 @@ Why: RecBole's ``TrainDataLoader`` is a torch ``DataLoader`` over a Python list 
 Every batch turns 2,048 row numbers into a list, indexes each column of the ``Interaction`` with that
 list (``Interaction.__getitem__`` calls ``tolist()``), joins the user and item features the same
 way, and draws its negatives in ``Sampler.sample_by_key_ids``, which checks each drawn item against
-the user's training positives in a Python loop over the batch. On ml-100k / BPR (2 shared cores) that
-is about 40 % of an epoch (``benchmarks/limit.py``).
+the user's training positives in a Python loop over the batch. On ml-100k / BPR that is about half
+of an epoch's CPU time (0.17-0.23 s of 0.37-0.44 s; the replay: 0.02-0.035 s), and an epoch through
+the replay is 1.0-1.2x a bare torch loop over the same model (``benchmarks/limit.py``, RESULTS.md).
 
 What :class:`FastTrainLoader` does instead, per epoch: one row permutation (a tensor), then per batch
 one tensor index per column, the features joined by tensor index, and the negatives drawn as a
@@ -36,7 +37,8 @@ no loader workers, no batch ``transform``. Knowledge-graph and sequential loader
 
 Engine switch: ``M6BENCH_ENGINE=fast`` (``m6bench run --engine fast``), which also switches the
 evaluation to :mod:`m6rec_bench.engine.fast_eval`; the default ``recbole`` leaves RecBole's loader in
-place.
+place. The engine is recorded (``Record.conditions.engine``) but is no part of a cell's identity:
+the batches, hence the trained weights, are the same.
 """
 
 from __future__ import annotations
