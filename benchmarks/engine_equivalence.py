@@ -61,7 +61,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=50, help="max epochs per cell (early stopping stays on)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine has 2 shared cores)")
     ap.add_argument("--json", type=Path, default=None, help="also write every cell's numbers here")
+    ap.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="FILE",
+                    help="run nothing: print the table of the cells that --json files hold (several runs together)")
     args = ap.parse_args()
+    if args.from_json:
+        cells = [c for path in args.from_json for c in json.loads(path.read_text())]
+        models = list(dict.fromkeys(c["model"] for c in cells))
+        seeds = sorted({c["seed"] for c in cells})
+        print(f"from {', '.join(str(p) for p in args.from_json)}: seeds {seeds[0]}..{seeds[-1]}, epochs as each run capped them\n")
+        table(cells, models, len(seeds))
+        return
 
     import torch
 
@@ -84,12 +93,17 @@ def main() -> None:
     print(f"\nml-100k, default protocol, seeds 1..{args.seeds}, epochs <= {args.epochs} (early stopping on), "
           f"torch threads {args.threads}; load average {load0[0]:.2f} at the start, {load1[0]:.2f} / {load1[1]:.2f} / "
           f"{load1[2]:.2f} at the end\n")
+    table(cells, args.models, args.seeds)
+
+
+def table(cells: list[dict[str, Any]], models: list[str], n_seeds: int) -> None:
+    """The per-model table (markdown) of finished cells."""
     print("| model | RecBole NDCG@10 | fast NDCG@10 | fast - RecBole (95 % CI) | paired t p | best epoch differs "
           "| s/epoch RecBole | s/epoch fast | RecBole / fast |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for model in args.models:
+    for model in models:
         by = {(c["seed"], c["engine"]): c for c in cells if c["model"] == model}
-        seeds = range(1, args.seeds + 1)
+        seeds = range(1, n_seeds + 1)
         a = [by[s, "recbole"]["ndcg@10"] for s in seeds]
         b = [by[s, "fast"]["ndcg@10"] for s in seeds]
         t = paired(a, b)
@@ -99,7 +113,7 @@ def main() -> None:
         tb = statistics.fmean(by[s, "fast"]["s_per_epoch"] for s in seeds)
         sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
         print(f"| {model} | {statistics.fmean(a):.4f} ± {sd(a):.4f} | {statistics.fmean(b):.4f} ± {sd(b):.4f} | "
-              f"{t['diff']:+.4f} ({t['ci'][0]:+.4f}, {t['ci'][1]:+.4f}) | {p} | {differs}/{args.seeds} | {ta:.3f} | {tb:.3f} | "
+              f"{t['diff']:+.4f} ({t['ci'][0]:+.4f}, {t['ci'][1]:+.4f}) | {p} | {differs}/{n_seeds} | {ta:.3f} | {tb:.3f} | "
               f"{ta / tb:.2f} |")
 
 
