@@ -344,6 +344,23 @@ def _csr_graph_propagation() -> None:
         cls.__init__ = __init__
 
 
+def _no_global_anomaly_mode() -> None:
+    """RecBole 1.2.1's ``recbole/model/sequential_recommender/sine.py`` calls
+    ``torch.autograd.set_detect_anomaly(True)`` at module level, and importing RecBole's model
+    packages imports it (no upstream issue found; the line is still there in 1.2.1). From then on
+    every forward op of every model in the process records a Python stack (``torch.fx.traceback``)
+    and every backward pass checks for NaN: a debugging mode. Measured on ml-100k / BPR (one torch
+    thread, CPU seconds of one epoch): about 1/3 of the epoch is that bookkeeping
+    (``benchmarks/RESULTS.md``). Anomaly mode checks, it computes nothing, so the numbers do not
+    change (``tests/test_engine.py`` still matches raw RecBole). SINE is imported here, so its side
+    effect (once per process, at first import) is over, then the mode is switched off."""
+    import torch
+
+    import recbole.model.sequential_recommender.sine  # noqa: F401 - its import switches the mode on
+
+    torch.autograd.set_detect_anomaly(False)
+
+
 def apply() -> None:
     """Install every shim once. Safe to call many times."""
     global _APPLIED
@@ -359,6 +376,7 @@ def apply() -> None:
     _no_pickled_item_emb()
     _weights_only_model_loads()
     _csr_graph_propagation()
+    _no_global_anomaly_mode()
     _APPLIED = True
 
 
@@ -409,9 +427,15 @@ def loader_dataset(loader: Any) -> Any:
     return loader._dataset
 
 
+def loader_sampler(loader: Any) -> Any:
+    """The negative sampler of a RecBole data loader (None when it samples none): the private
+    ``AbstractDataLoader._sampler`` (``recbole/data/dataloader/abstract_dataloader.py``), read only here."""
+    return getattr(loader, "_sampler", None)
+
+
 def samples_negatives(loader: Any) -> bool:
     """Whether ``loader`` draws sampled negatives (its private ``_sampler`` keeps per-user used ids)."""
-    return getattr(getattr(loader, "_sampler", None), "used_ids", None) is not None
+    return getattr(loader_sampler(loader), "used_ids", None) is not None
 
 
 def exclude_negatives(train_data: Any, item_ids: Iterable[int]) -> bool:
@@ -426,7 +450,7 @@ def exclude_negatives(train_data: Any, item_ids: Iterable[int]) -> bool:
     if not samples_negatives(train_data):
         return False
     ids = set(item_ids)
-    for user_items in train_data._sampler.used_ids:
+    for user_items in loader_sampler(train_data).used_ids:
         user_items.update(ids)
     return True
 

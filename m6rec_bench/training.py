@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from m6rec_bench import compat
 from m6rec_bench.datasets.base import PreparedDataset
-from m6rec_bench.engine import fast_eval
+from m6rec_bench.engine import fast_eval, fast_train
 from m6rec_bench.models.registry import ModelEntry
 from m6rec_bench.protocols.cold_item import TRAIN_NEGATIVES, exclude_held_out_negatives
 from m6rec_bench.results.portable import portable_settings
@@ -127,7 +127,8 @@ def train_and_evaluate(
     """Build the cell (:func:`build`), train it with RecBole's trainer and evaluate it on test.
 
     The test pass goes through :mod:`m6rec_bench.engine.fast_eval` (``M6BENCH_ENGINE``: ``recbole``
-    by default, RecBole's own batches; ``fast`` for large batches, validation included) and is kept
+    by default, RecBole's own batches; ``fast`` for large batches, validation included, and training
+    batches replayed by :mod:`m6rec_bench.engine.fast_train`) and is kept
     as ``run.test_pass`` (its means are ``run.test``, its per-user values the record's).
 
     ``on_epoch(epoch, valid_score)`` is called after every validation; an exception it raises (e.g.
@@ -144,6 +145,8 @@ def train_and_evaluate(
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         engine = fast_eval.engine_from_env()
         fast_eval.install(trainer, engine)
+        if engine == "fast":  # RecBole's own batches, replayed from tensors (m6rec_bench.engine.fast_train)
+            b.train_data = fast_train.wrap(b.train_data)
         best = compat.keep_best_in_memory(trainer)
         epochs_seen: list[int] = []
         saver = checkpoints.attach(trainer, b, best, epochs_seen) if checkpoints is not None else None

@@ -35,10 +35,11 @@ def run(
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", metavar="DIR", rich_help_panel=OUTPUT, help="Where per-cell records are kept (default ./runs).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", rich_help_panel=OUTPUT, help="Leaderboard root (default ./leaderboards); runs merge into the boards there.")] = None,
     resume: Annotated[bool | None, typer.Option("--resume/--no-resume", rich_help_panel=OUTPUT, help="Reuse records of finished cells with the same config hash (default on).")] = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, metavar="N", rich_help_panel=SCALE_OUT, help="Cells (and studies) run at once, in worker processes.")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, metavar="N", rich_help_panel=SCALE_OUT, help="Cells (and studies) run at once in workers; default: one per core.")] = None,
     executor: Annotated[str | None, typer.Option("--executor", metavar="local|dask", rich_help_panel=SCALE_OUT, help="Run cells on this machine (default) or on a Dask cluster.")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", metavar="tcp://HOST:PORT", rich_help_panel=SCALE_OUT, help="With --executor dask: the scheduler's address.")] = None,
     tune_storage: Annotated[str | None, typer.Option("--tune-storage", metavar="URL|FILE", rich_help_panel=SCALE_OUT, help="Optuna storage all workers reach: a database URL or a journal file.")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", metavar="recbole|fast", rich_help_panel=BUDGET, help="RecBole's loaders, or fast ones.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", rich_help_panel=OUTPUT, help="Print the plan and estimated time, then exit; runs and writes nothing.")] = False,
 ) -> None:
     """Run a benchmark suite and write its leaderboards.
@@ -62,8 +63,7 @@ def run(
     novelty, default 1), mmr maximal marginal relevance (mmr:<lambda>, default 0.5).
 
     Budget and scale-out: --tune-budget gives every model the same number of trials; studies
-    resume under --runs-dir and --tune-epochs allows a cheap low-fidelity search (default: --epochs). --jobs 2 on two
-    cores finishes sooner (RecBole's trainer is Python-bound). --executor dask needs
+    resume under --runs-dir and --tune-epochs allows a cheap low-fidelity search (default: --epochs). --executor dask needs
     pip install "m6rec-bench\\[dask]"; its workers must share --runs-dir and the dataset cache
     (M6BENCH_HOME), and --tune-storage may be a database URL (postgresql://user:pw@host/db) they all reach.
 
@@ -76,11 +76,16 @@ def run(
 
         for name in names:
             registry.get(name)
+    if engine is not None:  # before any worker starts: workers inherit the environment
+        from m6rec_bench.engine.fast_eval import set_engine
+
+        set_engine(engine)
     from m6rec_bench.cli.progress import PlainListener, RichListener, plan_lines, resume_hint
     from m6rec_bench.engine.environment import command_line
     from m6rec_bench.engine.estimate import Forecast, estimate_suite
     from m6rec_bench.engine.suite import plan
     from m6rec_bench.pipeline import PipelineConfig, pipeline
+    from m6rec_bench.engine.threads import default_jobs
 
     cli = {
         "datasets": dataset or None, "protocols": protocol or None, "models": names,
@@ -97,7 +102,8 @@ def run(
     if cfg.datasets == []:
         raise UsageError("no dataset given: use --dataset movielens (m6bench datasets list)")
 
-    estimate = estimate_suite(plan(cfg), jobs=cfg.jobs)
+    cells = plan(cfg)
+    estimate = estimate_suite(cells, jobs=cfg.jobs or default_jobs(len(cells)))
     for line in plan_lines(estimate, cfg):
         typer.echo(line)
     if dry_run:

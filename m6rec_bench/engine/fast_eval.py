@@ -62,11 +62,19 @@ _UNFILLED = ("rec.score", "rec.meanrank", "data.label")
 
 
 def engine_from_env() -> str:
-    """The evaluation engine named by ``M6BENCH_ENGINE`` (``fast`` when unset)."""
+    """The engine named by ``M6BENCH_ENGINE`` (:data:`DEFAULT_ENGINE` when unset)."""
     raw = os.environ.get(ENGINE_ENV, "").strip().lower() or DEFAULT_ENGINE
     if raw not in ENGINES:
         raise UsageError(f"{ENGINE_ENV}={raw!r} is not an evaluation engine; use one of: {', '.join(ENGINES)}")
     return raw
+
+
+def set_engine(engine: str) -> None:
+    """Choose the engine for this process and the workers it starts (``m6bench run --engine``)."""
+    name = engine.strip().lower()
+    if name not in ENGINES:
+        raise UsageError(f"--engine {engine!r} is not an engine; use one of: {', '.join(ENGINES)}")
+    os.environ[ENGINE_ENV] = name
 
 
 @dataclass
@@ -264,4 +272,4 @@ def install(trainer: Any, engine: str = "fast") -> None:
 
 
 __all__ = ["DEFAULT_ENGINE", "ENGINES", "ENGINE_ENV", "EvalPass", "PER_CALL_MODELS", "SCORE_BUDGET", "SplitIndex", "engine_from_env",
-           "evaluate_pass", "install", "rows_per_call", "split_index", "supports"]
+           "evaluate_pass", "install", "rows_per_call", "set_engine", "split_index", "supports"]

@@ -22,7 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from m6rec_bench.datasets.base import PreparedDataset
 from m6rec_bench.engine.cell import CellSpec, EpochCallback, failed_record, finished_record, run_cell, validate_spec
+from m6rec_bench.engine.estimate import longest_first
 from m6rec_bench.engine.executors import Pool, open_pool, task_slot
+from m6rec_bench.engine.threads import default_jobs
 from m6rec_bench.engine.workers import WorkerDied, report
 from m6rec_bench.defaults import DEFAULT_SEED
 from m6rec_bench.errors import DataError, M6BenchError, UsageError
@@ -75,7 +77,8 @@ class SuiteConfig(BaseModel):
     runs_dir: Path = Path("runs")
     leaderboard_dir: Path = Path("leaderboards")
     resume: bool = True
-    jobs: int = Field(1, ge=1, description="cells run in parallel worker processes on this machine (local executor)")
+    jobs: int | None = Field(None, ge=1, description="cells run in parallel worker processes on this machine (local "
+                             "executor); default: one per core, at most one per cell (engine.threads.default_jobs)")
     executor: Literal["local", "dask"] = Field("local", description="local: this machine; dask: a Dask cluster")
     scheduler: str | None = Field(None, description="the Dask scheduler address (tcp://HOST:PORT) for executor dask")
 
@@ -279,7 +282,8 @@ def _run_planned(cfg: SuiteConfig, cells: list[CellSpec], listener: SuiteListene
     result = SuiteResult()
     # contain=True: even --jobs 1 runs its cells in a worker process, so a model that kills its process
     # (os._exit, a segfault, the OOM killer) is one failed cell, not the end of the suite
-    with open_pool(cfg.executor, jobs=cfg.jobs, scheduler=cfg.scheduler, contain=True) as pool:
+    jobs = cfg.jobs or default_jobs(len(cells))
+    with open_pool(cfg.executor, jobs=jobs, scheduler=cfg.scheduler, contain=True) as pool:
         if before_cells is not None:
             cells, result.tuning = before_cells(cells, prepared, pool)
         # compressed and re-ranked cells go last: each reuses its plain twin's record and artifact (trained once)
@@ -347,7 +351,8 @@ def _run_parallel(cfg: SuiteConfig, pool: Pool, cells: list[CellSpec], prepared:
     runs_dir = cfg.runs_dir.resolve()  # workers may run elsewhere: absolute paths only
     out: list[Record | None] = [None] * len(cells)
     futures = {}
-    for i, spec in enumerate(cells):
+    for i in longest_first(cells) if pool.parallel else range(len(cells)):  # records still come back in plan order
+        spec = cells[i]
         done = finished_record(spec, store, prepared[spec.dataset]) if cfg.resume else None
         if done is not None or pool.events is None:  # Dask says nothing of when a cell starts: now, then
             listener.cell_started(i, len(cells), spec)

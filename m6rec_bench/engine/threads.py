@@ -8,6 +8,8 @@ spin-wait for each other (``OMP_WAIT_POLICY`` defaults to active); with ``OMP_WA
 * **wait policy** — ``PASSIVE`` unless the user chose one. OpenMP reads it once, when its runtime
   loads (``import torch``), so :func:`prefer_passive_wait` runs first thing in the CLI and before a
   pool spawns its workers (they inherit the environment);
+* **cells at once** — ``--jobs`` defaults to one cell per core, at most one per cell
+  (:func:`default_jobs`); the longest cells are sent first (:func:`m6rec_bench.engine.estimate.longest_first`);
 * **threads per cell** — the cores this process may run on (``os.sched_getaffinity``, not the
   machine's count: a container or ``taskset`` gives fewer) shared by the cells running at once
   (``--jobs``), at least one: :func:`threads_per_cell`. The cells never ask for more threads than
@@ -47,6 +49,21 @@ def threads_per_cell(jobs: int, available: int | None = None) -> int:
     """Threads for each of ``jobs`` cells sharing ``available`` cores (default: :func:`cores`): never
     more threads in all than cores, never fewer than one per cell."""
     return max(1, (available if available is not None else cores()) // max(1, jobs))
+
+
+def default_jobs(n_cells: int, available: int | None = None) -> int:
+    """``--jobs`` when the user gave none: one cell per core (each then gets one torch thread, see
+    :func:`threads_per_cell`), never more workers than cells (a 1-cell suite gets all the cores as
+    threads); 1 under ``M6BENCH_IN_PROCESS=1``, which asks for the cells in this process.
+
+    Why it pays: RecBole's trainer is Python-bound (a BPR epoch on ml-100k keeps one core busy with
+    the loader and optimizer steps), so two 1-thread cells on 2 cores finish sooner than two
+    2-thread cells one after the other (``benchmarks/RESULTS.md``)."""
+    from m6rec_bench.engine.executors import in_process
+
+    if in_process():
+        return 1
+    return max(1, min(available if available is not None else cores(), n_cells))
 
 
 def prefer_passive_wait() -> None:
@@ -101,11 +118,13 @@ def use(threads: int) -> None:
 
 
 def conditions() -> dict[str, Any]:
-    """What a record keeps of the thread policy it ran under (the load is added by the cell)."""
+    """What a record keeps of the thread policy and engine it ran under (the load is added by the cell)."""
     import torch
 
+    from m6rec_bench.engine.fast_eval import engine_from_env
+
     return {"cores": cores(), "torch_threads": torch.get_num_threads(), "omp_wait_policy": wait_policy(),
-            "parallel_cells": _parallel_cells}
+            "parallel_cells": _parallel_cells, "engine": engine_from_env()}
 
 
 def load() -> float | None:
