@@ -24,7 +24,6 @@ client stores it.
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import signal
 import threading
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from m6rec_bench.engine import threads as thread_policy
+from m6rec_bench.engine.threads import IN_PROCESS_ENV, in_process  # noqa: F401 - re-exported
 from m6rec_bench.engine.workers import WorkerPool
 from m6rec_bench.errors import M6BenchError, Terminated, UsageError
 
@@ -46,7 +46,6 @@ KINDS = ("local", "dask")
 CONNECT_TIMEOUT_S = 10.0
 DASK_HINT = 'pip install "m6rec-bench[dask]"'
 #: ``M6BENCH_IN_PROCESS=1``: with ``--jobs 1``, run cells in this process instead of one contained worker.
-IN_PROCESS_ENV = "M6BENCH_IN_PROCESS"
 
 _ONE_AT_A_TIME = threading.Lock()
 
@@ -113,11 +112,6 @@ def _local_threads(jobs: int) -> int:
 
         return torch.get_num_threads()
     return thread_policy.threads_per_cell(jobs)
-
-
-def in_process() -> bool:
-    """Whether ``M6BENCH_IN_PROCESS=1`` asks for cells in this process with ``--jobs 1`` (no containment)."""
-    return os.environ.get(IN_PROCESS_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 @contextlib.contextmanager

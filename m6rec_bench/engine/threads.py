@@ -51,6 +51,15 @@ def threads_per_cell(jobs: int, available: int | None = None) -> int:
     return max(1, (available if available is not None else cores()) // max(1, jobs))
 
 
+#: Set to 1 to run cells in this process with ``--jobs 1`` (no containment: debuggers, profilers).
+IN_PROCESS_ENV = "M6BENCH_IN_PROCESS"
+
+
+def in_process() -> bool:
+    """Whether ``M6BENCH_IN_PROCESS=1`` asks for cells in this process with ``--jobs 1`` (no containment)."""
+    return os.environ.get(IN_PROCESS_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
 def default_jobs(n_cells: int, available: int | None = None) -> int:
     """``--jobs`` when the user gave none: one cell per core (each then gets one torch thread, see
     :func:`threads_per_cell`), never more workers than cells (a 1-cell suite gets all the cores as
@@ -59,8 +68,6 @@ def default_jobs(n_cells: int, available: int | None = None) -> int:
     Why it pays: RecBole's trainer is Python-bound (a BPR epoch on ml-100k keeps one core busy with
     the loader and optimizer steps), so two 1-thread cells on 2 cores finish sooner than two
     2-thread cells one after the other (``benchmarks/RESULTS.md``)."""
-    from m6rec_bench.engine.executors import in_process
-
     if in_process():
         return 1
     return max(1, min(available if available is not None else cores(), n_cells))
