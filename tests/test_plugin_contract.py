@@ -4,6 +4,12 @@ Contract (issue #4): trains one epoch on a small ml-100k slice through the share
 plugin's own protocol (``default`` for general models, ``sequential`` for sequential ones);
 ``full_sort_predict`` has shape [users × items] and is finite; the same seed gives the same scores;
 the config round-trips through JSON; the search space proposes valid configs.
+
+In the default suite the content vectors come from the cheap stand-ins of ``tests/stand_ins.py``
+(MiniLM text vectors, M6-Fusion's KG vectors) and the one-time set-up of :data:`CHEAP_SETUP` is
+shrunk; ``test_contract_with_real_content`` (``-m slow``) runs the same contract on the
+real encoders with each plugin's own settings. The real encoders themselves are checked in the
+default suite on small data by ``tests/plugins/test_text.py`` and ``tests/plugins/test_kg.py``.
 """
 
 from __future__ import annotations
@@ -30,13 +36,13 @@ def test_plugins_are_installed():
     assert not registry.broken_plugins(), registry.broken_plugins()
 
 
-def _scores(name: str, ds, seed: int) -> tuple[torch.Tensor, int]:
+def _scores(name: str, ds, seed: int, overrides: dict | None = None) -> tuple[torch.Tensor, int]:
     """Scores after one epoch under the plugin's own protocol (``default``; ``sequential`` for sequential
     models; the first of ``Plugin.protocols`` for a plugin restricted to some)."""
     entry = registry.get(name)
     only = entry.plugin.protocols if entry.plugin is not None else None
     protocol = get_protocol(only[0]) if only else home_protocol(entry.model_type)
-    spec = CellSpec(dataset=ds.name, model=name, protocol=protocol.name, seed=seed, epochs=1)
+    spec = CellSpec(dataset=ds.name, model=name, protocol=protocol.name, seed=seed, epochs=1, overrides=overrides or {})
     split, extra = protocol.prepare(ds, seed)
     config = build_config_dict(spec, entry, protocol, ds, extra)
     run = train_and_evaluate(entry, split, config)
@@ -50,19 +56,24 @@ def _scores(name: str, ds, seed: int) -> tuple[torch.Tensor, int]:
 
 
 #: Contract cells over ~50 s on 2 cores (a Transformer decoder with beam search; a GRU over session graphs):
-#: run with -m slow; their own test files cover them in the default suite.
+#: only in the slow run's real-content contract; their own test files cover them in the default suite.
 SLOW_CONTRACTS = {"GenRec-TIGER", "SeqGNN-GRU"}
+#: Plugins that read content (text, KG), and the slow ones: the slow run checks their contract on the
+#: real encoders with the plugin's own settings.
+REAL_CONTENT = sorted({n for n, plugin in registry.plugins().items() if plugin.needs - {"inter"}} | SLOW_CONTRACTS)
+#: One-time set-up shrunk in the default suite, cached and then trained on exactly as the full one
+#: (KG-TransE's PyKEEN embedding: 1 epoch, not 15; M6-Adapt's source-task pretraining: 1, not 10).
+CHEAP_SETUP = {"KG-TransE": {"kg_epochs": 1}, "M6-Adapt": {"pretrain_epochs": 1}}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CONTRACTS else n for n in PLUGINS])
-def test_contract(name, ml100k_slice):
+def _contract(name: str, ds, overrides: dict | None = None) -> None:
     plugin = registry.plugins()[name]
-    if not plugin.needs <= ml100k_slice.features.provides():
+    if not plugin.needs <= ds.features.provides():
         pytest.skip(f"{name} needs {plugin.needs}")
-    scores, n_items = _scores(name, ml100k_slice, seed=2020)
+    scores, n_items = _scores(name, ds, seed=2020, overrides=overrides)
     assert scores.shape[1] == n_items
     assert torch.isfinite(scores[:, 1:]).all(), "scores of real items must be finite"
-    again, _ = _scores(name, ml100k_slice, seed=2020)
+    again, _ = _scores(name, ds, seed=2020, overrides=overrides)
     assert torch.equal(scores, again), "same seed must give the same scores"
 
     assert plugin.model_type in MODEL_TYPES and home_protocol(plugin.model_type).name in protocols_for(plugin.model_type)
@@ -74,6 +85,18 @@ def test_contract(name, ml100k_slice):
         for _ in range(3):
             proposed = plugin.search_space(study.ask())
             plugin.config_cls(**{k: v for k, v in proposed.items() if k in plugin.config_cls.model_fields})
+
+
+@pytest.mark.parametrize("name", [n for n in PLUGINS if n not in SLOW_CONTRACTS])
+def test_contract(name, ml100k_slice, fusion_content):
+    """The contract with stand-in content vectors and :data:`CHEAP_SETUP` (see the module docstring)."""
+    _contract(name, ml100k_slice, CHEAP_SETUP.get(name))
+
+
+@pytest.mark.slow  # the real MiniLM and PyKEEN encoders on the slice's whole catalogue: minutes on 2 cores
+@pytest.mark.parametrize("name", REAL_CONTENT)
+def test_contract_with_real_content(name, ml100k_slice):
+    _contract(name, ml100k_slice)
 
 
 def _is_slow(node: ast.AST) -> bool:
