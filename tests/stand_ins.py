@@ -2,7 +2,8 @@
 
 Hashed bags of words of each item's text (title, year, genres): items that share words get similar
 vectors, so models trained on them rank sensibly, in milliseconds instead of the real encoders'
-minutes. The real loaders are exercised by the plugin contract test and the slow tests.
+minutes. The real loaders run on small data in tests/plugins/test_text.py and test_kg.py, and on the
+slice in the slow tests (the plugin contract's real-content run among them).
 Importable from any test (pytest puts ``tests/`` on ``sys.path`` for its conftest).
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from m6rec_bench.cli import app
+from m6rec_bench.models import registry
 
 runner = CliRunner()
 
@@ -88,29 +90,74 @@ def test_suite_config_file_runs(ml100k_slice, tmp_path):
     assert data["rows"][0]["seeds"] == [5, 6]
 
 
-def test_models_and_plugins_list():
+def test_models_list_baselines():
     res = runner.invoke(app, ["models", "list", "--kind", "baseline"])
     assert res.exit_code == 0 and "LightGCN" in res.output and "MultiVAE" in res.output
-    res = runner.invoke(app, ["plugins", "list"])
-    assert res.exit_code == 0
+    plugins = [m.name for m in registry.all_models() if m.kind == "plugin"]
+    assert plugins and not any(name in res.output for name in plugins)  # --kind baseline lists no plugin
 
 
-def _command_paths(group, path=()):
+def _plugin_rows(*args: str) -> dict[str, dict[str, str]]:
+    res = runner.invoke(app, ["plugins", "list", "--format", "json", *args])
+    assert res.exit_code == 0, res.output
+    return {row["name"]: row for row in json.loads(res.output)}
+
+
+def test_plugins_list_shows_every_plugin_with_family_needs_package_and_version():
+    """One row per loaded plugin with its own family, needs, package and installed version; --check imports
+    them all (status ok); M6BENCH_PLUGINS restricts the listing to the plugins named."""
+    loaded = registry.plugins()
+    version = metadata.version("m6rec-plugins")
+    for rows in (_plugin_rows(), _plugin_rows("--check")):
+        assert sorted(rows) == sorted(loaded)
+        for name, plugin in loaded.items():
+            row = rows[name]
+            assert (row["family"], row["needs"]) == (plugin.family, ", ".join(sorted(plugin.needs))), name
+            assert (row["package"], row["version"]) == ("m6rec-plugins", version), name
+            assert row["description"] == plugin.description and row["status"] in {"ok", "listed"}, name
+    assert {row["status"] for row in rows.values()} == {"ok"}  # after --check every plugin was imported
+    table = runner.invoke(app, ["plugins", "list"], env={"COLUMNS": "200"}, terminal_width=200).output
+    assert all(f"{name} " in table for name in loaded) and "m6rec-plugins" in table and version in table
+
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("M6BENCH_PLUGINS", "GNN-NGCF,KG-TransE")
+            registry.refresh()
+            assert sorted(_plugin_rows()) == ["GNN-NGCF", "KG-TransE"]
+    finally:
+        registry.refresh()
+
+
+def _commands(group, path=()):
     for name, cmd in group.commands.items():
-        yield (*path, name)
+        yield (*path, name), cmd
         if hasattr(cmd, "commands"):
-            yield from _command_paths(cmd, (*path, name))
+            yield from _commands(cmd, (*path, name))
 
 
 def test_every_command_has_help():
-    """Every command's help, found by walking the CLI, renders at 80 columns with a description, nothing cut."""
-    paths = [(), *_command_paths(typer.main.get_command(app))]
-    assert len(paths) >= 16
-    for path in paths:
+    """Every command's help, found by walking the CLI, renders at 80 columns with its own usage line and a
+    description, nothing cut; a group's help lists each of its commands, a command's help shows each of its
+    options (every spelling: ``--dataset`` and ``-d``) and the whole help text of each option and argument."""
+    root = typer.main.get_command(app)
+    commands = [((), root), *_commands(root)]
+    assert len(commands) >= 16
+    for path, cmd in commands:
         res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
         assert res.exit_code == 0, path
         lines = res.output.splitlines()
         usage = next(i for i, line in enumerate(lines) if "Usage" in line)
+        assert " ".join(("m6bench", *path)) in " ".join(lines[usage].split()), f"{path}: usage names another command"
         assert lines[usage + 2].strip() and "╭" not in lines[usage + 2], f"{path}: no description"
         assert max(len(line) for line in lines) <= 80, path
         assert "…" not in res.output, f"{path}: a help text is cut"
+        text = " ".join(res.output.replace("│", " ").split())  # the panels' text, rewrapped lines joined
+        words = set(text.replace(",", " ").split())
+        if hasattr(cmd, "commands"):
+            missing = [name for name, sub in cmd.commands.items() if not sub.hidden and name not in words]
+        else:
+            shown = [p for p in cmd.params if not getattr(p, "hidden", False)]
+            missing = [opt for p in shown if p.param_type_name == "option" for opt in p.opts + p.secondary_opts
+                       if opt not in words]
+            missing += [p.name for p in shown if p.help and " ".join(p.help.replace("\\[", "[").split()) not in text]
+        assert not missing, f"{path}: the help does not show {missing}"

@@ -207,6 +207,11 @@ def _check_dying_suite(out: str, ml100k_slice, tmp_path: Path) -> None:
     assert died.status == "failed" and died.reason == "worker process died: exit 3"
 
 
+# slow (m6bench in a subprocess, a worker and its replacement: ~20 s on 2 quiet cores): the default suite checks a
+# dying model as one failed row with the suite going on (..._with_two_jobs below) and a dead worker replaced for the
+# tasks behind it (test_a_dead_worker_takes_only_its_own_task); only this test does it on the --jobs 1 path and
+# reruns the command to see only the dead cell run again.
+@pytest.mark.slow
 def test_a_model_that_kills_its_process_is_a_failed_row_with_one_job(installed, ml100k_slice, tmp_path, monkeypatch):
     """--jobs 1 (the default): the suite goes on after the death (ItemKNN runs in a fresh worker),
     writes its board and exits 1; the same command again runs only the dead cell."""

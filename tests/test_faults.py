@@ -123,6 +123,11 @@ def test_ctrl_c_exits_130_without_traceback_and_keeps_records(ml100k_slice, tmp_
     assert _parts(runs) == []
 
 
+# slow (two whole m6bench processes, ~15 s on 2 quiet cores): the default suite checks the same merge under the
+# board lock with forked writers (test_concurrent_leaderboard_writers_never_corrupt_it here, and
+# tests/test_board_merge.py::test_two_suites_writing_one_board_at_once_end_with_both); only this test runs two real
+# `m6bench run` processes sharing one runs dir end to end.
+@pytest.mark.slow
 def test_two_runs_write_one_leaderboard_concurrently(ml100k_slice, tmp_path):
     runs, lb = tmp_path / "runs", tmp_path / "lb"
     common = ["run", "-d", str(ml100k_slice.folder), "--runs-dir", str(runs), "--out", str(lb)]
@@ -227,6 +232,10 @@ def test_out_of_memory_is_a_failed_row_and_the_suite_goes_on(ml100k_slice, tmp_p
     assert statuses == {"BPR": "failed", "Pop": "ok"}
 
 
+# slow (a parent and two worker processes, ~20 s on 2 quiet cores): the default suite checks Ctrl-C with --jobs 1
+# (test_ctrl_c_exits_130_without_traceback_and_keeps_records), SIGTERM stopping the worker and a SIGKILLed parent's
+# --jobs 2 workers dying (tests/test_containment.py); only this test sends Ctrl-C to a --jobs 2 run.
+@pytest.mark.slow
 def test_ctrl_c_with_jobs_stops_the_workers_too(ml100k_slice, tmp_path):
     psutil = pytest.importorskip("psutil")
     runs = tmp_path / "runs"
