@@ -50,7 +50,7 @@ def _counts(values: list[Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="movielens")
-    ap.add_argument("--engine", choices=("recbole", "fast"), default=None, help="M6BENCH_ENGINE (default: the package's)")
+    ap.add_argument("--engine", choices=("replay", "recbole", "fast"), default=None, help="M6BENCH_ENGINE (default: the package's)")
     ap.add_argument("--keep", type=Path, default=None, help="keep runs and boards here instead of a temporary folder")
     ap.add_argument("run_args", nargs=argparse.REMAINDER, help="after --: more m6bench run arguments")
     args = ap.parse_args()

@@ -126,9 +126,10 @@ def train_and_evaluate(
 ) -> CellRun:
     """Build the cell (:func:`build`), train it with RecBole's trainer and evaluate it on test.
 
-    The test pass goes through :mod:`m6rec_bench.engine.fast_eval` (``M6BENCH_ENGINE``: ``recbole``
-    by default, RecBole's own batches; ``fast`` for large batches, validation included, and training
-    batches replayed by :mod:`m6rec_bench.engine.fast_train`) and is kept
+    The test pass goes through :mod:`m6rec_bench.engine.fast_eval` (``M6BENCH_ENGINE``:
+    ``replay`` by default: RecBole's own evaluation batches, training batches replayed bit for bit by
+    :mod:`m6rec_bench.engine.fast_train`; ``recbole``: RecBole's loaders throughout; ``fast``: replay
+    and large evaluation batches, validation included) and is kept
     as ``run.test_pass`` (its means are ``run.test``, its per-user values the record's).
 
     ``on_epoch(epoch, valid_score)`` is called after every validation; an exception it raises (e.g.
@@ -145,7 +146,7 @@ def train_and_evaluate(
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         engine = fast_eval.engine_from_env()
         fast_eval.install(trainer, engine)
-        if engine == "fast":  # RecBole's own batches, replayed from tensors (m6rec_bench.engine.fast_train)
+        if engine in fast_eval.REPLAY_ENGINES:  # RecBole's own batches, replayed from tensors (engine.fast_train)
             b.train_data = fast_train.wrap(b.train_data)
         best = compat.keep_best_in_memory(trainer)
         epochs_seen: list[int] = []

@@ -5,7 +5,7 @@ has no counts). RecBole's own ``trainer.evaluate`` is the reference; the fast pa
 CSR masks) and a fast pass in batches of 7 users must give the same result dict, the same ranked
 top-k lists (ties included) and the same per-user values as a pass through RecBole's own loader
 batches — except, for :data:`FLOAT_ORDER` models, near-tied neighbours that batched float rounding
-lets trade places (why ``M6BENCH_ENGINE`` defaults to ``recbole``). Slow models are marked ``slow``.
+lets trade places (why the default engine, ``replay``, evaluates in RecBole's own batches). Slow models are marked ``slow``.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def test_split_index_holds_recbole_history_and_positives(ml100k_slice):
 
 def test_an_unknown_engine_is_a_usage_error(monkeypatch):
     monkeypatch.setenv(fast_eval.ENGINE_ENV, "turbo")
-    with pytest.raises(UsageError, match="M6BENCH_ENGINE='turbo'.*fast, recbole"):
+    with pytest.raises(UsageError, match="M6BENCH_ENGINE='turbo'.*replay, recbole, fast"):
         fast_eval.engine_from_env()
     monkeypatch.setenv(fast_eval.ENGINE_ENV, "RecBole")
     assert fast_eval.engine_from_env() == "recbole"

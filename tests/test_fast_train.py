@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from m6rec_bench.engine import fast_train
+from m6rec_bench.engine import fast_eval, fast_train
 from m6rec_bench.engine.cell import CellSpec, build_config_dict, run_cell
 from m6rec_bench.errors import UsageError
 from m6rec_bench.models import registry
@@ -159,7 +159,26 @@ def test_engine_option_is_checked(monkeypatch):
     monkeypatch.delenv("M6BENCH_ENGINE", raising=False)
     result = CliRunner().invoke(app, ["run", "--dataset", "ml-100k", "--models", "BPR", "--engine", "turbo", "--dry-run"])
     assert result.exit_code == 2, result.output
-    assert "--engine 'turbo' is not an engine; use one of: fast, recbole" in result.output
+    assert "--engine 'turbo' is not an engine; use one of: replay, recbole, fast" in result.output
+
+
+@pytest.mark.parametrize("engine", ["replay", "recbole"])
+def test_the_default_engine_replays_and_equals_recboles_loader(ml100k_slice, monkeypatch, engine):
+    """``replay`` (the default: M6BENCH_ENGINE unset) trains on the replayed batches and ``recbole`` on
+    RecBole's own loader; both give the very metrics of raw RecBole, and each record names its engine."""
+    monkeypatch.delenv("M6BENCH_ENGINE", raising=False)
+    if engine != fast_eval.DEFAULT_ENGINE:
+        monkeypatch.setenv("M6BENCH_ENGINE", engine)
+    wrapped: list[bool] = []
+    real_wrap = fast_train.wrap
+    monkeypatch.setattr(fast_train, "wrap", lambda loader: wrapped.append(True) or real_wrap(loader))
+    spec = CellSpec(dataset=ml100k_slice.name, model="BPR", epochs=2)
+    rec = run_cell(spec, prepared=ml100k_slice, command="test")
+    assert rec.status == "ok", rec.reason
+    assert rec.conditions is not None and rec.conditions.engine == engine
+    assert wrapped == ([True] if engine == "replay" else [])
+    config = build_config_dict(spec, registry.get("BPR"), get_protocol("default"), ml100k_slice, {})
+    assert rec.test == pytest.approx(raw_recbole(ml100k_slice, "BPR", config), abs=1e-12)
 
 
 def test_recboles_global_anomaly_mode_is_switched_off():

@@ -39,7 +39,7 @@ def run(
     executor: Annotated[str | None, typer.Option("--executor", metavar="local|dask", rich_help_panel=SCALE_OUT, help="Run cells on this machine (default) or on a Dask cluster.")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", metavar="tcp://HOST:PORT", rich_help_panel=SCALE_OUT, help="With --executor dask: the scheduler's address.")] = None,
     tune_storage: Annotated[str | None, typer.Option("--tune-storage", metavar="URL|FILE", rich_help_panel=SCALE_OUT, help="Optuna storage all workers reach: a database URL or a journal file.")] = None,
-    engine: Annotated[str | None, typer.Option("--engine", metavar="recbole|fast", rich_help_panel=BUDGET, help="RecBole's loaders, or fast ones.")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", metavar="NAME", rich_help_panel=BUDGET, help="replay (default), recbole, fast")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", rich_help_panel=OUTPUT, help="Print the plan and estimated time, then exit; runs and writes nothing.")] = False,
 ) -> None:
     """Run a benchmark suite and write its leaderboards.

@@ -22,11 +22,20 @@ floats per call; models without ``full_sort_predict`` — NeuMF, ConvNCF, NNCF s
 bounds the work per call), and each split's history and positives are gathered once into CSR
 arrays (cached on the loader) instead of per batch.
 
-Engines (``M6BENCH_ENGINE``): ``recbole`` (default) leaves RecBole's evaluation untouched and takes
-the test pass through RecBole's own loader batches, so every number is RecBole's; ``fast`` hooks
-``Trainer.evaluate`` for full-sort loaders (validation during ``fit``) and scores the test pass in
-large batches. Both give one :class:`EvalPass` whose means and per-user values come from the same
-ranking. Why ``fast`` is not the default: a model that scores by a matrix product gets scores
+Engines (``M6BENCH_ENGINE``, ``m6bench run --engine``):
+
+- ``replay`` (default): RecBole's training batches rebuilt from tensors by
+  :mod:`m6rec_bench.engine.fast_train` — the same random draws in the same order, so the same
+  batches bit for bit — and RecBole's evaluation untouched (the test pass through RecBole's own
+  loader batches): every number is RecBole's, training costs 1.0-1.2x plain torch an epoch instead
+  of ~3.4x (``benchmarks/RESULTS.md``).
+- ``recbole``: RecBole's own training loader too — every step RecBole's code (the agreement mode;
+  ``tests/test_fast_train.py`` holds ``replay`` equal to it).
+- ``fast``: ``replay``, plus ``Trainer.evaluate`` hooked for full-sort loaders (validation during
+  ``fit``) and the test pass scored in large batches.
+
+Each gives one :class:`EvalPass` whose means and per-user values come from the same ranking. Why
+``fast`` is not the default: a model that scores by a matrix product gets scores
 rounded differently by the BLAS for 150 rows than for RecBole's 2, so near-tied items may trade
 places. ``tests/test_fast_eval.py`` finds RecBole's result dict (its 4-decimal rounding) from both
 engines on every offered general and sequential model, identical top-k lists on all but SpectralCF
@@ -49,8 +58,10 @@ from m6rec_bench.errors import UsageError
 from m6rec_bench.evaluation import PerUserMetrics, _device_of, _score_batch
 
 ENGINE_ENV = "M6BENCH_ENGINE"
-ENGINES = ("fast", "recbole")
-DEFAULT_ENGINE = "recbole"
+ENGINES = ("replay", "recbole", "fast")
+DEFAULT_ENGINE = "replay"
+#: Engines that train on :mod:`m6rec_bench.engine.fast_train`'s replayed batches.
+REPLAY_ENGINES = ("replay", "fast")
 
 #: Score floats per scoring call (users x items): 8M floats = 32 MiB, all of ml-100k in one call.
 SCORE_BUDGET = 1 << 23
@@ -256,9 +267,9 @@ def _per_user(trainer: Any, rec_topk: torch.Tensor, user_ids: np.ndarray, items:
 
 def install(trainer: Any, engine: str = "fast") -> None:
     """Route ``trainer.evaluate`` through :func:`evaluate_pass` (engine ``fast``) for the loaders it
-    supports; every other call (a checkpoint to load, sampled negatives, value metrics) and engine
-    ``recbole`` keep RecBole's own method. Idempotent."""
-    if engine == "recbole" or "_m6_recbole_evaluate" in trainer.__dict__:
+    supports; every other call (a checkpoint to load, sampled negatives, value metrics) and engines
+    ``replay`` and ``recbole`` keep RecBole's own method. Idempotent."""
+    if engine != "fast" or "_m6_recbole_evaluate" in trainer.__dict__:
         return
     original = trainer.evaluate
     trainer._m6_recbole_evaluate = original
@@ -271,5 +282,5 @@ def install(trainer: Any, engine: str = "fast") -> None:
     trainer.evaluate = evaluate
 
 
-__all__ = ["DEFAULT_ENGINE", "ENGINES", "ENGINE_ENV", "EvalPass", "PER_CALL_MODELS", "SCORE_BUDGET", "SplitIndex", "engine_from_env",
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "ENGINE_ENV", "REPLAY_ENGINES", "EvalPass", "PER_CALL_MODELS", "SCORE_BUDGET", "SplitIndex", "engine_from_env",
            "evaluate_pass", "install", "rows_per_call", "set_engine", "split_index", "supports"]

@@ -35,9 +35,9 @@ What is supported (anything else keeps RecBole's loader, unchanged — :func:`wr
 auto-encoders' ``UserDataLoader`` (MultiVAE, MultiDAE, ...: shuffled user batches); one process,
 no loader workers, no batch ``transform``. Knowledge-graph and sequential loaders stay RecBole's.
 
-Engine switch: ``M6BENCH_ENGINE=fast`` (``m6bench run --engine fast``), which also switches the
-evaluation to :mod:`m6rec_bench.engine.fast_eval`; the default ``recbole`` leaves RecBole's loader in
-place. The engine is recorded (``Record.conditions.engine``) but is no part of a cell's identity:
+Engine switch (:mod:`m6rec_bench.engine.fast_eval`): ``replay``, the default, trains on these batches
+and evaluates with RecBole's own batches; ``fast`` also evaluates in large batches; ``recbole``
+(``m6bench run --engine recbole``) leaves RecBole's loader in place. The engine is recorded (``Record.conditions.engine``) but is no part of a cell's identity:
 the batches, hence the trained weights, are the same.
 """
 

@@ -134,7 +134,7 @@ class RunConditions(BaseModel):
     torch_threads: int | None = Field(None, description="torch intra-op threads the cell used")
     omp_wait_policy: str | None = Field(None, description="OMP_WAIT_POLICY the OpenMP runtime loaded with")
     parallel_cells: int | None = Field(None, description="cells running at once on this machine (--jobs)")
-    engine: str | None = Field(None, description="M6BENCH_ENGINE the cell ran under: recbole or fast (m6rec_bench.engine.fast_train)")
+    engine: str | None = Field(None, description="M6BENCH_ENGINE the cell ran under: replay, recbole or fast (m6rec_bench.engine.fast_eval)")
 
     @property
     def load(self) -> float | None:
