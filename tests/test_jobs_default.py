@@ -12,8 +12,8 @@ def test_default_jobs_is_one_cell_per_core_and_never_more_workers_than_cells(mon
     monkeypatch.delenv(IN_PROCESS_ENV, raising=False)
     assert threads.default_jobs(12, available=2) == 2
     assert threads.threads_per_cell(threads.default_jobs(12, available=2), available=2) == 1  # one thread per cell
-    assert threads.default_jobs(1, available=8) == 1  # a lone cell: one worker with all 8 cores as threads
-    assert threads.threads_per_cell(threads.default_jobs(1, available=8), available=8) == 8
+    assert threads.default_jobs(1, available=8) == 1  # a lone cell: one worker (8 threads only with M6BENCH_THREADS=all)
+    assert threads.threads_per_cell(threads.default_jobs(1, available=8), available=8, cap=0) == 8
     assert threads.default_jobs(3, available=8) == 3
     assert threads.default_jobs(0, available=2) == 1
     assert threads.default_jobs(12) == min(12, threads.cores())

@@ -8,8 +8,10 @@ import subprocess
 import time
 
 import pytest
+
 from m6rec_bench.engine import cell, environment, threads
 from m6rec_bench.engine.cell import CellSpec, run_cell
+from m6rec_bench.errors import UsageError
 from m6rec_bench.leaderboard import aggregate
 from m6rec_bench.leaderboard.writers import to_csv, to_markdown
 from m6rec_bench.models import registry
@@ -158,10 +160,23 @@ def _in_slot(n: int) -> tuple[dict, str | None]:
 
 
 def test_threads_per_cell_never_oversubscribes():
-    assert threads.threads_per_cell(1, available=8) == 8
-    assert threads.threads_per_cell(2, available=8) == 4
-    assert threads.threads_per_cell(3, available=8) == 2
-    assert threads.threads_per_cell(4, available=2) == 1  # more cells than cores: one thread each
+    assert threads.threads_per_cell(1, available=8, cap=0) == 8
+    assert threads.threads_per_cell(2, available=8, cap=0) == 4
+    assert threads.threads_per_cell(3, available=8, cap=0) == 2
+    assert threads.threads_per_cell(4, available=2, cap=0) == 1  # more cells than cores: one thread each
+    assert threads.threads_per_cell(1, available=8, cap=3) == 3
+
+
+def test_one_thread_per_cell_unless_m6bench_threads_asks(monkeypatch):
+    monkeypatch.delenv(threads.THREADS_ENV, raising=False)
+    assert threads.threads_per_cell(1, available=8) == 1  # 2 passive threads trained slower than 1 here
+    monkeypatch.setenv(threads.THREADS_ENV, "all")
+    assert threads.threads_per_cell(1, available=8) == 8 and threads.threads_per_cell(2, available=8) == 4
+    monkeypatch.setenv(threads.THREADS_ENV, "2")
+    assert threads.threads_per_cell(1, available=8) == 2 and threads.threads_per_cell(8, available=8) == 1
+    monkeypatch.setenv(threads.THREADS_ENV, "many")
+    with pytest.raises(UsageError, match="M6BENCH_THREADS='many' is not a thread count"):
+        threads.threads_per_cell(1, available=8)
     assert threads.cores() == len(os.sched_getaffinity(0))
 
 

@@ -10,11 +10,15 @@ spin-wait for each other (``OMP_WAIT_POLICY`` defaults to active); with ``OMP_WA
   pool spawns its workers (they inherit the environment);
 * **cells at once** — ``--jobs`` defaults to one cell per core, at most one per cell
   (:func:`default_jobs`); the longest cells are sent first (:func:`m6rec_bench.engine.estimate.longest_first`);
-* **threads per cell** — the cores this process may run on (``os.sched_getaffinity``, not the
-  machine's count: a container or ``taskset`` gives fewer) shared by the cells running at once
-  (``--jobs``), at least one: :func:`threads_per_cell`. The cells never ask for more threads than
-  there are cores. Thread counts do not change RecBole CPU results (BPR on the ml-100k slice gives
-  the same metrics with 1 and 2 threads), only speed.
+* **threads per cell** — one, unless ``M6BENCH_THREADS`` asks for more (:func:`thread_cap`), and
+  never more than the cores this process may run on (``os.sched_getaffinity``, not the machine's
+  count: a container or ``taskset`` gives fewer) shared by the cells running at once (``--jobs``):
+  :func:`threads_per_cell`. Measured on this 2-core machine, quiet (2026-12-02, whole cells through
+  ``m6bench run``, ``taskset`` for 1 core vs 2): even with passive waiting, 2 threads trained slower
+  than 1 for every model tried — BPR 46.8 s vs 26.3 s (75 epochs), LightGCN 6.1 vs 4.9 s and
+  M6-Fusion 27.6 vs 22.3 s (5 epochs): RecBole's ops on ml-100k are too small to split. Thread
+  counts do not change RecBole CPU results (BPR gives the same metrics with 1 and 2 threads), only
+  speed.
 
 :func:`conditions` is what a record keeps of this (``Record.conditions``), so a board can say when
 its rows were timed under different conditions.
@@ -25,6 +29,8 @@ from __future__ import annotations
 import os
 import sys
 from typing import Any
+
+from m6rec_bench.errors import UsageError
 
 #: The OpenMP wait policy m6rec-bench prefers; a value the user set in the environment wins.
 WAIT_POLICY = "PASSIVE"
@@ -45,10 +51,34 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def threads_per_cell(jobs: int, available: int | None = None) -> int:
+#: ``M6BENCH_THREADS``: torch threads a cell may use at most (default 1; ``0`` or ``all``: the cores
+#: divided among the cells running at once).
+THREADS_ENV = "M6BENCH_THREADS"
+
+
+def thread_cap() -> int:
+    """Threads a cell may use at most: ``M6BENCH_THREADS`` (``0``/``all``: no cap), else 1."""
+    raw = os.environ.get(THREADS_ENV, "").strip().lower()
+    if not raw:
+        return 1
+    if raw == "all":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise UsageError(f"{THREADS_ENV}={raw!r} is not a thread count; use a number ≥ 1, or 0 / all for every core")
+    return value
+
+
+def threads_per_cell(jobs: int, available: int | None = None, *, cap: int | None = None) -> int:
     """Threads for each of ``jobs`` cells sharing ``available`` cores (default: :func:`cores`): never
-    more threads in all than cores, never fewer than one per cell."""
-    return max(1, (available if available is not None else cores()) // max(1, jobs))
+    more threads in all than cores, never fewer than one per cell, and at most ``cap`` (default
+    :func:`thread_cap`: 1 unless ``M6BENCH_THREADS`` says otherwise; 0: no cap)."""
+    share = max(1, (available if available is not None else cores()) // max(1, jobs))
+    limit = thread_cap() if cap is None else cap
+    return min(share, limit) if limit > 0 else share
 
 
 #: Set to 1 to run cells in this process with ``--jobs 1`` (no containment: debuggers, profilers).
@@ -61,9 +91,9 @@ def in_process() -> bool:
 
 
 def default_jobs(n_cells: int, available: int | None = None) -> int:
-    """``--jobs`` when the user gave none: one cell per core (each then gets one torch thread, see
-    :func:`threads_per_cell`), never more workers than cells (a 1-cell suite gets all the cores as
-    threads); 1 under ``M6BENCH_IN_PROCESS=1``, which asks for the cells in this process.
+    """``--jobs`` when the user gave none: one cell per core (each gets one torch thread, see
+    :func:`threads_per_cell`), never more workers than cells; 1 under ``M6BENCH_IN_PROCESS=1``,
+    which asks for the cells in this process.
 
     Why it pays: RecBole's trainer is Python-bound (a BPR epoch on ml-100k keeps one core busy with
     the loader and optimizer steps), so two 1-thread cells on 2 cores finish sooner than two
