@@ -105,12 +105,9 @@ def open_pool(kind: str = "local", *, jobs: int = 1, scheduler: str | None = Non
 
 
 def _local_threads(jobs: int) -> int:
-    """Torch threads per local task: ``cores // jobs``, so the jobs share the machine; one contained
-    worker uses this process's own count, so its cells compute exactly as they would in-process."""
-    if jobs <= 1:
-        import torch
-
-        return torch.get_num_threads()
+    """Torch threads per local task (:func:`~m6rec_bench.engine.threads.threads_per_cell`): one,
+    unless ``M6BENCH_THREADS`` asks for more, and never more than ``cores // jobs``. Thread counts
+    change RecBole's CPU speed, not its numbers (``tests/test_provenance.py``)."""
     return thread_policy.threads_per_cell(jobs)
 
 
