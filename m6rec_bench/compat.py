@@ -285,10 +285,18 @@ class _SymmetricSpmm:
 
                 @staticmethod
                 def backward(ctx: Any, grad: Any) -> Any:
-                    return None, ctx.adj @ grad
+                    return None, ctx.adj @ grad.contiguous()
 
             cls._fn = _Fn
         return cls._fn.apply(adj, dense)
+
+
+def symmetric_spmm(adj: Any, dense: Any) -> Any:
+    """``adj @ dense`` for a symmetric sparse CSR ``adj``, differentiable in ``dense``: the backward
+    is ``adj @ grad`` (``torch.sparse.mm``'s own CSR backward builds the transpose on every call,
+    on CPU more than the product itself). ``adj`` gets no gradient. Plugins get it from
+    :mod:`m6rec_bench.plugin_api`."""
+    return _SymmetricSpmm.apply(adj, dense)
 
 
 def symmetric_csr(adj: Any) -> Any:

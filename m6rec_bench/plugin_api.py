@@ -23,7 +23,8 @@ Files
     :func:`atomic_columns` (field names of a RecBole atomic file's header line).
 RecBole
     :func:`loader_dataset` (the dataset behind a RecBole DataLoader: one accessor for its private
-    ``_dataset``, kept in :mod:`m6rec_bench.compat`).
+    ``_dataset``, kept in :mod:`m6rec_bench.compat`), :func:`symmetric_spmm` (``A @ X`` for a
+    fixed symmetric sparse CSR ``A`` whose backward reuses ``A``: graph propagation).
 Protocol inputs
     :func:`protocol_inputs` (files a protocol leaves beside the split for models: the
     ``user-group`` protocol's ``"source"`` interactions).
@@ -65,6 +66,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "file_checksum": ("m6rec_bench.datasets.fetch", "file_checksum"),
     "atomic_columns": ("m6rec_bench.protocols.split_files", "columns"),
     "loader_dataset": ("m6rec_bench.compat", "loader_dataset"),
+    "symmetric_spmm": ("m6rec_bench.compat", "symmetric_spmm"),
     "protocol_inputs": ("m6rec_bench.protocols.user_group", "protocol_inputs"),
 }
 
@@ -87,5 +89,6 @@ __all__ = [
     "DEFAULT_TEXT_MODEL", "EMBEDDING_SIZES", "L2_WEIGHTS", "RECBOLE_LEARNING_RATES", "Column", "ColumnSet",
     "DataError", "FoldIn", "FoldInVectors", "Plugin", "PluginCard", "PluginConfig", "UsageError", "atomic_columns",
     "atomic_path", "cache_dir", "embcache", "encode_texts", "file_checksum", "item_text_embeddings",
-    "load_text_model", "loader_dataset", "protocol_inputs", "resolve_text_model", "sideinfo", "text_setting", "textvec",
+    "load_text_model", "loader_dataset", "protocol_inputs", "resolve_text_model", "sideinfo", "symmetric_spmm",
+    "text_setting", "textvec",
 ]

@@ -18,7 +18,7 @@ Where the speed comes from (compared with RecBole 1.2.1's LightGCN / NGCF, same 
       ``torch.sparse.mm`` coalesces on every call and transposes for the backward (measured on
       ml-100k, 2 layers, forward + backward: ~85 ms COO vs ~5 ms here). Here the adjacency is CSR, and
       since :math:`\hat{A}` is symmetric, the backward of :math:`\hat{A}X` is :math:`\hat{A}G` — the
-      same CSR product, no transpose (:class:`SymmetricSpmm`). That is the whole gain on CPU.
+      same CSR product, no transpose (:func:`~m6rec_bench.plugin_api.symmetric_spmm`). That is the whole gain on CPU.
     * Evaluation propagates once per evaluation pass and reuses the result for every batch of
       users; the cache is keyed on the parameters' identity and version counters, so an optimiser
       step, ``load_state_dict`` or ``train()`` mode all invalidate it. (RecBole's LightGCN caches
@@ -47,7 +47,7 @@ from torch_geometric.nn.conv import LGConv, MessagePassing
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import coalesce, to_torch_csr_tensor
 
-from m6rec_bench.plugin_api import Plugin, PluginConfig
+from m6rec_bench.plugin_api import Plugin, PluginConfig, symmetric_spmm
 
 __all__ = [
     "LightGCNConfig",
@@ -56,7 +56,6 @@ __all__ = [
     "PyGLightGCN",
     "PyGNGCF",
     "SymmetricLGConv",
-    "SymmetricSpmm",
     "lightgcn",
     "lightgcn_search_space",
     "ngcf",
@@ -66,29 +65,6 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------- graph
-
-
-class SymmetricSpmm(torch.autograd.Function):
-    r"""``A @ X`` for a *symmetric* sparse CSR ``A``, differentiable in ``X``.
-
-    The gradient is :math:`A^\top G = A G`, so the backward reuses the forward's CSR matrix.
-    (``torch.sparse.mm``'s own backward for CSR builds :math:`A^\top` on every call, which on CPU
-    costs more than the product itself.) ``A`` gets no gradient.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, adj: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.adj = adj
-        return torch.sparse.mm(adj, x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:  # type: ignore[override]
-        return None, torch.sparse.mm(ctx.adj, grad.contiguous())
-
-
-def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
-    """``adj @ x`` for a symmetric CSR ``adj`` (see :class:`SymmetricSpmm`)."""
-    return SymmetricSpmm.apply(adj, x)
 
 
 def interaction_edge_index(inter: Any, n_users: int) -> Tensor:

@@ -122,3 +122,31 @@ def test_chunked_softmax_loss_equals_the_whole_batch_loss():
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
     for whole, chunked in zip(*grads):
         torch.testing.assert_close(whole, chunked, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("chunk", [10**9, 12 * 5])
+def test_full_softmax_by_columns_equals_the_masked_positive_loss(chunk):
+    """Every positive among sorted candidates (the full softmax): the cross-entropy over the
+    candidates' columns equals prepending the positive and masking its column — value and the
+    gradient into the shared item vectors — also when chunked."""
+    gen = torch.Generator().manual_seed(1)
+    u = torch.randn(37, 8, generator=gen, requires_grad=True)
+    items = torch.randn(30, 8, generator=gen, requires_grad=True)
+    cand = torch.tensor(sorted(set(torch.randint(1, 30, (25,), generator=gen).tolist())))
+    pos = cand[torch.randint(len(cand), (37,), generator=gen)]
+    assert fusion.positive_columns(pos, cand) is not None
+    assert fusion.positive_columns(torch.tensor([0]), cand) is None  # a positive outside: the masked path
+    assert fusion.positive_columns(pos, cand.flip(0)) is None  # unsorted candidates: the masked path
+    results = []
+    for columns in (True, False):
+        u.grad = items.grad = None
+        u_n, e_n = torch.nn.functional.normalize(u, dim=1), torch.nn.functional.normalize(items, dim=1)
+        if columns:
+            loss = fusion.softmax_loss(u_n, e_n[pos], e_n[cand], pos, cand, 0.2, chunk_logits=chunk)
+        else:
+            loss = fusion._softmax_rows(u_n, e_n[pos], e_n[cand], pos, cand, 0.2)
+        loss.backward()
+        results.append((loss.item(), u.grad.clone(), items.grad.clone()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(results[0][2], results[1][2], rtol=1e-5, atol=1e-7)
