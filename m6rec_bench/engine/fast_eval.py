@@ -26,9 +26,12 @@ Engines (``M6BENCH_ENGINE``, ``m6bench run --engine``):
 
 - ``replay`` (default): RecBole's training batches rebuilt from tensors by
   :mod:`m6rec_bench.engine.fast_train` — the same random draws in the same order, so the same
-  batches bit for bit — and RecBole's evaluation untouched (the test pass through RecBole's own
-  loader batches): every number is RecBole's, training costs 1.0-1.2x plain torch an epoch instead
-  of ~3.4x (``benchmarks/RESULTS.md``).
+  batches bit for bit — validation during training in large batches with a near-tie guard (a row
+  whose top-k order batched rounding could change, :func:`near_ties`, is scored again in its own
+  RecBole batch: every validation list is RecBole's, so the same epochs are chosen), and the test
+  pass through RecBole's own loader batches: every number is RecBole's. Training costs 1.0-1.2x
+  plain torch an epoch instead of ~3.4x, validation ~4x less than RecBole's loop
+  (``benchmarks/RESULTS.md``).
 - ``recbole``: RecBole's own training loader too — every step RecBole's code (the agreement mode;
   ``tests/test_fast_train.py`` holds ``replay`` equal to it).
 - ``fast``: ``replay``, plus ``Trainer.evaluate`` hooked for full-sort loaders (validation during
@@ -39,7 +42,8 @@ Each gives one :class:`EvalPass` whose means and per-user values come from the s
 rounded differently by the BLAS for 150 rows than for RecBole's 2, so near-tied items may trade
 places. ``tests/test_fast_eval.py`` finds RecBole's result dict (its 4-decimal rounding) from both
 engines on every offered general and sequential model, identical top-k lists on all but SpectralCF
-and ADMMSLIM (0.1-0.2 % of top-20 entries on the test slice: adjacent swaps).
+and NGCF with ``fast`` (0.1-0.2 % of top-20 entries on the test slice: adjacent swaps) — and on all
+of them with ``replay``'s guarded validation (:func:`near_ties`).
 """
 
 from __future__ import annotations
@@ -100,6 +104,8 @@ class EvalPass:
 
     result: dict[str, float]
     per_user: PerUserMetrics | None
+    #: rows the ``replay`` engine's near-tie guard scored again in their RecBole batch
+    rescored_rows: int = 0
 
 
 @dataclass
@@ -159,9 +165,10 @@ def _pairwise(model: Any) -> bool:
 
 
 #: Models whose ``full_sort_predict`` depends on the call, not only on the user: RecBole's Random
-#: draws one score vector per call and gives it to every user of the batch. They keep RecBole's own
-#: batches, so they draw exactly what RecBole draws.
-PER_CALL_MODELS = frozenset({"Random"})
+#: draws one score vector per call and gives it to every user of the batch; ADMMSLIM adds
+#: ``1e-5 * torch.rand`` noise of the batch's shape (``admmslim.add_noise``), so a batch of another
+#: size draws other noise. They keep RecBole's own batches, so they draw exactly what RecBole draws.
+PER_CALL_MODELS = frozenset({"Random", "ADMMSLIM"})
 
 
 def rows_per_call(model: Any, eval_data: Any) -> int:
@@ -175,16 +182,55 @@ def rows_per_call(model: Any, eval_data: Any) -> int:
     return max(budget // n_items, 1)
 
 
-def _fast_batches(model: Any, eval_data: Any, rows: int | None) -> Iterator[tuple[Any, Any, torch.Tensor, torch.Tensor]]:
-    step = rows or rows_per_call(model, eval_data)
-    if eval_data.is_sequential:  # no history to mask: RecBole's own collation, on larger row ranges
-        n = eval_data.sample_size
-        for start in range(0, n, step):
-            yield eval_data.collate_fn(np.arange(start, min(start + step, n)))
-        return
-    index = split_index(eval_data)
-    for start in range(0, index.n_rows, step):
-        yield index.rows(start, min(start + step, index.n_rows))
+def _n_rows(eval_data: Any) -> int:
+    """Rows (users, or sequences) of a full-sort loader, in loader order."""
+    return int(eval_data.sample_size) if eval_data.is_sequential else split_index(eval_data).n_rows
+
+
+def _rows_batch(eval_data: Any, start: int, stop: int) -> tuple[Any, Any, torch.Tensor, torch.Tensor]:
+    """Rows ``[start, stop)`` as one batch of the loader (RecBole's own collation for sequences:
+    no history to mask)."""
+    if eval_data.is_sequential:
+        return eval_data.collate_fn(np.arange(start, stop))
+    return split_index(eval_data).rows(start, stop)
+
+
+def _fast_batches(model: Any, eval_data: Any, rows: int | None) -> Iterator[tuple[int, int, Any]]:
+    """``(start, stop, batch)`` over the loader's rows, ``rows`` (default :func:`rows_per_call`) at a time."""
+    step, n = rows or rows_per_call(model, eval_data), _n_rows(eval_data)
+    for start in range(0, n, step):
+        yield start, min(start + step, n), _rows_batch(eval_data, start, min(start + step, n))
+
+
+#: The near-tie guard of the ``replay`` engine's validation: a row's top-k list from a large batch
+#: is kept only when every gap between its ``max(topk) + 1`` best scores exceeds this share of the
+#: row's largest score magnitude (at least 1). Batched float rounding moves scores by far less
+#: (measured ≤ 2e-6 relative on the offered models, ``tests/test_fast_eval.py``), so a kept list is
+#: the list RecBole's own batches give; any other row is scored again in its RecBole batch.
+NEAR_TIE = 1e-5
+
+
+def near_ties(scores: torch.Tensor, k: int, tol: float = NEAR_TIE) -> torch.Tensor:
+    """Rows whose ``k + 1`` best scores are not separated by more than ``tol`` × the row's scale
+    (ties, near ties, fewer than ``k + 1`` finite scores): their order could depend on rounding."""
+    vals = torch.topk(scores, min(k + 1, scores.shape[1]), dim=-1)[0]
+    finite = torch.isfinite(vals)
+    scale = torch.where(finite, vals.abs(), torch.zeros_like(vals)).amax(dim=1, keepdim=True).clamp(min=1.0)
+    gaps = vals[:, :-1] - vals[:, 1:]
+    return ~((gaps > tol * scale) & finite[:, 1:]).all(dim=1)
+
+
+def _exact_rows(model: Any, eval_data: Any, device: Any, n_items: int, item_tensor: Any, max_k: int,
+                start: int, flagged: torch.Tensor, topk_idx: torch.Tensor) -> None:
+    """Score again, in RecBole's own batches, the loader rows ``start + flagged`` of a large batch
+    and put their top-k lists into ``topk_idx`` (rows of the large batch)."""
+    step, n = int(eval_data.step), _n_rows(eval_data)
+    rows = (start + flagged).tolist()
+    for first in sorted({r - r % step for r in rows}):
+        batch = _rows_batch(eval_data, first, min(first + step, n))
+        exact = torch.topk(_score_batch(model, batch, eval_data, device, n_items, item_tensor), max_k, dim=-1)[1]
+        for r in (r for r in rows if first <= r < first + step):
+            topk_idx[r - start] = exact[r - first]
 
 
 def supports(trainer: Any, eval_data: Any) -> bool:
@@ -205,8 +251,11 @@ def evaluate_pass(trainer: Any, eval_data: Any, *, engine: str = "fast", rows: i
     Args:
         trainer: a RecBole ``Trainer`` (its model, collector and evaluator are used).
         eval_data: a ``FullSortEvalDataLoader`` (validation or test).
-        engine: ``fast`` (large batches, CSR masks) or ``recbole`` (RecBole's own loader batches).
-        rows: users per scoring call for ``fast`` (default :func:`rows_per_call`).
+        engine: ``fast`` (large batches, CSR masks), ``replay`` (large batches with the
+            :func:`near_ties` guard: a row whose order rounding could change is scored again in
+            its RecBole batch, so every top-k list is RecBole's) or ``recbole`` (RecBole's own
+            loader batches).
+        rows: users per scoring call for ``fast``/``replay`` (default :func:`rows_per_call`).
         per_user: also compute the per-user values (the validation hook skips them; ``per_user``
             is then ``None``).
     """
@@ -221,12 +270,25 @@ def evaluate_pass(trainer: Any, eval_data: Any, *, engine: str = "fast", rows: i
     device = _device_of(model)
     item_tensor = dataset.get_item_feature().to(device) if _pairwise(model) else None
     max_k = max(collector.topk)
-    batches = _fast_batches(model, eval_data, rows) if engine == "fast" else iter(eval_data)
-    topk_rows, users = [], []
-    for batch in batches:
+    exact_step = int(eval_data.step)
+    if engine == "recbole":
+        batches: Iterator[tuple[int, int, Any]] = ((0, 0, batch) for batch in eval_data)
+    else:
+        step = rows or rows_per_call(model, eval_data)
+        if engine == "replay":  # whole RecBole batches inside each large one, for the guard's re-scoring
+            step = max(exact_step, step - step % exact_step)
+        batches = _fast_batches(model, eval_data, step)
+    guard = engine == "replay"
+    topk_rows, users, rescored = [], [], 0
+    for start, stop, batch in batches:
         interaction, _, positive_u, positive_i = batch
         scores = _score_batch(model, batch, eval_data, device, n_items, item_tensor)
         topk_idx = torch.topk(scores, max_k, dim=-1)[1]  # Collector.eval_batch_collect's call
+        if guard and stop - start > exact_step:
+            flagged = torch.nonzero(near_ties(scores, max_k)).flatten().cpu()
+            if len(flagged):
+                _exact_rows(model, eval_data, device, n_items, item_tensor, max_k, start, flagged, topk_idx)
+                rescored += len(flagged)
         pos = torch.zeros_like(scores, dtype=torch.int)
         pos[positive_u, positive_i] = 1
         pos_len = pos.sum(dim=1, keepdim=True)
@@ -242,7 +304,7 @@ def evaluate_pass(trainer: Any, eval_data: Any, *, engine: str = "fast", rows: i
     struct = collector.get_data_struct()
     result = trainer.evaluator.evaluate(struct)
     values = _per_user(trainer, rec_topk, torch.cat(users).numpy(), items.numpy()) if per_user else None
-    return EvalPass(result=result, per_user=values)
+    return EvalPass(result=result, per_user=values, rescored_rows=rescored)
 
 
 def _per_user(trainer: Any, rec_topk: torch.Tensor, user_ids: np.ndarray, items: np.ndarray) -> PerUserMetrics:
@@ -266,10 +328,12 @@ def _per_user(trainer: Any, rec_topk: torch.Tensor, user_ids: np.ndarray, items:
 
 
 def install(trainer: Any, engine: str = "fast") -> None:
-    """Route ``trainer.evaluate`` through :func:`evaluate_pass` (engine ``fast``) for the loaders it
-    supports; every other call (a checkpoint to load, sampled negatives, value metrics) and engines
-    ``replay`` and ``recbole`` keep RecBole's own method. Idempotent."""
-    if engine != "fast" or "_m6_recbole_evaluate" in trainer.__dict__:
+    """Route ``trainer.evaluate`` (validation during ``fit``) through :func:`evaluate_pass` with
+    engine ``fast`` or ``replay`` (large batches; ``replay`` with the near-tie guard, so its
+    validation scores are RecBole's) for the loaders it supports; every other call (a checkpoint to
+    load, sampled negatives, value metrics) and engine ``recbole`` keep RecBole's own method.
+    Idempotent."""
+    if engine not in ("fast", "replay") or "_m6_recbole_evaluate" in trainer.__dict__:
         return
     original = trainer.evaluate
     trainer._m6_recbole_evaluate = original
