@@ -136,8 +136,7 @@ class TextTower(UserItemTower, GeneralRecommender):
 
     def calculate_loss(self, interaction: Any) -> torch.Tensor:
         user_e = self.user_embedding(interaction[self.USER_ID])
-        pos_e = self.item_vectors(interaction[self.ITEM_ID])
-        neg_e = self.item_vectors(interaction[self.NEG_ITEM_ID])
+        pos_e, neg_e = self.item_vectors_of(interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID])
         loss = self.loss((user_e * pos_e).sum(dim=1), (user_e * neg_e).sum(dim=1))
         return loss + self.reg_weight * self.reg_loss(user_e, pos_e, neg_e)
 

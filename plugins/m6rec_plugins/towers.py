@@ -10,7 +10,8 @@ leave them out), so one mixin can drop them all.
 - :class:`DotScores`: ``predict`` / ``full_sort_predict`` from ``_all_vectors() -> (users, items)``
   (M6-Fusion, M6-Adapt).
 - :class:`UserItemTower`: ``predict`` / ``full_sort_predict`` from ``user_embedding`` and
-  ``item_vectors()``, the item side built once per evaluation (KG-TransE, Text-Tower).
+  ``item_vectors()``, the item side built once per evaluation (KG-TransE, Text-Tower), and
+  ``item_vectors_of`` for a training batch (the tower once per distinct item).
 
 Mixins go before RecBole's base class (``class M(DotScores, GeneralRecommender)``) so their
 ``train`` / ``load_state_dict`` wrap ``torch.nn.Module``'s.
@@ -70,6 +71,18 @@ class UserItemTower(EvalCache):
 
     def item_vectors(self, item: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover - the model's own
         raise NotImplementedError
+
+    def item_vectors_of(self, *items: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``item_vectors`` of each id tensor, the tower run once per distinct item among them.
+
+        A training batch names each popular item many times (positives and sampled negatives); an
+        item tower costs a matrix product per row, so running it on the distinct ids and gathering
+        is the same function with fewer products (the gradient into the tower sums over the same
+        rows; only float summation order differs).
+        """
+        flat = torch.cat([i.reshape(-1) for i in items])
+        distinct, where = torch.unique(flat, return_inverse=True)
+        return self.item_vectors(distinct)[where].split([i.numel() for i in items])
 
     def predict(self, interaction: Any) -> torch.Tensor:
         user_e = self.user_embedding(interaction[self.USER_ID])

@@ -163,6 +163,43 @@ def test_tower_same_seed_same_scores(data_root: Path) -> None:
     assert not hasattr(model, "item_embedding")  # a pure content tower: no item ID embedding
 
 
+def test_tower_runs_once_per_distinct_item_with_the_same_loss_and_gradients(data_root: Path) -> None:
+    """``item_vectors_of`` (the tower on the batch's distinct items, then gathered) is the separate
+    ``item_vectors`` calls it replaced: the same BPR loss and gradients on a batch with repeats."""
+    from recbole.data.interaction import Interaction
+    from recbole.utils import init_seed
+
+    config, dataset = recbole_dataset(data_root, textmod.TextTower, **textmod.TextTowerConfig(tower_hidden=32).model_dump())
+    init_seed(config["seed"], True)
+    model = textmod.TextTower(config, dataset)
+    gen = torch.Generator().manual_seed(3)
+    batch = Interaction({model.USER_ID: torch.randint(1, dataset.user_num, (256,), generator=gen),
+                         model.ITEM_ID: torch.randint(1, dataset.item_num, (256,), generator=gen),
+                         model.NEG_ITEM_ID: torch.randint(1, dataset.item_num, (256,), generator=gen)})
+    pos, neg = batch[model.ITEM_ID], batch[model.NEG_ITEM_ID]
+    assert len(torch.unique(torch.cat([pos, neg]))) < 512  # repeats: the case the helper saves work on
+    once = model.item_vectors_of(pos, neg)
+    torch.testing.assert_close(once[0], model.item_vectors(pos), rtol=0, atol=1e-6)
+    torch.testing.assert_close(once[1], model.item_vectors(neg), rtol=0, atol=1e-6)
+
+    def loss_and_grads(separate: bool) -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad()
+        if separate:  # the formula before the helper
+            user_e = model.user_embedding(batch[model.USER_ID])
+            pos_e, neg_e = model.item_vectors(pos), model.item_vectors(neg)
+            loss = model.loss((user_e * pos_e).sum(1), (user_e * neg_e).sum(1)) \
+                + model.reg_weight * model.reg_loss(user_e, pos_e, neg_e)
+        else:
+            loss = model.calculate_loss(batch)
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+    (a, grads_a), (b, grads_b) = loss_and_grads(False), loss_and_grads(True)
+    assert a == pytest.approx(b, rel=1e-6)
+    for ga, gb in zip(grads_a, grads_b):
+        torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-7)
+
+
 def test_search_spaces_give_valid_configs() -> None:
     import optuna
 
