@@ -224,3 +224,60 @@ def test_a_failed_command_leaves_no_empty_folders(ml100k_slice, tmp_path, monkey
     assert "leaderboard build" not in res.output  # nothing finished: no boards to point at
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # a/b/runs gone, parents included
     assert list(kept.iterdir()) == []  # lb gone, the folder that was there before kept
+
+
+def test_tuning_is_estimated_from_the_trials_the_published_studies_trained():
+    """Tuned records give each row's epochs per trial (uncapped Hyperband studies only) and the
+    share of a default run that a trial trains; a study of N trials costs one default cell plus
+    N - 1 such trials; a model with nothing to tune costs nothing; an unmeasured one is unknown."""
+    from m6rec_bench.engine.estimate import estimate_suite, estimate_tuning
+    from m6rec_bench.results.record import TuningSummary
+
+    published = [r for p in sorted((REPO / "leaderboards/ml-100k/default/records").glob("*.json"))
+                 if (r := load_record(p)) and r.tuning is None and r.status == "ok"]
+    bpr = next(r for r in published if r.label == "BPR" and not r.options.variant)
+    pop = next(r for r in published if r.label == "Pop")
+
+    def tuned(rec, cell_id, study, note=None, trials=30, trial_epochs=0, tune_epochs=None):
+        run = rec.options.model_copy(update={"tune_budget": 30, "tune_study": study, "tune_epochs": tune_epochs})
+        return rec.model_copy(update={"cell_id": cell_id, "run": run, "tuning": TuningSummary(
+            budget=30, trials=trials, trial_epochs=trial_epochs, study=study, note=note)})
+
+    records = [bpr, pop,
+               tuned(bpr, "t1", "bpr-study", trial_epochs=600),  # 20 epochs a trial
+               tuned(bpr, "t2", "bpr-study", trial_epochs=600),  # another seed's cell of the same study: counted once
+               tuned(bpr, "t3", "capped", trial_epochs=90, tune_epochs=3),  # --tune-epochs 3: not Hyperband's pace
+               tuned(pop, "t4", "", note="nothing to tune", trials=0)]
+    data = build_priors(records, {"ml-100k": 100000})
+    epochs = data["rows"]["BPR"]["default"]["epochs"]
+    assert data["rows"]["BPR"]["default"]["trial_epochs"] == 20.0
+    assert data["rows"]["Pop"]["default"]["trial_epochs"] == 0.0
+    assert data["trial_share"] == round(20.0 / epochs, 3)
+    priors = Priors.from_json(data)
+    cost = priors.cost("BPR", "BPR", "default")
+    spec = CellSpec(dataset="ml-100k", model="BPR")
+    one_trial = 20 * cost.s_per_epoch + cost.eval_s + 2.7
+    assert estimate_tuning(spec, 30, priors) == pytest.approx(estimate_cell(spec, priors) + 29 * one_trial)
+    assert estimate_tuning(spec, 30, priors, epochs_cap=5) < estimate_tuning(spec, 30, priors)
+    assert estimate_tuning(CellSpec(dataset="ml-100k", model="Pop"), 30, priors) == 0.0
+    # a row without tuned records: the share of its own default run's epochs
+    no_trials = Priors(rows={"BPR": {"default": Cost(s_per_epoch=1.0, eval_s=0.0, epochs=50)}}, trial_share=0.2)
+    assert estimate_tuning(spec, 11, no_trials) == pytest.approx((50 + 2.7) + 10 * (10 + 2.7))
+    est = estimate_suite([spec, spec.model_copy(update={"seed": 2021}), CellSpec(dataset="ml-100k", model="NeuMF")],
+                         jobs=2, priors=priors, tune_budget=30)
+    assert set(est.tuning) == {("ml-100k", "default", "BPR"), ("ml-100k", "default", "NeuMF")}  # one study a model
+    assert est.tuning_unknown == 1  # NeuMF: no cost measured in these priors
+    assert est.wall_s == pytest.approx((est.tuning_known + sum(s for s in est.seconds if s is not None)) / 2)
+
+
+def test_dry_run_of_a_tuned_suite_shows_the_tuning_estimate(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["run", "--dataset", "movielens", "-m", "BPR,Pop", "--tune-budget", "30", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    line = next(line for line in res.output.splitlines() if "first: tuning" in line)
+    assert "30 Optuna trials per model" in line and "trial 0 = each model's defaults" in res.output
+    assert all(len(line) <= 80 for line in res.output.splitlines())
+    if shipped_priors().trial_share is not None:  # the committed tuned board measured it
+        assert "tuning + cells: ~" in res.output
+    else:
+        assert "not estimated (none measured)" in line

@@ -103,7 +103,8 @@ def run(
         raise UsageError("no dataset given: use --dataset movielens (m6bench datasets list)")
 
     cells = plan(cfg)
-    estimate = estimate_suite(cells, jobs=cfg.jobs or default_jobs(len(cells)))
+    estimate = estimate_suite(cells, jobs=cfg.jobs or default_jobs(len(cells)), tune_budget=cfg.tune_budget,
+                              tune_epochs=cfg.tune_epochs)
     for line in plan_lines(estimate, cfg):
         typer.echo(line)
     if dry_run:

@@ -9,6 +9,11 @@ shipped as ``cost_priors.json`` (regenerate with ``python benchmarks/cost_priors
 the numbers are what one cell costs on such a machine; another dataset is scaled by its number
 of interactions (training and full-ranking evaluation grow about linearly with it).
 
+Tuning (``--tune-budget N``) is estimated per model from the same priors: trial 0 is a default run,
+and every other trial trains ``trial_epochs`` epochs on average — measured per row from the
+published tuned records (``TuningSummary.trial_epochs / trials``, Hyperband on epochs, no epoch
+cap), else the median share of a default run's epochs that a trial trained over the rows measured.
+
 While a suite runs, :class:`Forecast` replaces the priors of the running cell by its measured
 seconds per epoch and its early-stopping state, and scales the cells still to come by how far
 the finished ones were from their estimates (a faster or slower machine).
@@ -50,6 +55,8 @@ class Cost:
     #: epochs run when training was left to early stopping (None: only runs with --epochs measured)
     epochs: float | None = None
     n: int = 0
+    #: mean epochs a tuning trial trained (Hyperband, uncapped studies); 0.0: nothing to tune; None: not measured
+    trial_epochs: float | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class Priors:
     interactions: dict[str, int] = field(default_factory=dict)
     #: median epochs of every early-stopped run: the guess for a model never measured unbounded
     epochs: float | None = None
+    #: a tuning trial's epochs over the row's default run's, median over the measured rows (None: none measured)
+    trial_share: float | None = None
     measured_on: str = ""
 
     def cost(self, row: str, model: str, protocol: str) -> Cost | None:
@@ -82,6 +91,7 @@ class Priors:
             post_training=dict(data.get("post_training", {})),
             interactions=dict(data.get("interactions", {})),
             epochs=data.get("epochs"),
+            trial_share=data.get("trial_share"),
             measured_on=data.get("measured_on", ""),
         )
 
@@ -107,19 +117,31 @@ def _method_family(method: str) -> str:
 def build_priors(records: Iterable[Record], interactions: dict[str, int]) -> dict[str, Any]:
     """Priors (JSON-ready) from finished records: what ``cost_priors.json`` holds.
 
-    Only untuned ``ok`` records count, each cell once (the same record is published on several
+    Untuned ``ok`` records give the costs, each cell once (the same record is published on several
     boards). A post-training record carries its twin's training time, so it gives only its own
-    evaluation time, under its method. ``interactions`` maps each dataset to its interaction count.
+    evaluation time, under its method. Tuned records give each row's epochs per tuning trial, from
+    studies without an epoch cap (``--tune-epochs``), each study once. ``interactions`` maps each
+    dataset to its interaction count.
     """
     seen: set[str] = set()
     plain: dict[tuple[str, str], list[Record]] = defaultdict(list)
     post: dict[str, list[float]] = defaultdict(list)
+    trials: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)  # (row, protocol) → {study: epochs per trial}
     hardware: set[str] = set()
     for rec in records:
         options = rec.options  # typed: variant, method, tuning budget (derived from m6_* keys for older records)
-        if rec.cell_id in seen or rec.status != "ok" or options.tune_budget is not None:
+        if rec.cell_id in seen or rec.status != "ok":
             continue
         seen.add(rec.cell_id)
+        if options.tune_budget is not None:
+            tuning = rec.tuning
+            if tuning is not None and options.tune_epochs is None and options.variant is None:
+                study = tuning.study or rec.cell_id
+                if tuning.note == "nothing to tune":
+                    trials[(rec.label or rec.model, rec.protocol)][study] = 0.0
+                elif tuning.trials and tuning.trial_epochs:
+                    trials[(rec.label or rec.model, rec.protocol)][study] = tuning.trial_epochs / tuning.trials
+            continue
         method = options.method if options.variant in ("compress", "rerank") else None
         if method:
             if rec.eval_time_s is not None:
@@ -131,22 +153,28 @@ def build_priors(records: Iterable[Record], interactions: dict[str, int]) -> dic
         hardware.add(f"{rec.hardware.get('cpu_count', '?')}-core {rec.hardware.get('cpu', 'CPU')}")
     rows: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     unbounded_all: list[float] = []
+    shares: list[float] = []
     for (row, protocol), recs in sorted(plain.items()):
         # runs left to early stopping are what a user's first `m6bench run` does: their pace wins
         free = [r for r in recs if "epochs" not in r.config]
         unbounded = [float(r.epochs_run) for r in free if r.epochs_run]
         unbounded_all += unbounded
+        per_trial = trials.get((row, protocol))
         rows[row][protocol] = {
             "s_per_epoch": _median(r.train_time_s / r.epochs_run for r in free or recs),  # type: ignore[operator]
             "eval_s": _median(r.eval_time_s or 0.0 for r in recs),
             "epochs": _median(unbounded) if unbounded else None,
             "n": len(recs),
+            "trial_epochs": _median(per_trial.values()) if per_trial else None,
         }
+        if per_trial and unbounded and statistics.median(unbounded) > 1 and _median(per_trial.values()) > 0:
+            shares.append(_median(per_trial.values()) / statistics.median(unbounded))
     datasets = sorted({r.dataset for recs in plain.values() for r in recs})
     return {
         "measured_on": f"{', '.join(datasets)} records on a {' / '.join(sorted(hardware))}, two cells at a time",
         "interactions": {d: interactions[d] for d in datasets if d in interactions},
         "epochs": _median(unbounded_all) if unbounded_all else None,
+        "trial_share": _median(shares) if shares else None,
         "rows": dict(rows),
         "post_training": {m: _median(v) for m, v in sorted(post.items())},
     }
@@ -242,6 +270,35 @@ def estimate_cell(spec: CellSpec, priors: Priors, scale: float = 1.0) -> float |
     return None if work is None else work + OVERHEAD_S * scale
 
 
+def trial_epochs(spec: CellSpec, priors: Priors) -> float | None:
+    """Epochs a tuning trial of ``spec``'s model trains on average (0.0: nothing to tune; None: unknown)."""
+    cost = priors.cost(spec.row, spec.model, spec.protocol)
+    if cost is None:
+        return None
+    if cost.trial_epochs is not None:
+        return cost.trial_epochs
+    if priors.trial_share is None:
+        return None
+    return max(1.0, priors.trial_share * _expected_epochs(spec, cost, priors))
+
+
+def estimate_tuning(spec: CellSpec, budget: int, priors: Priors, scale: float = 1.0,
+                    epochs_cap: int | None = None) -> float | None:
+    """Seconds of one model's study of ``budget`` trials: trial 0 runs the defaults (one cell), the
+    others train :func:`trial_epochs` epochs each (at most ``epochs_cap``: ``--tune-epochs``); a
+    model with nothing to tune costs nothing."""
+    cost = priors.cost(spec.row, spec.model, spec.protocol)
+    per_trial = trial_epochs(spec, priors)
+    if per_trial and epochs_cap:
+        per_trial = min(per_trial, float(epochs_cap))
+    default = estimate_cell(spec, priors, scale)
+    if cost is None or per_trial is None or default is None:
+        return None
+    if per_trial == 0.0:
+        return 0.0
+    return default + (budget - 1) * (per_trial * cost.s_per_epoch + cost.eval_s + OVERHEAD_S) * scale
+
+
 @dataclass
 class SuiteEstimate:
     """A suite's cells with their estimates, before it runs (what ``--dry-run`` prints)."""
@@ -251,10 +308,20 @@ class SuiteEstimate:
     sizes: dict[str, tuple[str, int | None]]
     priors: Priors
     jobs: int = 1
+    #: seconds of each study before the cells (``--tune-budget``; empty when untuned), by (dataset, protocol, model)
+    tuning: dict[tuple[str, str, str], float | None] = field(default_factory=dict)
+
+    @property
+    def tuning_known(self) -> float:
+        return sum(s for s in self.tuning.values() if s is not None)
+
+    @property
+    def tuning_unknown(self) -> int:
+        return sum(s is None for s in self.tuning.values())
 
     @property
     def known(self) -> float:
-        return sum(s for s in self.seconds if s is not None)
+        return sum(s for s in self.seconds if s is not None) + self.tuning_known
 
     @property
     def unknown(self) -> int:
@@ -262,16 +329,24 @@ class SuiteEstimate:
 
     @property
     def wall_s(self) -> float:
-        """Estimated wall time: the cells' seconds shared by ``jobs`` workers."""
+        """Estimated wall time: the studies' and cells' seconds shared by ``jobs`` workers."""
         return self.known / max(1, self.jobs)
 
 
-def estimate_suite(cells: list[CellSpec], jobs: int = 1, priors: Priors | None = None) -> SuiteEstimate:
-    """Estimate every cell of a planned suite (datasets are looked up, never fetched)."""
+def estimate_suite(cells: list[CellSpec], jobs: int = 1, priors: Priors | None = None,
+                   tune_budget: int | None = None, tune_epochs: int | None = None) -> SuiteEstimate:
+    """Estimate every cell of a planned suite, and with ``tune_budget`` each model's study (one per
+    dataset, protocol and model, on the first seed; variants are not tuned; ``tune_epochs`` caps a
+    trial's epochs). Datasets are looked up, never fetched."""
     priors = priors or shipped_priors()
     sizes = {name: dataset_size(name) for name in dict.fromkeys(c.dataset for c in cells)}
     seconds = [estimate_cell(c, priors, _scale(priors, *sizes[c.dataset])) for c in cells]
-    return SuiteEstimate(cells, seconds, sizes, priors, jobs)
+    tuning: dict[tuple[str, str, str], float | None] = {}
+    if tune_budget:
+        for c in cells:
+            if c.variant is None and (key := (c.dataset, c.protocol, c.model)) not in tuning:
+                tuning[key] = estimate_tuning(c, tune_budget, priors, _scale(priors, *sizes[c.dataset]), tune_epochs)
+    return SuiteEstimate(cells, seconds, sizes, priors, jobs, tuning)
 
 
 def longest_first(cells: list[CellSpec], priors: Priors | None = None) -> list[int]:
