@@ -153,3 +153,34 @@ def test_a_tuned_run_records_its_study_and_the_site_plots_it(ml100k_slice, tmp_p
     page = (lb / ml100k_slice.name / "default-tuned" / "index.html").read_text()
     assert "<th>Tuning epochs</th>" in page and "<th>Best valid</th>" in page
     assert "id='tuning'" in page and "best-so-far vs trials" in page
+
+
+def test_an_implementation_runs_the_tuned_settings_of_the_model_it_implements(ml100k_slice, tmp_path):
+    """GNN-LightGCN (``implements="LightGCN"``, the same grid) gets no study of its own: its cells run
+    LightGCN's best settings, so the implementations table compares one configuration twice. GNN-NGCF
+    declares no ``implements`` and keeps its own study."""
+    from typer.testing import CliRunner
+
+    from m6rec_bench.cli import app
+    from m6rec_bench.results.record import Record
+    from m6rec_bench.tuning.suite import shared_studies
+
+    keys = {("d", "default", m): registry.get(m) for m in ("LightGCN", "GNN-LightGCN", "NGCF", "GNN-NGCF", "BPR")}
+    assert shared_studies(keys) == {("d", "default", "GNN-LightGCN"): ("d", "default", "LightGCN")}
+    assert shared_studies({k: v for k, v in keys.items() if k[2] != "LightGCN"}) == {}  # the original not in the suite
+
+    cfg = tmp_path / "suite.yaml"
+    cfg.write_text(f"datasets: ['{ml100k_slice.folder}']\nmodels: [LightGCN, GNN-LightGCN]\nepochs: 1\n"
+                   "overrides: {LightGCN: {eval_batch_size: 1000000}, GNN-LightGCN: {eval_batch_size: 1000000}}\n")
+    runs = tmp_path / "runs"
+    res = CliRunner().invoke(app, ["run", "--config", str(cfg), "--tune-budget", "3", "--runs-dir", str(runs),
+                                   "-o", str(tmp_path / "lb"), "--jobs", "1"])
+    assert res.exit_code == 0, res.output
+    recs = {r.model: r for r in (Record.model_validate_json(p.read_text()) for p in runs.rglob("seed*.json"))}
+    original, impl = recs["LightGCN"], recs["GNN-LightGCN"]
+    assert impl.tuning is not None and original.tuning is not None
+    assert impl.tuning.study == original.tuning.study and impl.run.tune_study == original.run.tune_study
+    tuned = {k: original.config[k] for k in ("learning_rate", "n_layers", "reg_weight")}
+    assert {k: impl.config[k] for k in tuned} == tuned
+    studies = optuna.get_all_study_names(open_storage(None, runs).backend)
+    assert [s.split(".")[0] for s in studies] == ["LightGCN"]

@@ -11,6 +11,11 @@ validation (the best trial's and the defaults' scores, best-so-far history). Eve
 from the model's defaults (trial 0) and prunes with Hyperband on epochs, so trials train like the
 final runs (``--epochs``, the same early stopping) unless ``--tune-epochs`` caps them. The studies live in the suite's runs
 directory, so a rerun resumes them, and ``m6bench tune`` with the same settings fills the same study.
+
+A plugin that re-implements a model of the same suite (``Plugin.implements``, e.g. GNN-LightGCN for
+LightGCN) with the same search space gets no study of its own: its cells run the original's tuned
+settings, so the board's implementations table compares two implementations of one configuration
+(test score and seconds per epoch), not two tuning outcomes; its records name the original's study.
 """
 
 from __future__ import annotations
@@ -65,6 +70,33 @@ def tuning_summary(result: TuningResult) -> TuningSummary:
     )
 
 
+def shared_studies(models: Mapping[tuple[str, str, str], Any]) -> dict[tuple[str, str, str], tuple[str, str, str]]:
+    """Implementation rows that take the study of the model they re-implement: ``{impl key: original key}``.
+
+    ``models`` maps each (dataset, protocol, model) of a suite to its registry entry. A plugin whose
+    ``implements`` names another model of the same dataset and protocol shares that model's study
+    when the two search spaces are the same grid (the same parameters over the same choices, so the
+    original's best settings mean the same to it); otherwise it is tuned on its own.
+    """
+    from m6rec_bench.tuning.spaces import probe, search_space
+
+    def grid(entry: Any) -> Any:
+        space = search_space(entry)
+        probed = probe(space) if space is not None else None
+        return probed[1] if probed is not None else None
+
+    out: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+    for key, entry in models.items():
+        plugin = entry.plugin if entry.kind == "plugin" else None
+        original = (key[0], key[1], plugin.implements) if plugin is not None and plugin.implements else None
+        if original is None or original not in models:
+            continue
+        mine = grid(entry)
+        if mine and mine == grid(models[original]):  # the same parameters over the same choices
+            out[key] = original
+    return out
+
+
 def _tune_job(kwargs: dict[str, Any], threads: int | None) -> TuningResult:
     """One model's study in a worker (local process or Dask); returns its result."""
     with task_slot(threads), quiet_optuna():
@@ -92,11 +124,13 @@ def tune_suite(
     seed = cfg.seed_list()[0]
     epochs = cfg.tune_epochs if cfg.tune_epochs is not None else cfg.epochs
     hooks = listener if isinstance(listener, TuningListener) else None
+    entries = {(c.dataset, c.protocol, c.model): registry.get(c.model) for c in cells}
+    shared = shared_studies(entries)
     jobs: dict[tuple[str, str, str], dict[str, Any] | None] = {}
     for spec in cells:
         key = (spec.dataset, spec.protocol, spec.model)
-        if key not in jobs:
-            entry = registry.get(spec.model)
+        if key not in jobs and key not in shared:
+            entry = entries[key]
             ds = prepared[spec.dataset]
             jobs[key] = None if resolve(spec.model_copy(update={"seed": seed}), ds).missing else {
                 "model": entry.name, "dataset": ds, "n_trials": cfg.tune_budget, "protocol": spec.protocol,
@@ -127,7 +161,8 @@ def tune_suite(
             raise
     out: list[CellSpec] = []
     for spec in cells:
-        result = results[(spec.dataset, spec.protocol, spec.model)]
+        key = (spec.dataset, spec.protocol, spec.model)
+        result = results[shared.get(key, key)]
         if result is None:
             out.append(spec)
             continue
