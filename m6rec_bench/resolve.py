@@ -90,12 +90,15 @@ def post_training_method(kind: str, value: str) -> Any:
 
 
 def check_device(device: str) -> None:
-    """Refuse ``cuda`` without a GPU, and unknown devices, with a clear message."""
-    import torch
-
+    """Refuse ``cuda`` without a GPU, and unknown devices, with a clear message (torch is imported
+    only to check ``cuda``: planning a CPU suite stays light)."""
     if device not in ("cpu", "cuda"):
         raise UsageError(f"device '{device}' is not supported; use --device cpu or --device cuda")
-    if device == "cuda" and not torch.cuda.is_available():
+    if device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
         raise UsageError(
             f"--device cuda was asked for but torch {torch.__version__} sees no CUDA GPU; use --device cpu"
         )

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from m6rec_bench import compat
 from m6rec_bench.datasets.base import PreparedDataset
-from m6rec_bench.engine import fast_eval, fast_train
 from m6rec_bench.models.registry import ModelEntry
 from m6rec_bench.protocols.cold_item import TRAIN_NEGATIVES, exclude_held_out_negatives
 from m6rec_bench.results.portable import portable_settings
@@ -139,6 +138,8 @@ def train_and_evaluate(
     from its last finished epoch (:mod:`m6rec_bench.engine.checkpoint`).
     """
     from recbole.utils import get_trainer
+
+    from m6rec_bench.engine import fast_eval, fast_train  # torch: imported where a cell trains, not by the planner
 
     with tempfile.TemporaryDirectory(prefix="m6bench-ckpt-") as ckpt:
         b = build(entry, ds, config_dict, ckpt)

@@ -164,6 +164,17 @@ def test_cli_import_listing_and_a_typo_import_no_heavy_stack():
     assert _modules_after(listing_and_typo) == set()
 
 
+def test_planning_a_suite_imports_no_heavy_stack():
+    """``m6bench run`` plans (resolves models, checks the device, estimates) in the parent process
+    without torch or RecBole: the cells' workers import them, so the parent does not pay for them a
+    second time (the workbench's fixed cost over raw RecBole, issue #19)."""
+    dry_run = (
+        "from typer.testing import CliRunner\nfrom m6rec_bench.cli import app\n"
+        "r = CliRunner().invoke(app, ['run', '-d', 'movielens', '-m', 'BPR,LightGCN', '--engine', 'recbole', '--dry-run'])\n"
+        "assert r.exit_code == 0 and 'dry run' in r.output, r.output")
+    assert _modules_after(dry_run) == set()
+
+
 class _ProbeConfig(PluginConfig):
     size: int = 1
 

@@ -77,7 +77,7 @@ def run(
         for name in names:
             registry.get(name)
     if engine is not None:  # before any worker starts: workers inherit the environment
-        from m6rec_bench.engine.fast_eval import set_engine
+        from m6rec_bench.engine.engines import set_engine
 
         set_engine(engine)
     from m6rec_bench.cli.progress import PlainListener, RichListener, plan_lines, resume_hint

@@ -49,7 +49,6 @@ of them with ``replay``'s guarded validation (:func:`near_ties`).
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -58,14 +57,16 @@ import numpy as np
 import torch
 
 from m6rec_bench import compat
+from m6rec_bench.engine.engines import (  # noqa: F401 - re-exported: the engine names
+    DEFAULT_ENGINE,
+    ENGINE_ENV,
+    ENGINES,
+    REPLAY_ENGINES,
+    engine_from_env,
+    set_engine,
+)
 from m6rec_bench.errors import UsageError
 from m6rec_bench.evaluation import PerUserMetrics, _device_of, _score_batch
-
-ENGINE_ENV = "M6BENCH_ENGINE"
-ENGINES = ("replay", "recbole", "fast")
-DEFAULT_ENGINE = "replay"
-#: Engines that train on :mod:`m6rec_bench.engine.fast_train`'s replayed batches.
-REPLAY_ENGINES = ("replay", "fast")
 
 #: Score floats per scoring call (users x items): 8M floats = 32 MiB, all of ml-100k in one call.
 SCORE_BUDGET = 1 << 23
@@ -74,22 +75,6 @@ SCORE_BUDGET = 1 << 23
 #: ``data.label``) sends the pass back to RecBole's own ``Trainer.evaluate``.
 _FILLED = ("rec.topk", "rec.items")
 _UNFILLED = ("rec.score", "rec.meanrank", "data.label")
-
-
-def engine_from_env() -> str:
-    """The engine named by ``M6BENCH_ENGINE`` (:data:`DEFAULT_ENGINE` when unset)."""
-    raw = os.environ.get(ENGINE_ENV, "").strip().lower() or DEFAULT_ENGINE
-    if raw not in ENGINES:
-        raise UsageError(f"{ENGINE_ENV}={raw!r} is not an evaluation engine; use one of: {', '.join(ENGINES)}")
-    return raw
-
-
-def set_engine(engine: str) -> None:
-    """Choose the engine for this process and the workers it starts (``m6bench run --engine``)."""
-    name = engine.strip().lower()
-    if name not in ENGINES:
-        raise UsageError(f"--engine {engine!r} is not an engine; use one of: {', '.join(ENGINES)}")
-    os.environ[ENGINE_ENV] = name
 
 
 @dataclass

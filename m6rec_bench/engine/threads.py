@@ -158,7 +158,7 @@ def conditions() -> dict[str, Any]:
     """What a record keeps of the thread policy and engine it ran under (the load is added by the cell)."""
     import torch
 
-    from m6rec_bench.engine.fast_eval import engine_from_env
+    from m6rec_bench.engine.engines import engine_from_env
 
     return {"cores": cores(), "torch_threads": torch.get_num_threads(), "omp_wait_policy": wait_policy(),
             "parallel_cells": _parallel_cells, "engine": engine_from_env()}
