@@ -13,6 +13,9 @@ busy the shared machine is; the wall seconds are printed beside), the fastest of
   replayed from tensors; LightGCN/NGCF with ``compat``'s CSR propagation) and
   :mod:`m6rec_bench.engine.fast_eval` (large user batches, CSR masks, RecBole's top-k and metric
   classes; no per-user values, as in validation).
+* ``replay`` (validation only): what the default engine's validation runs — the ``fast`` pass plus
+  the near-tie guard (rows whose top-k holds scores within ``fast_eval.NEAR_TIE`` scored again in
+  their RecBole batch); the script checks that its top-k lists are RecBole's and counts those rows.
 * ``torch``: a bare torch loop over the very same model module: the epoch's (user, item, negative)
   tensors (users only for an auto-encoder, as RecBole's ``UserDataLoader``) built up front and cut
   into RecBole's batch size, ``model.calculate_loss`` + Adam; the
@@ -42,6 +45,7 @@ import tempfile
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -188,6 +192,12 @@ def measure(model: str, dataset: str = "ml-100k", train_only: bool = False) -> d
         reference.clear()
         reference.update(trainer.evaluate(b.valid_data, load_best_model=False))  # same weights as the fast pass
         out["eval_fast"] = _timed(lambda: fast.update(fast_eval.evaluate_pass(trainer, b.valid_data, per_user=False).result))
+        guarded: list[Any] = []
+        out["eval_replay"] = _timed(lambda: guarded.append(
+            fast_eval.evaluate_pass(trainer, b.valid_data, engine="replay", per_user=False)))
+        out["replay_rescored"] = guarded[-1].rescored_rows
+        lists = [fast_eval.evaluate_pass(trainer, b.valid_data, engine=e).per_user.top_items for e in ("replay", "recbole")]
+        out["replay_same_lists"] = bool(np.array_equal(np.asarray(lists[0]), np.asarray(lists[1])))
         hist, pos, users = _valid_matrices(b)
         ndcg: list[float] = []
         out["eval_torch"] = _timed(lambda: ndcg.append(torch_eval(b, hist, pos, users)))
@@ -238,7 +248,9 @@ def main() -> None:
         r = rows[-1]
         print(f"{name} on {r['dataset']} ({r['interactions']:,} train interactions): train {r['train_recbole']:.3f}s "
               f"fast {r['train_fast']:.3f}s torch {r['train_torch']:.3f}s | eval recbole {_cell(r, 'eval_recbole', '.4f')}s "
-              f"fast {_cell(r, 'eval_fast', '.4f')}s torch {_cell(r, 'eval_torch', '.4f')}s | "
+              f"fast {_cell(r, 'eval_fast', '.4f')}s replay {_cell(r, 'eval_replay', '.4f')}s "
+              f"(rows re-scored {r.get('replay_rescored', '–')}, RecBole's lists {r.get('replay_same_lists', '–')}) "
+              f"torch {_cell(r, 'eval_torch', '.4f')}s | "
               f"same metrics {r.get('same_metrics', '–')} NDCG@10 {r.get('ndcg@10', '–')} | epoch wall s: recbole "
               f"{r['wall_recbole']:.3f} fast {r['wall_fast']:.3f} torch {r['wall_torch']:.3f} | load {os.getloadavg()[0]:.2f}",
               flush=True)
@@ -247,15 +259,18 @@ def main() -> None:
           f"{load[2]:.2f} at the end; torch threads {torch.get_num_threads()}; {os.cpu_count()} CPUs\n")
     print("CPU seconds (one torch thread), fastest of the timed calls:\n")
     print("| model | train interactions | epoch RecBole s | epoch fast s | epoch torch s | RecBole / torch | fast / torch "
-          "| valid pass RecBole s | valid pass fast s | valid pass torch s | RecBole / fast | fast / torch | same metrics |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "| valid pass RecBole s | valid pass fast s | valid pass replay s | valid pass torch s | RecBole / fast "
+          "| RecBole / replay | replay / torch | same metrics | replay: RecBole's lists (rows re-scored) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
         ev = "eval_recbole" in r
         print(f"| {r['model']} | {r['interactions']:,} | {r['train_recbole']:.3f} | {r['train_fast']:.3f} | {r['train_torch']:.3f} | "
               f"{r['train_recbole'] / r['train_torch']:.2f} | {r['train_fast'] / r['train_torch']:.2f} | "
-              + (f"{r['eval_recbole']:.4f} | {r['eval_fast']:.4f} | {r['eval_torch']:.4f} | "
-                 f"{r['eval_recbole'] / r['eval_fast']:.2f} | {r['eval_fast'] / r['eval_torch']:.2f} | "
-                 f"{'yes' if r['same_metrics'] else 'NO'} |" if ev else "– | – | – | – | – | – |"))
+              + (f"{r['eval_recbole']:.4f} | {r['eval_fast']:.4f} | {r['eval_replay']:.4f} | {r['eval_torch']:.4f} | "
+                 f"{r['eval_recbole'] / r['eval_fast']:.2f} | {r['eval_recbole'] / r['eval_replay']:.2f} | "
+                 f"{r['eval_replay'] / r['eval_torch']:.2f} | {'yes' if r['same_metrics'] else 'NO'} | "
+                 f"{'yes' if r['replay_same_lists'] else 'NO'} ({r['replay_rescored']}) |"
+                 if ev else "– | – | – | – | – | – | – | – | – | – |"))
 
 
 if __name__ == "__main__":
