@@ -86,6 +86,12 @@ def main() -> None:
           f"engine: {_counts([c.get('engine') for c in cond])}; OMP_WAIT_POLICY: {_counts([c.get('omp_wait_policy') for c in cond])}")
     print(f"load average {load0[0]:.2f} / {load0[1]:.2f} / {load0[2]:.2f} before, {load1[0]:.2f} / {load1[1]:.2f} / "
           f"{load1[2]:.2f} after (1 / 5 / 15 min)")
+    print("cells, longest first (set-up + training + evaluation s, epochs run, s per epoch):")
+    for r in sorted(ok, key=lambda r: -((r.get("setup_time_s") or 0) + (r.get("train_time_s") or 0) + (r.get("eval_time_s") or 0))):
+        secs = (r.get("setup_time_s") or 0) + (r.get("train_time_s") or 0) + (r.get("eval_time_s") or 0)
+        epochs = r.get("epochs_run") or 0
+        per = f"{(r.get('train_time_s') or 0) / epochs:.2f}" if epochs else "–"
+        print(f"  {r.get('label') or r['model']} seed {r['seed']}: {secs:.1f} s, {epochs} epochs, {per} s/epoch")
     print(f"records: {runs}")
     sys.exit(proc.returncode)
 
