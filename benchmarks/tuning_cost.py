@@ -144,7 +144,8 @@ def fmt(x: float | None, spec: str = ".1f") -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs-dir", type=Path, default=Path("runs"), help="the tuned suite's --runs-dir")
+    ap.add_argument("--runs-dir", type=Path, nargs="+", default=[Path("runs")],
+                    help="the tuned suite's --runs-dir (several: a model's study with the most finished trials counts)")
     ap.add_argument("--storage", default=None, help="the suite's --tune-storage, if it had one")
     ap.add_argument("--budget", type=int, default=30, help="trials per model of the board to estimate")
     ap.add_argument("--seeds", type=int, default=5, help="final cells per model")
@@ -152,8 +153,15 @@ def main() -> None:
     ap.add_argument("--cells-from", type=Path, default=None,
                     help="runs directory of an untuned suite: cell seconds for models without a study")
     args = ap.parse_args()
-    costs = study_costs(args.storage, args.runs_dir)
+    best: dict[str, StudyCost] = {}
+    for runs in args.runs_dir:
+        for c in study_costs(args.storage, runs):
+            if c.model not in best or c.finished > best[c.model].finished:
+                best[c.model] = c
+    costs = sorted(best.values(), key=lambda c: c.model)
     untuned = cell_seconds(args.cells_from) if args.cells_from else {}
+    shared = shared_with({c.model for c in costs})
+    costs = [c for c in costs if c.model not in shared]  # a study left by older code, which tuned implementations too
     print(f"load average now {' / '.join(f'{x:.2f}' for x in os.getloadavg())}; {len(costs)} studies")
     print("\n| model | trials done (pruned) | running | epochs | seconds | trial 0 epochs | trial 0 s "
           "| other trial: mean epochs | share of trial 0 | mean s | study at budget s |")
@@ -173,7 +181,7 @@ def main() -> None:
     shares = [c.share for c in costs if c.share is not None and (c.default_epochs or 0) > 1]
     share = statistics.median(shares) if shares else None
     measured = {c.model for c in costs if c.model not in unknown}
-    shared = shared_with(set(untuned) | {c.model for c in costs})
+    shared = shared_with(set(untuned) | {c.model for c in costs} | set(shared))
     missing = []
     for model, (cell_s, epochs, has_space) in sorted(untuned.items()):
         if model in measured:
