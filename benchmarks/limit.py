@@ -270,7 +270,7 @@ def main() -> None:
                  f"{r['eval_recbole'] / r['eval_fast']:.2f} | {r['eval_recbole'] / r['eval_replay']:.2f} | "
                  f"{r['eval_replay'] / r['eval_torch']:.2f} | {'yes' if r['same_metrics'] else 'NO'} | "
                  f"{'yes' if r['replay_same_lists'] else 'NO'} ({r['replay_rescored']}) |"
-                 if ev else "– | – | – | – | – | – | – | – | – | – |"))
+                 if ev else "– | – | – | – | – | – | – | – | – |"))
 
 
 if __name__ == "__main__":
