@@ -30,7 +30,7 @@ Engines (``M6BENCH_ENGINE``, ``m6bench run --engine``):
   whose top-k order batched rounding could change, :func:`near_ties`, is scored again in its own
   RecBole batch: every validation list is RecBole's, so the same epochs are chosen), and the test
   pass through RecBole's own loader batches: every number is RecBole's. Training costs 1.0-1.2x
-  plain torch an epoch instead of ~3.4x, validation ~4x less than RecBole's loop
+  plain torch an epoch instead of ~3.4x, validation 3.6-6x less than RecBole's loop
   (``benchmarks/RESULTS.md``).
 - ``recbole``: RecBole's own training loader too — every step RecBole's code (the agreement mode;
   ``tests/test_fast_train.py`` holds ``replay`` equal to it).
