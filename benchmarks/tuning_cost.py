@@ -106,11 +106,9 @@ def study_costs(storage: str | None, runs_dir: Path) -> list[StudyCost]:
 def tunable(model: str) -> bool:
     """Whether ``model`` has anything to tune (a non-empty search space), as ``tune`` decides."""
     from m6rec_bench.models import registry
-    from m6rec_bench.tuning.spaces import probe, search_space
+    from m6rec_bench.tuning.spaces import search_space, suggests_nothing
 
-    space = search_space(registry.get(model))
-    probed = probe(space) if space is not None else None
-    return bool(probed and probed[0])
+    return not suggests_nothing(search_space(registry.get(model)))
 
 
 def shared_with(models: set[str]) -> dict[str, str]:

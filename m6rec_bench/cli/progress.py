@@ -91,14 +91,15 @@ def plan_lines(est: SuiteEstimate, cfg: SuiteConfig) -> list[str]:
                      "without validation gain")
     if cfg.tune_budget:
         head = f"  first: tuning, {cfg.tune_budget} Optuna trials per model"
-        if est.tuning and est.tuning_unknown < len(est.tuning):
+        estimated = bool(est.tuning) and est.tuning_unknown < len(est.tuning)
+        if estimated:
             studies = est.tuning_known / max(1, est.jobs)
             unknown = f" (+{est.tuning_unknown} unmeasured)" if est.tuning_unknown else ""
             lines.append(f"{head}: ~{fmt_duration(studies)}{unknown}")
         else:
             lines.append(f"{head}: not estimated (none measured)")
         lines.append("    (trial 0 = each model's defaults; Hyperband stops weak trials early)")
-        if est.tuning and est.tuning_unknown < len(est.tuning):
+        if estimated:
             lines.append(f"  tuning + cells: {fmt_eta(est.wall_s, est.unknown + est.tuning_unknown)}")
     if est.priors.measured_on:
         lines.append(f"  estimates from {est.priors.measured_on}")

@@ -159,16 +159,18 @@ def build_priors(records: Iterable[Record], interactions: dict[str, int]) -> dic
         free = [r for r in recs if "epochs" not in r.config]
         unbounded = [float(r.epochs_run) for r in free if r.epochs_run]
         unbounded_all += unbounded
-        per_trial = trials.get((row, protocol))
+        studies = trials.get((row, protocol))
+        per_trial = _median(studies.values()) if studies else None
         rows[row][protocol] = {
             "s_per_epoch": _median(r.train_time_s / r.epochs_run for r in free or recs),  # type: ignore[operator]
             "eval_s": _median(r.eval_time_s or 0.0 for r in recs),
             "epochs": _median(unbounded) if unbounded else None,
             "n": len(recs),
-            "trial_epochs": _median(per_trial.values()) if per_trial else None,
+            "trial_epochs": per_trial,
         }
-        if per_trial and unbounded and statistics.median(unbounded) > 1 and _median(per_trial.values()) > 0:
-            shares.append(_median(per_trial.values()) / statistics.median(unbounded))
+        default_epochs = statistics.median(unbounded) if unbounded else 0.0
+        if per_trial and default_epochs > 1:  # a share of a run trained by epochs (not Pop, ItemKNN)
+            shares.append(per_trial / default_epochs)
     datasets = sorted({r.dataset for recs in plain.values() for r in recs})
     return {
         "measured_on": f"{', '.join(datasets)} records on a {' / '.join(sorted(hardware))}, two cells at a time",

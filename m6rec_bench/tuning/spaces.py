@@ -287,6 +287,15 @@ def probe(space: SearchSpace) -> tuple[dict[str, Any], dict[str, Dimension]] | N
     return sample, p.dimensions
 
 
+def suggests_nothing(space: SearchSpace | None) -> bool:
+    """No space, or one whose probe suggests no parameter: the model has nothing to tune and runs its
+    defaults (``tune``'s rule; a space that cannot be probed counts as tunable)."""
+    if space is None:
+        return True
+    probed = probe(space)
+    return probed is not None and probed[0] == {}
+
+
 @functools.cache
 def _recbole_yaml(name: str) -> dict[str, Any]:
     """RecBole's own defaults: ``overall.yaml`` or ``model/<Model>.yaml`` of the installed RecBole."""

@@ -51,7 +51,7 @@ from m6rec_bench.listeners import TuningListener
 from m6rec_bench.models import registry
 from m6rec_bench.resolve import CellSpec, resolve
 from m6rec_bench.training import train_and_evaluate
-from m6rec_bench.tuning.spaces import SearchSpace, default_params, probe, search_space
+from m6rec_bench.tuning.spaces import SearchSpace, default_params, probe, search_space, suggests_nothing
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -372,7 +372,7 @@ def tune(
     direction = "maximize" if probe_config.get("valid_metric_bigger", True) else "minimize"
     result = TuningResult(model=entry.name, dataset=ds.name, protocol=proto.name, budget=n_trials, metric=metric,
                           timeout_s=timeout)
-    if space is None or sample == {}:
+    if suggests_nothing(space):
         result.nothing_to_tune = True
         return result
 
