@@ -6,6 +6,7 @@ The kill and concurrency tests drive real ``m6bench run`` processes on the 150-u
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import json
 import multiprocessing
@@ -39,8 +40,15 @@ def _m6bench(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     )
 
 
+def _files(root: Path, pattern: str) -> list[Path]:
+    """The files under ``root`` matching ``pattern``, while a running m6bench may rename folders
+    under it (an artifact's ``.part`` folder becoming the artifact): ``os.walk`` skips a folder that
+    vanished mid-walk where ``Path.rglob`` raises FileNotFoundError."""
+    return sorted(Path(d) / f for d, _, names in os.walk(root) for f in fnmatch.filter(names, pattern))
+
+
 def _records(runs: Path) -> dict[Path, bytes]:
-    return {p: p.read_bytes() for p in sorted(runs.rglob("seed*.json"))}
+    return {p: p.read_bytes() for p in _files(runs, "seed*.json")}
 
 
 def _wait_for_records(proc: subprocess.Popen[str], runs: Path, n: int, timeout: float = 180) -> None:
@@ -55,7 +63,7 @@ def _wait_for_records(proc: subprocess.Popen[str], runs: Path, n: int, timeout: 
 
 
 def _parts(*roots: Path) -> list[Path]:
-    return [p for root in roots if root.exists() for p in root.rglob("*.part")]
+    return [p for root in roots if root.exists() for p in root.rglob("*.part")]  # after the run: nothing moves
 
 
 def _board_rows(board: Path) -> tuple[set[str], set[str], set[str], set[str]]:

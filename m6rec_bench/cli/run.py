@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -11,6 +11,9 @@ from rich.progress import Progress
 
 from m6rec_bench.cli.common import console, friendly_errors, parse_seeds, split_csv
 from m6rec_bench.errors import UsageError
+
+if TYPE_CHECKING:
+    from m6rec_bench.pipeline import PipelineResult
 
 
 #: ``run --help`` groups its options in these panels, in this order.
@@ -80,13 +83,6 @@ def run(
         from m6rec_bench.engine.engines import set_engine
 
         set_engine(engine)
-    from m6rec_bench.cli.progress import PlainListener, RichListener, plan_lines, resume_hint
-    from m6rec_bench.engine.environment import command_line
-    from m6rec_bench.engine.estimate import Forecast, estimate_suite
-    from m6rec_bench.engine.suite import plan
-    from m6rec_bench.pipeline import PipelineConfig, pipeline
-    from m6rec_bench.engine.threads import default_jobs
-
     cli = {
         "datasets": dataset or None, "protocols": protocol or None, "models": names,
         "seeds": parse_seeds(seeds), "epochs": epochs, "device": device, "ablation": ablation,
@@ -95,6 +91,36 @@ def run(
         "tune_budget": tune_budget, "tune_timeout": tune_timeout, "tune_epochs": tune_epochs,
         "tune_storage": tune_storage, "executor": executor, "scheduler": scheduler,
     }
+    from m6rec_bench.engine.executors import worker_ahead
+
+    # the first worker starts importing torch and RecBole now, while the suite is planned here
+    with worker_ahead(None if dry_run else (executor or "local")):
+        result = _plan_and_run(cli, config, dry_run)
+    if result is None:
+        return
+    for t in result.tuning:
+        if not t.nothing_to_tune:
+            best = f"best valid {t.metric} {t.best_value:.4f} (trial {t.best_trial})" if t.best_trial is not None else "no trial completed"
+            console.print(f"tuned {t.model}: {t.n_trials}/{t.budget} trials, {best}; study {t.study_name}", highlight=False)
+    for board, paths in result.boards:
+        console.print(f"leaderboard [bold]{escape(f'{board.dataset}/{board.slug}')}[/bold]: {escape(str(paths['md']))}", highlight=False)
+    done = len(result.records)
+    console.print(f"{done} cells: {done - len(result.failed)} finished ({result.reused} reused), {len(result.failed)} failed")
+    if result.failed:
+        for rec in result.failed:
+            console.print(f"  [red]✗[/red] {escape(f'{rec.label or rec.model} seed {rec.seed}: {rec.reason}')}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _plan_and_run(cli: dict[str, Any], config: Path | None, dry_run: bool) -> PipelineResult | None:
+    """Build the suite from the options (and ``--config``), print its plan, and run it (None: ``--dry-run``)."""
+    from m6rec_bench.cli.progress import PlainListener, RichListener, plan_lines, resume_hint
+    from m6rec_bench.engine.environment import command_line
+    from m6rec_bench.engine.estimate import Forecast, estimate_suite
+    from m6rec_bench.engine.suite import plan
+    from m6rec_bench.pipeline import PipelineConfig, pipeline
+    from m6rec_bench.engine.threads import default_jobs
+
     if config is not None:
         cfg = PipelineConfig.from_yaml(config, **cli)
     else:
@@ -109,7 +135,7 @@ def run(
         typer.echo(line)
     if dry_run:
         typer.echo("dry run: nothing was run or written")
-        return
+        return None
     forecast = Forecast(estimate)
     listener: PlainListener | RichListener | None = None
     try:
@@ -125,15 +151,4 @@ def run(
             exc.add_note(resume_hint(cfg, len(listener.finished)))
         raise
 
-    for t in result.tuning:
-        if not t.nothing_to_tune:
-            best = f"best valid {t.metric} {t.best_value:.4f} (trial {t.best_trial})" if t.best_trial is not None else "no trial completed"
-            console.print(f"tuned {t.model}: {t.n_trials}/{t.budget} trials, {best}; study {t.study_name}", highlight=False)
-    for board, paths in result.boards:
-        console.print(f"leaderboard [bold]{escape(f'{board.dataset}/{board.slug}')}[/bold]: {escape(str(paths['md']))}", highlight=False)
-    done = len(result.records)
-    console.print(f"{done} cells: {done - len(result.failed)} finished ({result.reused} reused), {len(result.failed)} failed")
-    if result.failed:
-        for rec in result.failed:
-            console.print(f"  [red]✗[/red] {escape(f'{rec.label or rec.model} seed {rec.seed}: {rec.reason}')}", highlight=False)
-        raise typer.Exit(1)
+    return result

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from m6rec_bench.engine import threads as thread_policy
 from m6rec_bench.engine.threads import IN_PROCESS_ENV, in_process  # noqa: F401 - re-exported
-from m6rec_bench.engine.workers import WorkerPool
+from m6rec_bench.engine.workers import WorkerPool, start_ahead, stop_ahead
 from m6rec_bench.errors import M6BenchError, Terminated, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,6 +62,32 @@ class Pool:
     threads: int | None
     events: queue.SimpleQueue[tuple[Future[Any], Any]] | None = None
     parallel: bool = True
+
+
+#: What a worker started ahead of its first cell imports meanwhile (``"module:function"``).
+PRELOAD = "m6rec_bench.engine.preload:preload"
+
+
+@contextlib.contextmanager
+def worker_ahead(kind: str | None = "local") -> Iterator[None]:
+    """While inside, the first local worker is already starting — its interpreter, torch, RecBole
+    (:data:`PRELOAD`) — so that the command's own work (reading options, planning, resolving the
+    dataset) overlaps it instead of preceding it; the first pool opened inside adopts it
+    (:func:`~m6rec_bench.engine.workers.start_ahead`), and one left unadopted (every cell reused, an
+    error while planning) is ended on the way out. Nothing happens for ``kind`` other than ``local``
+    (Dask, or None: not running) or with ``M6BENCH_IN_PROCESS=1``.
+
+    Enter it after anything that sets the environment workers inherit (``--engine``), from the
+    main thread."""
+    if kind != "local" or in_process():
+        yield
+        return
+    thread_policy.prefer_passive_wait()  # the worker's OpenMP reads it when it imports torch
+    start_ahead(PRELOAD)
+    try:
+        yield
+    finally:
+        stop_ahead()
 
 
 @contextlib.contextmanager
@@ -97,6 +123,7 @@ def open_pool(kind: str = "local", *, jobs: int = 1, scheduler: str | None = Non
         raise UsageError(f"--executor '{kind}' is not known; use one of {', '.join(KINDS)}")
     if not scheduler:
         raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT (the address `dask scheduler` prints)")
+    stop_ahead()  # a local worker started ahead (a suite file asked for Dask): not needed
     client = connect(scheduler)
     try:
         yield Pool(client.get_executor(pure=False), f"Dask scheduler {scheduler}", None)
