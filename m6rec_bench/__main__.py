@@ -1,3 +1,3 @@
-from m6rec_bench.cli import main
+from m6rec_bench.launch import main
 
 main()

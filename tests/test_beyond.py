@@ -59,6 +59,25 @@ def test_chunked_gram_equals_one_list_at_a_time(monkeypatch):
     assert chunked["ild@10"] == pytest.approx(np.mean(per_list))
 
 
+def test_ild_equals_the_mean_pairwise_cosine_distance_of_each_list():
+    """ILD is computed from sums of item vectors; it must equal the definition, pair by pair — with
+    the padding item 0, an item unseen in training (zero vector) and a repeated item in the lists."""
+    rng = np.random.default_rng(3)
+    train = (rng.random((50, 31)) < 0.25).astype(float)
+    train[:, [0, 30]] = 0  # the padding column, and item 30 never seen in training
+    stats = beyond.ItemStats.from_matrix(sp.csr_matrix(train))
+    assert stats.vectors[[0, 30]].nnz == 0
+    lists = np.stack([rng.choice(np.arange(0, 31), 6, replace=False) for _ in range(17)])
+    lists[2, 0] = 30
+    lists[0, :2] = 0
+    lists[1, 1] = lists[1, 0]
+    expected = []
+    for row in lists:
+        cos = stats.cosine(row)
+        expected.append(np.mean([1.0 - cos[a, b] for a in range(6) for b in range(a + 1, 6)]))
+    assert beyond.list_metrics(lists, stats)["ild@6"] == pytest.approx(np.mean(expected), abs=1e-12)
+
+
 def test_sequential_training_rows_count_every_item_of_their_lists():
     from recbole.data.interaction import Interaction
 

@@ -20,9 +20,17 @@ psutil = pytest.importorskip("psutil")
 MARK = "M6_WORKER_AHEAD_TEST"
 
 
+WARMED: list[str] = []
+
+
 def warm() -> None:
     """The ``warm`` step the worker runs while it waits (in the worker): leaves a trace to see."""
-    os.environ[MARK + "_WARM"] = "warmed"
+    WARMED.append("warmed")
+
+
+def warmed() -> list[str]:
+    """A task (in the worker): what :func:`warm` left there."""
+    return WARMED
 
 
 def set_mark(value: str) -> None:
@@ -58,16 +66,22 @@ def _no_worker_left():
     stop_ahead()  # a failing test must not leave one waiting for the next
 
 
-def test_the_pool_adopts_the_worker_started_ahead_and_runs_its_initializer_there():
+def test_the_pool_adopts_the_worker_started_ahead_and_runs_its_initializer_there(monkeypatch):
+    monkeypatch.setenv(MARK + "_GONE", "set when the worker started")
     start_ahead(f"{__name__}:warm")
     start_ahead(f"{__name__}:warm")  # a no-op while one waits
     pid = _ahead_pid()
+    # options read after the worker started (``--engine``): a fresh worker would inherit them
+    monkeypatch.setenv(MARK + "_LATE", "set afterwards")
+    monkeypatch.delenv(MARK + "_GONE")
     pool = WorkerPool(1, initializer=set_mark, initargs=("from the pool",))
     try:
         assert pool.submit(os.getpid).result(timeout=60) == pid
         assert workers._ahead is None  # taken by the pool
         assert pool.submit(read_env, MARK).result(timeout=60) == "from the pool"
-        assert pool.submit(read_env, MARK + "_WARM").result(timeout=60) == "warmed"
+        assert pool.submit(warmed).result(timeout=60) == ["warmed"]
+        assert pool.submit(read_env, MARK + "_LATE").result(timeout=60) == "set afterwards"
+        assert pool.submit(read_env, MARK + "_GONE").result(timeout=60) is None
         assert pool.submit(pow, 2, 10).result(timeout=60) == 1024
     finally:
         pool.shutdown()

@@ -12,7 +12,6 @@ from m6rec_bench.cli.reproduce import reproduce
 from m6rec_bench.cli.run import run
 from m6rec_bench.cli.serve import serve
 from m6rec_bench.cli.tune import tune
-from m6rec_bench.engine import threads as thread_policy
 
 app = typer.Typer(
     name="m6bench",
@@ -33,10 +32,3 @@ app.command("publish")(publish)
 app.command("reproduce")(reproduce)
 app.command("serve")(serve)
 app.command("explain")(explain)
-
-
-def main() -> None:
-    """Console-script entry point. The OpenMP wait policy is set first: it counts only when set before
-    torch loads (m6rec_bench.engine.threads), and the command's worker processes inherit it."""
-    thread_policy.prefer_passive_wait()
-    app()

@@ -74,12 +74,12 @@ def worker_ahead(kind: str | None = "local") -> Iterator[None]:
     (:data:`PRELOAD`) — so that the command's own work (reading options, planning, resolving the
     dataset) overlaps it instead of preceding it; the first pool opened inside adopts it
     (:func:`~m6rec_bench.engine.workers.start_ahead`), and one left unadopted (every cell reused, an
-    error while planning) is ended on the way out. Nothing happens for ``kind`` other than ``local``
-    (Dask, or None: not running) or with ``M6BENCH_IN_PROCESS=1``.
-
-    Enter it after anything that sets the environment workers inherit (``--engine``), from the
-    main thread."""
+    error while planning) is ended on the way out. :func:`m6rec_bench.launch.main` may have started
+    it already, from a guess at the arguments; this settles the guess: for ``kind`` other than
+    ``local`` (Dask, or None: not running) or with ``M6BENCH_IN_PROCESS=1`` a worker started ahead
+    is ended and none is started. Call it from the main thread."""
     if kind != "local" or in_process():
+        stop_ahead()
         yield
         return
     thread_policy.prefer_passive_wait()  # the worker's OpenMP reads it when it imports torch
