@@ -3,8 +3,10 @@
 Everything here sits at the edge where a file enters (a suite YAML, ``datasets.yaml``, a record
 given to ``reproduce`` or ``leaderboard build``, an artifact's ``meta.json``). Python's own readers
 fail on hostile input with exceptions no user can act on — ``UnicodeDecodeError`` on a binary
-file, ``RecursionError`` on ``[[[[…]]]]`` nested 100 000 deep, a many-line ``ValidationError`` —
-so each function turns them into an error that names the file and says what to do.
+file, ``RecursionError`` on ``[[[[…]]]]`` nested 100 000 deep (at a depth that moves with the
+recursion limit), a YAML file of 500 bytes whose aliases (``*a``) expand to 10⁸ values once the
+settings are walked, a many-line ``ValidationError`` — so each function turns them into an error
+that names the file and says what to do.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ MAX_TEXT_BYTES = 8 << 20
 #: Deepest JSON nesting accepted: records and artifact metadata nest 4 levels; the C decoder
 #: recurses once per level and overflows the stack around 1000 (``RecursionError``).
 MAX_JSON_DEPTH = 64
+#: Deepest YAML nesting accepted (suite files and ``datasets.yaml`` nest 4-5 levels). PyYAML's
+#: composer recurses (several frames a level), so the depth is checked from the scanner's tokens first.
+MAX_YAML_DEPTH = 64
+#: Most values (scalars and collections, aliases counted at each use) a YAML file may expand to:
+#: real suite files have a few hundred; a "billion laughs" file is rejected before anything walks it.
+MAX_YAML_VALUES = 100_000
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
@@ -84,6 +92,87 @@ def loads_json(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise UntrustedInputError(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     except RecursionError:  # pragma: no cover - the depth check above comes first
         raise UntrustedInputError("JSON nested too deeply") from None
+
+
+def yaml_depth(text: str, stop_above: int | None = None) -> int:
+    """The deepest nesting of collections in YAML ``text``, counted on the scanner's tokens (the
+    scanner does not recurse; a block sequence written without indentation under a mapping key adds
+    no level here, so the true depth is at most twice this). Scanning stops once the depth passes
+    ``stop_above`` (the scanner slows down with depth: 0.35 s for 1,000 ``[``). Raises
+    ``yaml.YAMLError`` when the text does not scan."""
+    import yaml
+    from yaml import tokens as t
+
+    opening = (t.BlockMappingStartToken, t.BlockSequenceStartToken, t.FlowMappingStartToken, t.FlowSequenceStartToken)
+    closing = (t.BlockEndToken, t.FlowMappingEndToken, t.FlowSequenceEndToken)
+    depth = deepest = 0
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, opening):
+            depth += 1
+            deepest = max(deepest, depth)
+            if stop_above is not None and deepest > stop_above:
+                break
+        elif isinstance(token, closing):
+            depth -= 1
+    return deepest
+
+
+def yaml_values(node: Any) -> int:
+    """How many values the composed YAML ``node`` holds once its aliases are followed (each alias
+    counts its target's values again; counts stop a little past :data:`MAX_YAML_VALUES`), without
+    expanding anything: one memoised pass over the node graph. An alias inside its own anchor
+    (``&a [*a]``, a structure that contains itself) raises :class:`UntrustedInputError`."""
+    import yaml
+
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(node, False)]
+    while stack:
+        current, done = stack.pop()
+        key = id(current)
+        if isinstance(current, yaml.SequenceNode):
+            children = list(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            children = [part for pair in current.value for part in pair]
+        else:
+            size[key] = 1
+            continue
+        if done:
+            size[key] = min(1 + sum(size[id(c)] for c in children), MAX_YAML_VALUES + 1)
+            on_path.discard(key)
+        elif key in on_path:
+            raise UntrustedInputError("YAML whose alias refers to the collection it is in (a structure that "
+                                      "contains itself)")
+        elif key not in size:
+            on_path.add(key)
+            stack.append((current, True))
+            stack.extend((c, False) for c in children if id(c) not in size)
+    return size[id(node)]
+
+
+def compose_yaml(text: str, *, max_depth: int = MAX_YAML_DEPTH, max_values: int = MAX_YAML_VALUES) -> tuple[Any, Any]:
+    """Safe-load YAML ``text`` from a user: ``(data, node)`` (the node tree names lines in errors).
+
+    Refuses nesting deeper than ``max_depth`` and aliases that expand to more than ``max_values``
+    values (:class:`UntrustedInputError`); a malformed file raises ``yaml.YAMLError`` as
+    ``yaml.safe_load`` does. Only YAML's plain types are built (``SafeLoader``): no tag runs code.
+    """
+    import yaml
+
+    if yaml_depth(text, stop_above=max_depth) > max_depth:
+        raise UntrustedInputError(f"YAML nested more than {max_depth} levels deep (at most {max_depth} accepted)")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        values = yaml_values(node)
+        if values > max_values:
+            raise UntrustedInputError(f"YAML that expands to more than {max_values:,} values through its aliases "
+                                      "(*name); write the values out or use fewer aliases")
+        return loader.construct_document(node), node
+    finally:
+        loader.dispose()
 
 
 def validation_summary(exc: ValidationError, *, prefix: str = "", limit: int = 3) -> str:

@@ -150,6 +150,10 @@ def _cuda(ctx: Ctx) -> list[str]:
 H = "user_id:token\titem_id:token\trating:float\n"
 #: JSON nested far deeper than Python's recursion limit: ``json.loads`` raises RecursionError.
 DEEP_JSON = '{"schema_version": ' + "[" * 100_000 + "]" * 100_000 + "}"
+#: "Billion laughs": 8 aliases of 10, 10^8 strings once expanded, in ~550 bytes (the anchors inside
+#: a setting a suite may hold: overrides of BPR's ``embedding_size``).
+LAUGHS = "[" + ", ".join(['&a0 ["x","x","x","x","x","x","x","x","x","x"]']
+                         + [f"&a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]) + "]"
 #: Enough interactions for 3 users and 3 items to pass the row checks (each user has 3).
 ROWS = "".join(f"{u}\t{10 + i}\t4\n" for u in (1, 2, 3) for i in range(3))
 
@@ -269,7 +273,11 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], int, str]] = [
                                              "-d", c.slice), 2,
      r"suite config .*suite\.yaml is not UTF-8 text \(byte 0xe9 on line 2\) — save it as UTF-8"),
     ("suite file nested too deeply", lambda c: c.suite("models: " + "[" * 1000 + "]" * 1000 + "\n"), 2,
-     r"suite config .*suite\.yaml is nested too deeply"),
+     r"suite config .*suite\.yaml cannot be a suite: YAML nested more than 64 levels deep"),
+    ("suite file whose aliases expand to 10^8 values", lambda c: c.suite(f"models: [BPR]\noverrides:\n  BPR: {{embedding_size: {LAUGHS}}}\n"),
+     2, r"suite config .*suite\.yaml cannot be a suite: YAML that expands to more than 100,000 values through its aliases"),
+    ("suite file that contains itself", lambda c: c.suite("models: &m [BPR, *m]\n"), 2,
+     r"suite config .*suite\.yaml cannot be a suite: YAML whose alias refers to the collection it is in"),
     ("empty suite file", lambda c: c.suite(""), 2, r"suite config .*suite\.yaml is empty — write the settings to run"),
     ("suite file of comments only", lambda c: c.suite("# models: [Pop]\n"), 2, r"suite config .*suite\.yaml is empty"),
     ("binary datasets.yaml", lambda c: c.monkeypatch.setenv("M6BENCH_DATASETS_YAML", c.binary("datasets.yaml", b"\0\1\2\xff"))
@@ -278,7 +286,9 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], int, str]] = [
         "M6BENCH_DATASETS_YAML", c.binary("datasets.yaml", "datasets:\n  - name: caf\xe9\n".encode("latin-1")))
      or c.run("-d", "movielens", "-m", "Pop"), 2, r"dataset registry .*datasets\.yaml is not UTF-8 text \(byte 0xe9 on line 2\)"),
     ("datasets.yaml nested too deeply", lambda c: c.registry("datasets: " + "[" * 1000 + "]" * 1000 + "\n") or c.run("-d", "x"), 2,
-     r"datasets\.yaml: malformed YAML: nested too deeply"),
+     r"datasets\.yaml: malformed YAML: YAML nested more than 64 levels deep"),
+    ("datasets.yaml whose aliases expand to 10^8 values", lambda c: c.registry(f"datasets: {LAUGHS}\n") or c.run("-d", "x"), 2,
+     r"datasets\.yaml: malformed YAML: YAML that expands to more than 100,000 values through its aliases"),
     # ---- seeds numpy / torch / RecBole cannot take
     ("negative seed in --seeds", lambda c: c.run("-d", c.slice, "-m", "Pop", "--seeds", "-5,2020"), 2,
      r"--seeds -5,2020: seed -5 is out of range: seeds are whole numbers from 0 to 4294967295"),

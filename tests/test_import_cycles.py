@@ -100,7 +100,6 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     on: set[str] = set()
     out: list[list[str]] = []
     counter = [0]
-    sys.setrecursionlimit(max(10_000, sys.getrecursionlimit()))
 
     def strong(v: str) -> None:
         index[v] = low[v] = counter[0]
@@ -124,9 +123,14 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
             if len(comp) > 1:
                 out.append(sorted(comp))
 
-    for v in sorted(graph):
-        if v not in index:
-            strong(v)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(10_000, limit))
+    try:  # restored after: later tests must see the interpreter's own limit
+        for v in sorted(graph):
+            if v not in index:
+                strong(v)
+    finally:
+        sys.setrecursionlimit(limit)
     return out
 
 

@@ -3,7 +3,9 @@
 Each test runs a cell uninterrupted (record A), then the same cell in a fresh store, interrupted
 (``KeyboardInterrupt`` from ``on_epoch``, or raised inside the next epoch's training as a kill
 would), then again (record B): B must equal A exactly and the second run must train only the
-epochs after the checkpoint (:mod:`m6rec_bench.engine.checkpoint`).
+epochs after the checkpoint (:mod:`m6rec_bench.engine.checkpoint`). The cells here train for
+well under a second, so the tests save after every epoch (``M6BENCH_CHECKPOINT_EVERY=0``) except
+those of the interval itself.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from m6rec_bench.results import RecordStore
 from m6rec_bench.results.record import Record
 
 _uninterrupted: dict[str, Record] = {}
+
+
+@pytest.fixture(autouse=True)
+def _every_epoch(monkeypatch):
+    monkeypatch.setenv(checkpoint.EVERY_ENV, "0")
 
 
 def _run(spec: CellSpec, store: RecordStore, ds, on_epoch=None) -> Record:
@@ -174,6 +181,53 @@ def test_a_checkpoint_of_another_shape_is_rolled_back_and_training_starts_over(m
     assert "does not fit the model" in caplog.text
     assert seen == [0, 1, 2, 3, 4]
     _assert_same(a, b)  # the weights it had already loaded were put back to the fresh ones
+
+
+def test_a_cell_interrupted_before_its_first_checkpoint_is_due_starts_over(ml100k_slice, tmp_path, tmp_path_factory,
+                                                                          monkeypatch):
+    spec = CellSpec(dataset=ml100k_slice.name, model="BPR", epochs=5)
+    a = _baseline(spec, ml100k_slice, tmp_path_factory)
+    monkeypatch.setenv(checkpoint.EVERY_ENV, "3600")  # an hour: no epoch of this cell is due
+    store, seen = RecordStore(tmp_path / "runs"), []
+
+    def interrupt(epoch: int, _score: float) -> None:
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(spec, store, ml100k_slice, on_epoch=interrupt)
+    assert not list(store.root.glob(f"{checkpoint.INPROGRESS}/*/*.safetensors"))  # nothing was written
+    b = _run(spec, store, ml100k_slice, on_epoch=lambda e, s: seen.append(e))
+    assert seen == [0, 1, 2, 3, 4]
+    _assert_same(a, b)
+
+
+def test_checkpoints_follow_the_interval_in_seconds(ml100k_slice, tmp_path, monkeypatch):
+    """Interval 10 s, a clock at 4 s × the epochs validated: epoch 3 (12 s) is the first save due,
+    epoch 6 (24 s, 12 s after that write) the next."""
+    validated: list[int] = []
+    monkeypatch.setattr(checkpoint, "_now", lambda: 4.0 * len(validated))
+    monkeypatch.setenv(checkpoint.EVERY_ENV, "10")
+    store, written = RecordStore(tmp_path / "runs"), []
+    original = checkpoint.atomic_write_json
+
+    def noting(path, data):
+        written.append(data["epoch"])
+        return original(path, data)
+
+    monkeypatch.setattr(checkpoint, "atomic_write_json", noting)
+    spec = CellSpec(dataset=ml100k_slice.name, model="BPR", epochs=8)
+    assert _run(spec, store, ml100k_slice, on_epoch=lambda e, s: validated.append(e)).status == "ok"
+    assert validated == list(range(8)) and written == [3, 6]
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1", "nan"])
+def test_a_checkpoint_interval_that_is_not_seconds_is_a_usage_error(raw, monkeypatch):
+    from m6rec_bench.errors import UsageError
+
+    monkeypatch.setenv(checkpoint.EVERY_ENV, raw)
+    with pytest.raises(UsageError, match=checkpoint.EVERY_ENV):
+        checkpoint.every_s()
 
 
 def test_a_forced_rerun_discards_the_checkpoint(ml100k_slice, tmp_path):

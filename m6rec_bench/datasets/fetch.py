@@ -30,6 +30,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from m6rec_bench.envvars import env_number
 from m6rec_bench.errors import ChecksumError, DataError, UsageError
 from m6rec_bench.io import atomic_path
 
@@ -45,20 +46,6 @@ DEFAULT_MAX_EXTRACT = 64 << 30
 #: Largest ratio of extracted bytes to archive bytes (``M6BENCH_EXTRACT_MAX_RATIO``): rating tables
 #: compress 3-10x, a deflate bomb ~1000x.
 MAX_RATIO = 100.0
-
-
-def _limit(env: str, default: float) -> float:
-    """A positive number from the environment variable ``env``, or ``default``."""
-    raw = os.environ.get(env)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise UsageError(f"{env}={raw!r} must be a positive number")
-    return value
 
 
 def _size(n: float) -> str:
@@ -120,8 +107,8 @@ def download(
     """
     algo, expected = parse_checksum(checksum)
     dest = Path(dest)
-    deadline = deadline if deadline is not None else _limit("M6BENCH_DOWNLOAD_DEADLINE", DEFAULT_DEADLINE_S)
-    max_bytes = int(max_bytes if max_bytes is not None else _limit("M6BENCH_DOWNLOAD_MAX_BYTES", DEFAULT_MAX_DOWNLOAD))
+    deadline = deadline if deadline is not None else env_number("M6BENCH_DOWNLOAD_DEADLINE", DEFAULT_DEADLINE_S)
+    max_bytes = int(max_bytes if max_bytes is not None else env_number("M6BENCH_DOWNLOAD_MAX_BYTES", DEFAULT_MAX_DOWNLOAD))
     start = time.monotonic()
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     with atomic_path(dest) as tmp:
@@ -238,7 +225,7 @@ class _Budget:
     def _error(self, what: str) -> DataError:
         return DataError(
             f"archive {self.archive} ({_size(self.archive_bytes)}) {what}, over the limit of {_size(self.limit)} "
-            f"(at most {_limit('M6BENCH_EXTRACT_MAX_RATIO', MAX_RATIO):g}x the archive, "
+            f"(at most {env_number('M6BENCH_EXTRACT_MAX_RATIO', MAX_RATIO):g}x the archive, "
             "M6BENCH_EXTRACT_MAX_RATIO / M6BENCH_EXTRACT_MAX_BYTES) — nothing was extracted; the file is corrupt or "
             "a zip bomb"
         )
@@ -246,8 +233,8 @@ class _Budget:
 
 def _budget(archive: Path, label: str) -> _Budget:
     size = archive.stat().st_size
-    ratio = _limit("M6BENCH_EXTRACT_MAX_RATIO", MAX_RATIO)
-    cap = _limit("M6BENCH_EXTRACT_MAX_BYTES", DEFAULT_MAX_EXTRACT)
+    ratio = env_number("M6BENCH_EXTRACT_MAX_RATIO", MAX_RATIO)
+    cap = env_number("M6BENCH_EXTRACT_MAX_BYTES", DEFAULT_MAX_EXTRACT)
     return _Budget(label, size, int(min(cap, max(ratio * size, 1 << 20))))
 
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from m6rec_bench.errors import UsageError
 from m6rec_bench.lookup import Registry as Lookup
-from m6rec_bench.untrusted import read_text
+from m6rec_bench.untrusted import UntrustedInputError, compose_yaml, read_text
 from m6rec_bench.names import is_slug, slug
 
 ENV_VAR = "M6BENCH_DATASETS_YAML"
@@ -244,11 +244,10 @@ def registry_path() -> Path:
 
 
 def _compose(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
-    """Safe-load ``text`` keeping the node tree, so errors can name a line."""
-    loader = yaml.SafeLoader(text)
+    """Safe-load ``text`` keeping the node tree, so errors can name a line (:func:`compose_yaml`:
+    nesting and alias expansion bounded)."""
     try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        return compose_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -256,11 +255,9 @@ def _compose(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
         raise UsageError(f"{path}{where}: malformed YAML: {problem} — fix the file and retry") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: malformed YAML: {exc} — fix the file and retry") from None
-    except RecursionError:
-        raise UsageError(f"{path}: malformed YAML: nested too deeply to be a dataset registry — fix the file and retry") from None
-    finally:
-        loader.dispose()
-    return data, node
+    except UntrustedInputError as exc:
+        raise UsageError(f"{path}: malformed YAML: {exc}; a dataset registry nests a few levels — fix the file "
+                         "and retry") from None
 
 
 def _entry_lines(node: yaml.Node | None) -> list[int]:

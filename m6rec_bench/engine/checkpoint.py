@@ -2,8 +2,9 @@
 
 Without them a cell killed in its 27th epoch (Ctrl-C, ``kill -9``, a lost worker) trains again
 from epoch 0 on the next run of the same command. :class:`EpochCheckpoints` hooks into RecBole's
-``Trainer.fit`` (no copy of its loop): after every finished epoch it writes everything the rest of
-the loop reads, and a later run of the same cell id puts it all back and sets
+``Trainer.fit`` (no copy of its loop): after a finished epoch — the first one that ends
+:data:`DEFAULT_EVERY_S` seconds (``M6BENCH_CHECKPOINT_EVERY``) or more after the last save, or every
+epoch with ``M6BENCH_CHECKPOINT_EVERY=0`` — it writes everything the rest of the loop reads, and a later run of the same cell id puts it all back and sets
 ``trainer.start_epoch``, so the continuation is the uninterrupted run, bit for bit on CPU:
 
 - the model's ``state_dict``, its ``other_parameter()`` (RecBole's non-parameter state, e.g.
@@ -47,9 +48,12 @@ training starts at epoch 0. Applying one is all-or-nothing (the fresh state is c
 put back if anything fails). A write that fails (full disk) turns checkpoints off for the cell with
 a warning; the cell itself goes on.
 
-Cost, measured on full ml-100k (1 torch thread, shared CPU): a save takes 0.1-0.2 s per epoch for
-BPR and LightGCN (2-3 s and 12 s epochs): 170k parameters, Adam's two moments and the best
-weights, plus the fingerprints of the unsaved attributes (LightGCN's sparse adjacency).
+Cost, measured on full ml-100k (1 torch thread, quiet 2-core machine, 20 epochs each): a save takes
+16 ms (BPR), 29 ms (LightGCN), 34 ms (NeuMF) and 170 ms (MultiVAE: 2.3 M parameters, Adam's two
+moments and the best weights) — parameters, moments, best weights, the SHA-256 of the file, the
+fingerprints of the unsaved attributes — against epochs of 0.2-0.6 s (NeuMF 3 s): saved after every
+epoch, checkpoints were 5-9 % of BPR's and LightGCN's training and 34 % of MultiVAE's. Hence the
+interval: an interrupted cell trains again at most ~30 s (plus the epoch it was in).
 On CUDA the RNG states are saved too, but a continuation is only as deterministic as the kernels
 (the bit-identical guarantee is tested on CPU).
 """
@@ -70,6 +74,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from m6rec_bench.envvars import env_number
 from m6rec_bench.io import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -78,6 +83,10 @@ FORMAT = 1
 STATE = "state.json"
 #: The folder (under a runs directory) holding the checkpoints of cells that are still running.
 INPROGRESS = ".inprogress"
+#: Environment variable: the least seconds of training between two checkpoints of a cell (0: every epoch).
+EVERY_ENV = "M6BENCH_CHECKPOINT_EVERY"
+#: Its default: what an interrupted cell may have to train again, against what saving costs (see above).
+DEFAULT_EVERY_S = 30.0
 
 _SCALARS = (bool, int, float, str, type(None))
 #: Attributes every ``nn.Module`` has; the module's parameters and buffers are in its state_dict.
@@ -265,8 +274,19 @@ def _rng_objects(roots: Iterable[tuple[str, Any]], depth: int = 2) -> dict[str, 
 # ------------------------------------------------------------------ the hook
 
 
+def _now() -> float:
+    """The clock of the checkpoint interval (a function, so that tests can move it)."""
+    return time.perf_counter()
+
+
+def every_s() -> float:
+    """Seconds of training between two checkpoints: ``$M6BENCH_CHECKPOINT_EVERY`` or :data:`DEFAULT_EVERY_S`."""
+    return env_number(EVERY_ENV, DEFAULT_EVERY_S, zero_ok=True)
+
+
 class EpochCheckpoints:
-    """Save a trainer's full state after each finished epoch under ``folder``; resume from it.
+    """Save a trainer's full state after finished epochs under ``folder``, at most every ``every``
+    seconds (default :func:`every_s`; 0: after each epoch); resume from it.
 
     ``trainer`` is RecBole's (after :func:`m6rec_bench.compat.keep_best_in_memory`, whose ``best``
     dict is passed here), ``loaders`` the cell's train, valid and test dataloaders, and
@@ -276,7 +296,7 @@ class EpochCheckpoints:
     """
 
     def __init__(self, folder: str | Path, trainer: Any, loaders: Sequence[Any], best: dict[str, Any],
-                 epochs_seen: list[int], *, cell_id: str) -> None:
+                 epochs_seen: list[int], *, cell_id: str, every: float | None = None) -> None:
         from recbole.trainer import Trainer
 
         self.folder, self.trainer, self.best, self.epochs_seen = Path(folder), trainer, best, epochs_seen
@@ -284,7 +304,8 @@ class EpochCheckpoints:
         self.finished = False
         #: Training seconds spent before this run by the runs this one continues (0.0 when fresh).
         self.prior_train_time = 0.0
-        self._t0 = time.perf_counter()
+        self.every = every_s() if every is None else every
+        self._t0, self._last_write = time.perf_counter(), _now()
         self._loaders = list(loaders)
         self._last_saved = -1
         self._disabled: str | None = None
@@ -312,8 +333,11 @@ class EpochCheckpoints:
         self.trainer._train_epoch = _train_epoch
 
     def save(self, epoch: int) -> None:
-        """Write the state after ``epoch`` (atomically; the previous checkpoint stays valid until then)."""
+        """Write the state after ``epoch`` (atomically; the previous checkpoint stays valid until
+        then) when :attr:`every` seconds have passed since the last write (or the start of training)."""
         self._last_saved = epoch
+        if self._disabled is None and _now() - self._last_write < self.every:
+            return
         if self._disabled is None:
             try:
                 state, tensors = self._capture(epoch)
@@ -334,6 +358,7 @@ class EpochCheckpoints:
             for old in self.folder.glob("epoch-*.safetensors"):
                 if old.name != name:
                     old.unlink(missing_ok=True)
+            self._last_write = _now()
         except OSError as exc:  # a full disk must not fail the cell: it only loses the checkpoint
             self._disabled = f"writing {self.folder} failed ({exc})"
             self._warn_disabled()
@@ -344,7 +369,7 @@ class EpochCheckpoints:
         Sets ``trainer.start_epoch`` (to ``epochs`` when training had finished: then call ``fit``
         with ``saved=False`` — see :attr:`finished`). Returns whether training resumes.
         """
-        self._t0 = time.perf_counter()
+        self._t0, self._last_write = time.perf_counter(), _now()
         if self._disabled is not None:  # known before training: a trainer with its own loop
             self._warn_disabled()
             return False

@@ -34,7 +34,7 @@ from m6rec_bench.protocols import get_protocol
 from m6rec_bench.resolve import post_training_method
 from m6rec_bench.results.record import Record
 from m6rec_bench.results.store import RecordStore
-from m6rec_bench.untrusted import read_text
+from m6rec_bench.untrusted import UntrustedInputError, compose_yaml, read_text
 
 #: numpy's and torch's seeds are unsigned 32-bit: RecBole's ``init_seed`` fails on anything else.
 MAX_SEED = 2**32 - 1
@@ -119,15 +119,15 @@ class SuiteConfig(BaseModel):
     def from_yaml(cls, path: Path, **cli: Any) -> SuiteConfig:
         """Load a suite file; options given on the command line (not None) win over the file."""
         try:
-            data = yaml.safe_load(read_text(path, "suite config"))
+            data = compose_yaml(read_text(path, "suite config"))[0]
         except OSError as exc:
             raise UsageError(f"cannot read suite config {path}: {exc.strerror}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""
             raise UsageError(f"suite config {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
-        except RecursionError:
-            raise UsageError(f"suite config {path} is nested too deeply to be a suite — fix the file") from None
+        except UntrustedInputError as exc:
+            raise UsageError(f"suite config {path} cannot be a suite: {exc} — fix the file") from None
         if data is None:
             # an empty file would silently run the whole default suite: almost surely the wrong file
             raise UsageError(f"suite config {path} is empty — write the settings to run (e.g. 'models: [BPR]'), "
