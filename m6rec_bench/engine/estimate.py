@@ -114,8 +114,13 @@ def _method_family(method: str) -> str:
     return method.partition(":")[0]
 
 
-def build_priors(records: Iterable[Record], interactions: dict[str, int]) -> dict[str, Any]:
+def build_priors(records: Iterable[Record], interactions: dict[str, int], fresh: Iterable[Record] = ()) -> dict[str, Any]:
     """Priors (JSON-ready) from finished records: what ``cost_priors.json`` holds.
+
+    ``fresh`` records — a newer run of the current code on a quiet machine
+    (``benchmarks/priors_records``) — replace ``records`` for every row and protocol they cover:
+    published boards keep the costs of the code and the load they were made under (the default
+    suite was estimated at ~26 min from them when it took 6.5).
 
     Untuned ``ok`` records give the costs, each cell once (the same record is published on several
     boards). A post-training record carries its twin's training time, so it gives only its own
@@ -123,6 +128,9 @@ def build_priors(records: Iterable[Record], interactions: dict[str, int]) -> dic
     studies without an epoch cap (``--tune-epochs``), each study once. ``interactions`` maps each
     dataset to its interaction count.
     """
+    fresh = list(fresh)
+    covered = {(r.label or r.model, r.protocol) for r in fresh if r.status == "ok"}
+    records = fresh + [r for r in records if (r.label or r.model, r.protocol) not in covered]
     seen: set[str] = set()
     plain: dict[tuple[str, str], list[Record]] = defaultdict(list)
     post: dict[str, list[float]] = defaultdict(list)
