@@ -4,8 +4,9 @@ Without them a cell killed in its 27th epoch (Ctrl-C, ``kill -9``, a lost worker
 from epoch 0 on the next run of the same command. :class:`EpochCheckpoints` hooks into RecBole's
 ``Trainer.fit`` (no copy of its loop): after a finished epoch — the first one that ends
 :data:`DEFAULT_EVERY_S` seconds (``M6BENCH_CHECKPOINT_EVERY``) or more after the last save, or every
-epoch with ``M6BENCH_CHECKPOINT_EVERY=0`` — it writes everything the rest of the loop reads, and a later run of the same cell id puts it all back and sets
-``trainer.start_epoch``, so the continuation is the uninterrupted run, bit for bit on CPU:
+epoch with ``M6BENCH_CHECKPOINT_EVERY=0`` — it writes everything the rest of the loop reads, and a
+later run of the same cell id puts it all back and sets ``trainer.start_epoch``, so the
+continuation is the uninterrupted run, bit for bit on CPU:
 
 - the model's ``state_dict``, its ``other_parameter()`` (RecBole's non-parameter state, e.g.
   LightGCN's cached embeddings) and every plain scalar attribute of every submodule (e.g.
