@@ -4,7 +4,7 @@ Everything here sits at the edge where a file enters (a suite YAML, ``datasets.y
 given to ``reproduce`` or ``leaderboard build``, an artifact's ``meta.json``). Python's own readers
 fail on hostile input with exceptions no user can act on — ``UnicodeDecodeError`` on a binary
 file, ``RecursionError`` on ``[[[[…]]]]`` nested 100 000 deep (at a depth that moves with the
-recursion limit), a YAML file of 500 bytes whose aliases (``*a``) expand to 10⁸ values once the
+recursion limit), a YAML file of 550 bytes whose aliases (``*a``) expand to 10⁸ values once the
 settings are walked, a many-line ``ValidationError`` — so each function turns them into an error
 that names the file and says what to do.
 """
@@ -117,9 +117,9 @@ def yaml_depth(text: str, stop_above: int | None = None) -> int:
     return deepest
 
 
-def yaml_values(node: Any) -> int:
+def yaml_values(node: Any, cap: int = MAX_YAML_VALUES) -> int:
     """How many values the composed YAML ``node`` holds once its aliases are followed (each alias
-    counts its target's values again; counts stop a little past :data:`MAX_YAML_VALUES`), without
+    counts its target's values again; counts stop at ``cap + 1``), without
     expanding anything: one memoised pass over the node graph. An alias inside its own anchor
     (``&a [*a]``, a structure that contains itself) raises :class:`UntrustedInputError`."""
     import yaml
@@ -138,7 +138,7 @@ def yaml_values(node: Any) -> int:
             size[key] = 1
             continue
         if done:
-            size[key] = min(1 + sum(size[id(c)] for c in children), MAX_YAML_VALUES + 1)
+            size[key] = min(1 + sum(size[id(c)] for c in children), cap + 1)
             on_path.discard(key)
         elif key in on_path:
             raise UntrustedInputError("YAML whose alias refers to the collection it is in (a structure that "
@@ -166,8 +166,7 @@ def compose_yaml(text: str, *, max_depth: int = MAX_YAML_DEPTH, max_values: int 
         node = loader.get_single_node()
         if node is None:
             return None, None
-        values = yaml_values(node)
-        if values > max_values:
+        if yaml_values(node, max_values) > max_values:
             raise UntrustedInputError(f"YAML that expands to more than {max_values:,} values through its aliases "
                                       "(*name); write the values out or use fewer aliases")
         return loader.construct_document(node), node
