@@ -122,7 +122,12 @@ def _score_batch(model: Any, batched: Any, eval_data: Any, device: torch.device,
                 out = model.predict(Interaction({k: v[i] for k, v in parts.items()}).to(device))
                 blocks.append(out.unsqueeze(0) if out.dim() == 0 else out)
             scores = torch.cat(blocks, dim=0)
-    scores = scores.view(-1, n_items)
+    return mask_scores(scores.view(-1, n_items), history_index)
+
+
+def mask_scores(scores: torch.Tensor, history_index: Any) -> torch.Tensor:
+    """``scores`` with the padding item and the users' history set to ``-inf``, in place (as
+    ``Trainer._full_sort_batch_eval`` masks them)."""
     scores[:, 0] = -np.inf
     if history_index is not None:
         scores[history_index] = -np.inf

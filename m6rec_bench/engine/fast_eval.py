@@ -19,8 +19,10 @@ What stays RecBole's, so the numbers are the same:
 What changes: users are scored ``rows_per_call`` at a time (a budget of :data:`SCORE_BUDGET` score
 floats per call; models without ``full_sort_predict`` — NeuMF, ConvNCF, NNCF score every
 (user, item) pair through a network — keep RecBole's own ``eval_batch_size`` pairs per call, which
-bounds the work per call), and each split's history and positives are gathered once into CSR
-arrays (cached on the loader) instead of per batch.
+bounds the work per call, unless :mod:`m6rec_bench.engine.pair_scores` computes their pairs'
+scores factorised: NeuMF, whose scores then differ from ``predict``'s by rounding, which the
+``replay`` guard below handles as it handles large batches), and each split's history and
+positives are gathered once into CSR arrays (cached on the loader) instead of per batch.
 
 Engines (``M6BENCH_ENGINE``, ``m6bench run --engine``):
 
@@ -57,6 +59,7 @@ import numpy as np
 import torch
 
 from m6rec_bench import compat
+from m6rec_bench.engine import pair_scores
 from m6rec_bench.engine.engines import (  # noqa: F401 - re-exported: the engine names
     DEFAULT_ENGINE,
     ENGINE_ENV,
@@ -66,7 +69,7 @@ from m6rec_bench.engine.engines import (  # noqa: F401 - re-exported: the engine
     set_engine,
 )
 from m6rec_bench.errors import UsageError
-from m6rec_bench.evaluation import PerUserMetrics, _device_of, _score_batch
+from m6rec_bench.evaluation import PerUserMetrics, _device_of, _score_batch, mask_scores
 
 #: Score floats per scoring call (users x items): 8M floats = 32 MiB, all of ml-100k in one call.
 SCORE_BUDGET = 1 << 23
@@ -256,20 +259,24 @@ def evaluate_pass(trainer: Any, eval_data: Any, *, engine: str = "fast", rows: i
     item_tensor = dataset.get_item_feature().to(device) if _pairwise(model) else None
     max_k = max(collector.topk)
     exact_step = int(eval_data.step)
+    scorer = None if engine == "recbole" or not _pairwise(model) else pair_scores.factorised(model)
     if engine == "recbole":
         batches: Iterator[tuple[int, int, Any]] = ((0, 0, batch) for batch in eval_data)
     else:
-        step = rows or rows_per_call(model, eval_data)
+        step = rows or (scorer.rows_per_call() if scorer else rows_per_call(model, eval_data))
         if engine == "replay":  # whole RecBole batches inside each large one, for the guard's re-scoring
             step = max(exact_step, step - step % exact_step)
         batches = _fast_batches(model, eval_data, step)
     guard = engine == "replay"
     topk_rows, users, rescored = [], [], 0
     for start, stop, batch in batches:
-        interaction, _, positive_u, positive_i = batch
-        scores = _score_batch(model, batch, eval_data, device, n_items, item_tensor)
+        interaction, history_index, positive_u, positive_i = batch
+        if scorer is not None:  # the pairs' scores computed factorised: predict's to rounding
+            scores = mask_scores(scorer(interaction[uid_field].to(device)), history_index)
+        else:
+            scores = _score_batch(model, batch, eval_data, device, n_items, item_tensor)
         topk_idx = torch.topk(scores, max_k, dim=-1)[1]  # Collector.eval_batch_collect's call
-        if guard and stop - start > exact_step:
+        if guard and (stop - start > exact_step or scorer is not None):
             flagged = torch.nonzero(near_ties(scores, max_k)).flatten().cpu()
             if len(flagged):
                 _exact_rows(model, eval_data, device, n_items, item_tensor, max_k, start, flagged, topk_idx)
