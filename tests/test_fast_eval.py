@@ -184,6 +184,42 @@ def test_near_ties_flags_rows_whose_order_rounding_could_change():
     assert fast_eval.near_ties(scores, 3).tolist() == [False, True, True, True, False]
 
 
+def test_hit_changing_ties_flags_rows_whose_hits_rounding_could_change():
+    nan, inf = float("nan"), float("-inf")
+    scores = torch.tensor([
+        [6.0, 5.0, 4.0, 3.0, 2.0, 1.0],  # well separated
+        [6.0, 5.0, 5.0, 3.0, 2.0, 1.0],  # a tie inside the top 3, both not positive
+        [6.0, 5.0, 5.0, 3.0, 2.0, 1.0],  # the same tie, one of them positive
+        [6.0, 5.0, 4.0, 4.0 - 1e-6, 2.0, 1.0],  # a near tie at the cut, neither positive
+        [6.0, 5.0, 4.0, 4.0 - 1e-6, 2.0, 1.0],  # the same, the 4th positive: it may enter the top 3
+        [6.0, 5.0, 4.0, 4.0, 4.0, 4.0],  # a run from the cut past the window (k + 2 ranks): unknown
+        [6.0, 5.0, nan, 3.0, 2.0, 1.0],  # a NaN
+        [6.0, 5.0, 4.0, inf, inf, inf],  # masked items tie below the cut
+        [6.0, 5.0, inf, inf, inf, inf],  # masked items tie at the cut, past the window: unknown
+    ])
+    positive = torch.zeros_like(scores, dtype=torch.int)
+    positive[2, 1] = positive[4, 3] = positive[5, 0] = 1
+    got = fast_eval.hit_changing_ties(scores, 3, positive, window=2).tolist()
+    assert got == [False, False, True, False, True, True, True, False, True]
+
+
+def test_unflagged_rows_keep_their_hits_under_any_rounding():
+    """Scores with many exact and near ties, moved by noise far below the tolerance, as another
+    batch's rounding would move them: every row the guard lets be keeps its hit vector."""
+    gen = torch.Generator().manual_seed(0)
+    tol, k = 1e-3, 10
+    scores = torch.round(torch.randn(2000, 60, generator=gen) * 8) / 8  # steps of 1/8: many exact ties
+    scores[:, :30] += torch.randint(0, 2, (2000, 30), generator=gen) * 1e-4  # and near ties
+    positive = (torch.rand(2000, 60, generator=gen) < 0.2).to(torch.int)
+    flagged = fast_eval.hit_changing_ties(scores, k, positive, tol=tol)
+    assert 0 < int(flagged.sum()) < len(scores)
+    hits = lambda s: torch.gather(positive, 1, torch.topk(s, k, dim=-1)[1])  # noqa: E731
+    for _ in range(20):
+        moved = scores + (torch.rand(scores.shape, generator=gen) - 0.5) * (tol / 4)
+        keep = ~flagged
+        assert torch.equal(hits(moved)[keep], hits(scores)[keep])
+
+
 @pytest.mark.parametrize("model", ["BPR", "SpectralCF"])
 def test_replay_validation_keeps_recbole_lists_on_trained_models(ml100k_slice, model):
     """After some training most rows keep their large-batch list (the guard re-scores few), and
@@ -197,3 +233,5 @@ def test_replay_validation_keeps_recbole_lists_on_trained_models(ml100k_slice, m
         assert 0 <= guarded.rescored_rows < len(base.per_user.user_ids)
         np.testing.assert_array_equal(guarded.per_user.top_items, base.per_user.top_items)
         assert guarded.result == base.result
+        hits_only = fast_eval.evaluate_pass(trainer, b.valid_data, engine="replay", per_user=False)
+        assert hits_only.result == base.result and hits_only.rescored_rows <= guarded.rescored_rows

@@ -89,6 +89,8 @@ def test_replay_validation_is_recboles(neumf) -> None:
     np.testing.assert_array_equal(got.per_user.top_items, ref.per_user.top_items)
     for key, values in ref.per_user.values.items():
         np.testing.assert_array_equal(got.per_user.values[key], values)
+    hits_only = fast_eval.evaluate_pass(trainer, b.valid_data, engine="replay", per_user=False)
+    assert hits_only.result == ref.result and hits_only.rescored_rows <= got.rescored_rows
 
 
 def test_guard_runs_for_factorised_scores(neumf, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,7 +30,9 @@ Engines (``M6BENCH_ENGINE``, ``m6bench run --engine``):
   :mod:`m6rec_bench.engine.fast_train` — the same random draws in the same order, so the same
   batches bit for bit — validation during training in large batches with a near-tie guard (a row
   whose top-k order batched rounding could change, :func:`near_ties`, is scored again in its own
-  RecBole batch: every validation list is RecBole's, so the same epochs are chosen), and the test
+  RecBole batch: every validation list is RecBole's, so the same epochs are chosen; when nothing
+  reads the lists but the hits, as in validation during ``fit``, only rows where a tie could move a
+  positive, :func:`hit_changing_ties`, so every hit vector and metric is RecBole's), and the test
   pass through RecBole's own loader batches: every number is RecBole's. Training costs 1.0-1.2x
   plain torch an epoch instead of ~3.4x, validation 3.6-6x less than RecBole's loop
   (``benchmarks/RESULTS.md``).
@@ -208,6 +210,39 @@ def near_ties(scores: torch.Tensor, k: int, tol: float = NEAR_TIE) -> torch.Tens
     return ~((gaps > tol * scale) & finite[:, 1:]).all(dim=1)
 
 
+#: Ranks past ``max(topk)`` that :func:`hit_changing_ties` looks at: a run of near ties that reaches
+#: past them is scored again (an item that far down could only enter the top k through a run of
+#: near ties that long).
+TIE_WINDOW = 8
+
+
+def hit_changing_ties(scores: torch.Tensor, k: int, positive: torch.Tensor, tol: float = NEAR_TIE,
+                      window: int = TIE_WINDOW) -> torch.Tensor:
+    """Rows where rounding could change *which ranks of the top k hold a positive*: the rows whose
+    hit vector (``rec.topk``, all a top-k metric reads) another batch could change.
+
+    A run of near-tied scores (consecutive gaps within ``tol`` × the row's scale, as in
+    :func:`near_ties`) may come out in any order; it changes the hits only when it holds both
+    positives and other items and touches the top ``k``. Flagged: such a mixed run inside the top
+    ``k`` or across its boundary, a boundary run that reaches the end of the ``k + window`` ranks
+    looked at, and a row with a NaN score. Masked (``-inf``) items tie with each other, never with
+    a finite score. ``positive``: the batch's 0/1 ground-truth matrix.
+    """
+    m = min(k + window, scores.shape[1])
+    vals, idx = torch.topk(scores, m, dim=-1)
+    finite = torch.isfinite(vals)
+    scale = torch.where(finite, vals.abs(), torch.zeros_like(vals)).amax(dim=1, keepdim=True).clamp(min=1.0)
+    tied = ~(vals[:, :-1] - vals[:, 1:] > tol * scale)  # rank j and j + 1 may swap (-inf and -inf: NaN gap)
+    hit = torch.gather(positive, 1, idx) > 0
+    mixed = tied & (hit[:, 1:] != hit[:, :-1])
+    inside = mixed[:, : k - 1].any(dim=1)
+    chain = tied[:, k - 1 :].to(torch.int8).cumprod(dim=1).bool()  # the run that holds rank k, onwards
+    flagged = inside | (mixed[:, k - 1 :] & chain).any(dim=1) | torch.isnan(vals).any(dim=1)
+    if m < scores.shape[1] and chain.shape[1]:
+        flagged |= chain[:, -1]
+    return flagged
+
+
 def _exact_rows(model: Any, eval_data: Any, device: Any, n_items: int, item_tensor: Any, max_k: int,
                 start: int, flagged: torch.Tensor, topk_idx: torch.Tensor) -> None:
     """Score again, in RecBole's own batches, the loader rows ``start + flagged`` of a large batch
@@ -268,6 +303,8 @@ def evaluate_pass(trainer: Any, eval_data: Any, *, engine: str = "fast", rows: i
             step = max(exact_step, step - step % exact_step)
         batches = _fast_batches(model, eval_data, step)
     guard = engine == "replay"
+    # Nothing reads the lists, only which ranks hold a positive: the guard lets hit-neutral ties be.
+    hits_only = not per_user and not collector.register.need("rec.items")
     topk_rows, users, rescored = [], [], 0
     for start, stop, batch in batches:
         interaction, history_index, positive_u, positive_i = batch
@@ -276,13 +313,14 @@ def evaluate_pass(trainer: Any, eval_data: Any, *, engine: str = "fast", rows: i
         else:
             scores = _score_batch(model, batch, eval_data, device, n_items, item_tensor)
         topk_idx = torch.topk(scores, max_k, dim=-1)[1]  # Collector.eval_batch_collect's call
+        pos = torch.zeros_like(scores, dtype=torch.int)
+        pos[positive_u, positive_i] = 1
         if guard and (stop - start > exact_step or scorer is not None):
-            flagged = torch.nonzero(near_ties(scores, max_k)).flatten().cpu()
+            risky = hit_changing_ties(scores, max_k, pos) if hits_only else near_ties(scores, max_k)
+            flagged = torch.nonzero(risky).flatten().cpu()
             if len(flagged):
                 _exact_rows(model, eval_data, device, n_items, item_tensor, max_k, start, flagged, topk_idx)
                 rescored += len(flagged)
-        pos = torch.zeros_like(scores, dtype=torch.int)
-        pos[positive_u, positive_i] = 1
         pos_len = pos.sum(dim=1, keepdim=True)
         topk_rows.append((torch.cat((torch.gather(pos, dim=1, index=topk_idx), pos_len), dim=1).cpu(), topk_idx.cpu()))
         users.append(interaction[uid_field].cpu())
@@ -338,5 +376,5 @@ def install(trainer: Any, engine: str = "fast") -> None:
     trainer.evaluate = evaluate
 
 
-__all__ = ["DEFAULT_ENGINE", "ENGINES", "ENGINE_ENV", "REPLAY_ENGINES", "EvalPass", "PER_CALL_MODELS", "SCORE_BUDGET", "SplitIndex", "engine_from_env",
-           "evaluate_pass", "install", "rows_per_call", "set_engine", "split_index", "supports"]
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "ENGINE_ENV", "NEAR_TIE", "REPLAY_ENGINES", "TIE_WINDOW", "EvalPass", "PER_CALL_MODELS",
+           "SCORE_BUDGET", "SplitIndex", "engine_from_env", "evaluate_pass", "hit_changing_ties", "near_ties", "install", "rows_per_call", "set_engine", "split_index", "supports"]
