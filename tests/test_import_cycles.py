@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     # leaf utilities that live in engine/ but import nothing of it (candidates to move down)
     "m6rec_bench.engine.environment": 3, "m6rec_bench.engine.fast_eval": 3, "m6rec_bench.engine.checkpoint": 3,
     "m6rec_bench.engine.threads": 3, "m6rec_bench.engine.workers": 3, "m6rec_bench.engine.fast_train": 3,
-    "m6rec_bench.engine.engines": 3,
+    "m6rec_bench.engine.engines": 3, "m6rec_bench.engine.pair_scores": 3,
     # below the engine: a cell resolved, RecBole set-up and training, artifacts
     "m6rec_bench.resolve": 4, "m6rec_bench.training": 4, "m6rec_bench.artifacts": 4,
 }
