@@ -65,8 +65,8 @@ def test_default_suite_plan_estimates_the_main_job_from_the_committed_records(tm
     assert res.exit_code == 0, res.output
     [row] = [line.split() for line in res.output.splitlines() if line.strip().startswith("ml-100k")]
     assert row[:4] == ["ml-100k", "default", "11", "11"]
-    # benchmarks/priors_records: the 11 default models, one seed, took 6.5 min two at a time on a quiet
-    # 2-core machine (718 s of cells); the tests run cells one at a time (M6BENCH_IN_PROCESS): ~12 min
+    # benchmarks/priors_records: the 11 default models, one seed, took 5.5 min two at a time on a quiet
+    # 2-core machine (621 s of cells); the tests run cells one at a time (M6BENCH_IN_PROCESS): ~11 min
     assert row[4].startswith("~") and row[4].endswith("m") and 9 <= int(row[4][1:-1]) <= 15, row
     assert "longest cells: M6-Fusion" in res.output
     assert list(tmp_path.iterdir()) == []
