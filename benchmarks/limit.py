@@ -108,6 +108,7 @@ def torch_epoch(b: Any, trainer: Any) -> None:
     """One epoch in a bare loop: same model, same loss, same batch size, negatives drawn uniformly."""
     from recbole.data.dataloader.user_dataloader import UserDataLoader
     from recbole.data.interaction import Interaction
+    from recbole.utils import InputType
 
     ds, model = b.train_data._dataset, b.model
     uid, iid = ds.uid_field, ds.iid_field
@@ -121,9 +122,15 @@ def torch_epoch(b: Any, trainer: Any) -> None:
     batch = b.config["train_batch_size"]
     opt = trainer.optimizer
     model.train()
-    for start in range(0, len(users), batch):
-        idx = perm[start : start + batch]
-        inter = Interaction({uid: users[idx], iid: items[idx], neg_field: negs[idx]})
+    pointwise = model.input_type == InputType.POINTWISE  # NeuMF: each positive and its negative, labelled 1 / 0
+    step = batch // 2 if pointwise else batch
+    for start in range(0, len(users), step):
+        idx = perm[start : start + step]
+        if pointwise:
+            inter = Interaction({uid: users[idx].repeat(2), iid: torch.cat([items[idx], negs[idx]]),
+                                 b.config["LABEL_FIELD"]: torch.cat([torch.ones(len(idx)), torch.zeros(len(idx))])})
+        else:
+            inter = Interaction({uid: users[idx], iid: items[idx], neg_field: negs[idx]})
         opt.zero_grad()
         loss = model.calculate_loss(inter)
         loss = sum(loss) if isinstance(loss, tuple) else loss
@@ -133,12 +140,20 @@ def torch_epoch(b: Any, trainer: Any) -> None:
 
 @torch.no_grad()
 def torch_eval(b: Any, dense_history: torch.Tensor, positives: torch.Tensor, users: torch.Tensor) -> float:
-    """One validation pass in torch: one scoring call, one mask, topk, NDCG@10 (RecBole's formula)."""
+    """One validation pass in torch: one scoring call (a pairwise model: ``predict`` on every pair,
+    64 users a call), one mask, topk, NDCG@10 (RecBole's formula)."""
     from recbole.data.interaction import Interaction
 
     model = b.model
     model.eval()
-    scores = model.full_sort_predict(Interaction({b.dataset.uid_field: users})).view(len(users), -1)
+    try:
+        scores = model.full_sort_predict(Interaction({b.dataset.uid_field: users})).view(len(users), -1)
+    except NotImplementedError:  # a pairwise model (NeuMF): every (user, item) pair through predict, 64 users a call
+        n_items = b.dataset.item_num
+        items = torch.arange(n_items).repeat(64)
+        scores = torch.cat([model.predict(Interaction({b.dataset.uid_field: part.repeat_interleave(n_items),
+                                                       b.dataset.iid_field: items[: len(part) * n_items]}))
+                            .view(len(part), n_items) for part in users.split(64)])
     scores[:, 0] = -torch.inf
     scores[dense_history] = -torch.inf
     top = torch.topk(scores, 10, dim=-1)[1]
