@@ -40,21 +40,19 @@ class FactorisedNeuMF:
     """NeuMF's ``predict`` for every item of a block of users, with the first MLP layer and the
     GMF product factorised per user and per item (see the module docstring)."""
 
+    @torch.no_grad()
     def __init__(self, model: Any, mlp: list[nn.Linear]) -> None:
-        d = model.mlp_embedding_size
-        first = mlp[0]
+        d, first = model.mlp_embedding_size, mlp[0]
         self.rest = mlp[1:]
         self.width = first.out_features
         self.n_items = model.n_items
-        weight, bias = model.predict_layer.weight[0], model.predict_layer.bias
-        self.bias = bias
-        with torch.no_grad():
+        self.mf, self.mlp = model.mf_train, model.mlp_train
+        weight, self.bias = model.predict_layer.weight[0], model.predict_layer.bias
+        dm = model.mf_embedding_size if self.mf else 0  # the prediction layer reads [GMF; MLP]
+        self.w_mlp = weight[dm:]
+        if self.mlp:
             self.user_mlp = model.user_mlp_embedding.weight @ first.weight[:, :d].T
             self.item_mlp = torch.addmm(first.bias, model.item_mlp_embedding.weight, first.weight[:, d:].T)
-        self.mf = model.mf_train
-        self.mlp = model.mlp_train
-        dm = model.mf_embedding_size if model.mf_train else 0
-        self.w_mlp = weight[dm:]
         if self.mf:
             self.user_mf = model.user_mf_embedding.weight * weight[:dm]
             self.item_mf_t = model.item_mf_embedding.weight.T
