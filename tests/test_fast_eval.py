@@ -214,9 +214,9 @@ def test_unflagged_rows_keep_their_hits_under_any_rounding():
     flagged = fast_eval.hit_changing_ties(scores, k, positive, tol=tol)
     assert 0 < int(flagged.sum()) < len(scores)
     hits = lambda s: torch.gather(positive, 1, torch.topk(s, k, dim=-1)[1])  # noqa: E731
+    keep = ~flagged
     for _ in range(20):
         moved = scores + (torch.rand(scores.shape, generator=gen) - 0.5) * (tol / 4)
-        keep = ~flagged
         assert torch.equal(hits(moved)[keep], hits(scores)[keep])
 
 

@@ -10,7 +10,6 @@ RecBole's top-k lists and result dict; anything the factorisation does not know 
 from __future__ import annotations
 
 import copy
-import tempfile
 
 import numpy as np
 import pytest
@@ -24,7 +23,7 @@ from m6rec_bench.protocols import get_protocol
 
 
 @pytest.fixture(scope="module")
-def neumf(ml100k_slice):
+def neumf(ml100k_slice, tmp_path_factory):
     """NeuMF on the slice after two training epochs, with its RecBole trainer."""
     from recbole.utils import get_trainer
 
@@ -32,7 +31,7 @@ def neumf(ml100k_slice):
     split, extra = protocol.prepare(ml100k_slice, 2020)
     config = build_config_dict(CellSpec(dataset=ml100k_slice.name, model="NeuMF", epochs=2), entry, protocol,
                                split, extra)
-    b = build(entry, split, config, tempfile.mkdtemp())
+    b = build(entry, split, config, str(tmp_path_factory.mktemp("neumf")))
     trainer = get_trainer(b.config["MODEL_TYPE"], b.config["model"])(b.config, b.model)
     for epoch in range(2):
         trainer._train_epoch(b.train_data, epoch, show_progress=False)

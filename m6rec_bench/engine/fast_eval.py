@@ -205,9 +205,18 @@ def near_ties(scores: torch.Tensor, k: int, tol: float = NEAR_TIE) -> torch.Tens
     (ties, near ties, fewer than ``k + 1`` finite scores): their order could depend on rounding."""
     vals = torch.topk(scores, min(k + 1, scores.shape[1]), dim=-1)[0]
     finite = torch.isfinite(vals)
-    scale = torch.where(finite, vals.abs(), torch.zeros_like(vals)).amax(dim=1, keepdim=True).clamp(min=1.0)
-    gaps = vals[:, :-1] - vals[:, 1:]
-    return ~((gaps > tol * scale) & finite[:, 1:]).all(dim=1)
+    return ~((_gaps(vals) > tol * _row_scale(vals)) & finite[:, 1:]).all(dim=1)
+
+
+def _row_scale(vals: torch.Tensor) -> torch.Tensor:
+    """Each row's largest finite score magnitude, at least 1: what the near-tie tolerance is a share of."""
+    finite = torch.isfinite(vals)
+    return torch.where(finite, vals.abs(), torch.zeros_like(vals)).amax(dim=1, keepdim=True).clamp(min=1.0)
+
+
+def _gaps(vals: torch.Tensor) -> torch.Tensor:
+    """Gaps between consecutive scores of rows sorted in descending order."""
+    return vals[:, :-1] - vals[:, 1:]
 
 
 #: Ranks past ``max(topk)`` that :func:`hit_changing_ties` looks at: a run of near ties that reaches
@@ -230,9 +239,7 @@ def hit_changing_ties(scores: torch.Tensor, k: int, positive: torch.Tensor, tol:
     """
     m = min(k + window, scores.shape[1])
     vals, idx = torch.topk(scores, m, dim=-1)
-    finite = torch.isfinite(vals)
-    scale = torch.where(finite, vals.abs(), torch.zeros_like(vals)).amax(dim=1, keepdim=True).clamp(min=1.0)
-    tied = ~(vals[:, :-1] - vals[:, 1:] > tol * scale)  # rank j and j + 1 may swap (-inf and -inf: NaN gap)
+    tied = ~(_gaps(vals) > tol * _row_scale(vals))  # rank j and j + 1 may swap (-inf and -inf: NaN gap)
     hit = torch.gather(positive, 1, idx) > 0
     mixed = tied & (hit[:, 1:] != hit[:, :-1])
     inside = mixed[:, : k - 1].any(dim=1)
